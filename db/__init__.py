@@ -1,0 +1,1 @@
+"""Database schema, engine and queries shared by the jobs and the service."""

