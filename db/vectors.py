@@ -1,0 +1,31 @@
+"""Feature vectors as stored: 2048 little-endian float32 values (8 KiB)."""
+from __future__ import annotations
+
+import numpy as np
+
+DIMENSIONS = 2048
+MODEL_NAME = "inception_v3_2015_12_05_pool_3"
+_DTYPE = np.dtype("<f4")
+
+
+def encode_vector(vector: np.ndarray) -> bytes:
+    """Return the stored bytes of one vector of DIMENSIONS values."""
+    vector = np.asarray(vector)
+    if vector.shape != (DIMENSIONS,):
+        raise ValueError(f"expected a vector of shape ({DIMENSIONS},), got {vector.shape}")
+    return vector.astype(_DTYPE, copy=False).tobytes()
+
+
+def decode_vector(data: bytes) -> np.ndarray:
+    """Return the float32 vector stored in `data`."""
+    if len(data) != DIMENSIONS * _DTYPE.itemsize:
+        raise ValueError(f"expected {DIMENSIONS * _DTYPE.itemsize} bytes, got {len(data)}")
+    return np.frombuffer(data, dtype=_DTYPE).astype(np.float32)
+
+
+def decode_vectors(blobs: list[bytes]) -> np.ndarray:
+    """Return an (n, DIMENSIONS) float32 matrix from stored vectors."""
+    if not blobs:
+        return np.empty((0, DIMENSIONS), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype=_DTYPE).reshape(len(blobs), DIMENSIONS) \
+        .astype(np.float32)
