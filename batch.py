@@ -1,0 +1,65 @@
+"""What the two batch jobs share: the legacy command line, logging, progress reporting."""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+from sqlalchemy.engine import URL
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+
+def legacy_database_url(host: str, port: str, name: str, user: str, password: str) -> str:
+    """Return the MariaDB URL for the original scripts' positional arguments."""
+    try:
+        port_number = int(port)
+    except ValueError:
+        raise ValueError(f"database port must be a number, got {port!r}") from None
+    return URL.create("mysql+mysqlconnector", username=user, password=password, host=host,
+                      port=port_number, database=name).render_as_string(hide_password=False)
+
+
+def setup_logging(level: str, quiet: bool = False) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else getattr(logging, level),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+
+
+class Progress:
+    """A progress bar on a terminal, a log line every `interval` seconds otherwise."""
+
+    def __init__(self, total: int, unit: str, quiet: bool = False, interval: float = 30.0):
+        self.total, self.unit, self.interval = total, unit, interval
+        self.done = 0
+        self.started = self.last_log = time.monotonic()
+        self.bar = None
+        self.quiet = quiet
+        if not quiet and sys.stderr.isatty():
+            self.bar = tqdm(total=total, unit=unit, dynamic_ncols=True, smoothing=0.1)
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+            return
+        now = time.monotonic()
+        if not self.quiet and now - self.last_log >= self.interval:
+            self.last_log = now
+            rate = self.done / max(now - self.started, 1e-9)
+            left = (self.total - self.done) / rate if rate > 0 else float("inf")
+            log.info("%d/%d %s (%.1f %s/s, about %s left)", self.done, self.total, self.unit,
+                     rate, self.unit, _duration(left))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _duration(seconds: float) -> str:
+    if seconds == float("inf"):
+        return "unknown time"
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"

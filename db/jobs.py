@@ -1,0 +1,26 @@
+"""The jobs table: one row per run of either batch job."""
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import insert, update
+from sqlalchemy.engine import Engine
+
+from db.models import Job, utcnow
+
+
+def start_job(engine: Engine, kind: str) -> int:
+    """Insert a 'running' row for a new run and return its id."""
+    with engine.begin() as connection:
+        result = connection.execute(insert(Job).values(kind=kind, started_at=utcnow(),
+                                                        outcome="running"))
+        return result.inserted_primary_key[0]
+
+
+def finish_job(engine: Engine, job_id: int, outcome: str, counts: dict[str, int],
+               message: str | None = None) -> None:
+    """Record how a run ended: 'completed' or 'failed', with its counts."""
+    with engine.begin() as connection:
+        connection.execute(update(Job).where(Job.id == job_id).values(
+            finished_at=utcnow(), outcome=outcome, counts=json.dumps(counts, sort_keys=True),
+            message=message))
