@@ -5,6 +5,7 @@
 # left as it is.
 #   scripts/mariadb.sh start   (default)   prints the URL to use, e.g.
 #       mysql+mysqlconnector://root@127.0.0.1:3307/
+#   scripts/mariadb.sh status          exit status 0 when it runs
 #   scripts/mariadb.sh stop
 set -euo pipefail
 
@@ -22,9 +23,11 @@ running() {
 install_server() {
     command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] && return 0
     log "installing mariadb-server with apt-get"
+    local sudo=()
+    [ "$(id -u)" = 0 ] || sudo=(sudo)
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >&2
-    apt-get install -y -q mariadb-server mariadb-client >&2
+    "${sudo[@]}" apt-get update -q >&2
+    "${sudo[@]}" apt-get install -y -q mariadb-server mariadb-client >&2
 }
 
 start() {
@@ -72,6 +75,7 @@ stop() {
 
 case "${1:-start}" in
     start) start ;;
+    status) running ;;
     stop) stop ;;
-    *) echo "usage: $0 [start|stop]" >&2; exit 2 ;;
+    *) echo "usage: $0 [start|status|stop]" >&2; exit 2 ;;
 esac
