@@ -1,0 +1,149 @@
+"""The read queries of the service: images, neighbour lists, features, counts, jobs.
+
+Every function takes a SQLAlchemy Session and returns plain values (Row tuples or
+dicts), so views never see ORM state and nothing here can write.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db.models import OK, STATUSES, Image, ImageFeatures, ImageNeighbour, Job
+
+# Columns the service shows for an image (the error text only on the detail view).
+IMAGE_COLUMNS = (Image.id, Image.path, Image.file_name, Image.size, Image.content_hash,
+                 Image.width, Image.height, Image.status, Image.error, Image.updated_at)
+JOB_KINDS = ("features", "grouping")
+
+
+def path_hash(path: str) -> str:
+    """Return the sha256 hex digest under which images.path_hash indexes a path."""
+    # surrogateescape: paths read from disk may hold bytes that are not UTF-8.
+    return hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def get_image(session: Session, image_id: int):
+    """Return the image row with this id, or None."""
+    return session.execute(select(*IMAGE_COLUMNS).where(Image.id == image_id)).first()
+
+
+def list_images(session: Session, after_id: int, limit: int) -> list:
+    """Return up to `limit` image rows with id > after_id, in id order (keyset paging)."""
+    query = (select(*IMAGE_COLUMNS).where(Image.id > after_id)
+             .order_by(Image.id).limit(limit))
+    return session.execute(query).all()
+
+
+def find_by_path(session: Session, path: str) -> list:
+    """Return the image stored under this path relative to IMAGE_ROOT (0 or 1 rows)."""
+    # The hash finds the row through its index; comparing the text as well guards
+    # against a (theoretical) hash collision.
+    query = select(*IMAGE_COLUMNS).where(Image.path_hash == path_hash(path))
+    return [row for row in session.execute(query).all() if row.path == path]
+
+
+def find_by_name(session: Session, name: str, after_id: int, limit: int) -> list:
+    """Return up to `limit` images with this exact file name and id > after_id."""
+    query = (select(*IMAGE_COLUMNS)
+             .where(Image.file_name == name, Image.id > after_id)
+             .order_by(Image.id).limit(limit))
+    return session.execute(query).all()
+
+
+def find_by_name_prefix(session: Session, prefix: str, limit: int) -> list:
+    """Return up to `limit` images whose file name starts with `prefix`."""
+    # autoescape makes % and _ in the user's text match literally.
+    query = (select(*IMAGE_COLUMNS)
+             .where(Image.file_name.startswith(prefix, autoescape=True))
+             .order_by(Image.file_name, Image.id).limit(limit))
+    return session.execute(query).all()
+
+
+def neighbours(session: Session, image_id: int, limit: int, offset: int = 0) -> list:
+    """Return rank, id, distance and file name of an image's neighbours, nearest first."""
+    # One statement, so it reads one snapshot: the grouping job replaces a list in one
+    # transaction and a reader sees the old list or the new one, never a mix.
+    query = (select(ImageNeighbour.rank, ImageNeighbour.neighbour_id.label("id"),
+                    ImageNeighbour.distance, Image.file_name)
+             .join(Image, Image.id == ImageNeighbour.neighbour_id)
+             .where(ImageNeighbour.image_id == image_id)
+             .order_by(ImageNeighbour.rank).limit(limit).offset(offset))
+    return session.execute(query).all()
+
+
+def has_neighbours(session: Session, image_id: int) -> bool:
+    """Return whether the grouping job has stored a neighbour list for this image."""
+    query = select(ImageNeighbour.rank).where(ImageNeighbour.image_id == image_id).limit(1)
+    return session.execute(query).first() is not None
+
+
+def neighbour_ids(session: Session, image_id: int) -> list:
+    """Return (id, distance) of all of an image's stored neighbours, nearest first."""
+    query = (select(ImageNeighbour.neighbour_id, ImageNeighbour.distance)
+             .where(ImageNeighbour.image_id == image_id).order_by(ImageNeighbour.rank))
+    return session.execute(query).all()
+
+
+def features(session: Session, image_id: int) -> bytes | None:
+    """Return the stored feature vector bytes of an image, or None."""
+    query = select(ImageFeatures.vector).where(ImageFeatures.image_id == image_id)
+    return session.execute(query).scalar()
+
+
+def has_features(session: Session, image_id: int) -> bool:
+    """Return whether an image has a stored feature vector."""
+    query = select(ImageFeatures.image_id).where(ImageFeatures.image_id == image_id)
+    return session.execute(query).first() is not None
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    """Return the number of images in each status (every status present, maybe 0)."""
+    counts = dict.fromkeys(STATUSES, 0)
+    query = select(Image.status, func.count()).group_by(Image.status)
+    counts.update({status: number for status, number in session.execute(query).all()})
+    return counts
+
+
+def count_ok(session: Session) -> int:
+    """Return the number of images whose features are current (status ok)."""
+    return session.execute(select(func.count()).where(Image.status == OK)).scalar_one()
+
+
+def last_jobs(session: Session) -> dict[str, dict | None]:
+    """Return the latest run of each job kind as a dict, or None if it never ran."""
+    result = {}
+    for kind in JOB_KINDS:
+        query = (select(Job).where(Job.kind == kind)
+                 .order_by(Job.started_at.desc(), Job.id.desc()).limit(1))
+        job = session.execute(query).scalar()
+        result[kind] = None if job is None else {
+            "id": job.id, "started_at": job.started_at, "finished_at": job.finished_at,
+            "outcome": job.outcome, "counts": job.counts, "message": job.message}
+    return result
+
+
+def previous_id(session: Session, image_id: int) -> int | None:
+    """Return the largest image id below `image_id`, or None."""
+    return session.execute(select(func.max(Image.id)).where(Image.id < image_id)).scalar()
+
+
+def next_id(session: Session, image_id: int) -> int | None:
+    """Return the smallest image id above `image_id`, or None."""
+    return session.execute(select(func.min(Image.id)).where(Image.id > image_id)).scalar()
+
+
+def random_ok_id(session: Session, rng: random.Random | None = None) -> int | None:
+    """Return the id of a random image with status ok, or None if there is none."""
+    # A random point in the id range and the next ok id at or after it: two index
+    # look-ups, where ORDER BY RAND() would sort the whole table.
+    low, high = session.execute(select(func.min(Image.id), func.max(Image.id))
+                                .where(Image.status == OK)).one()
+    if low is None:
+        return None
+    start = (rng or random).randint(low, high)
+    query = (select(Image.id).where(Image.status == OK, Image.id >= start)
+             .order_by(Image.id).limit(1))
+    return session.execute(query).scalar()

@@ -1,0 +1,36 @@
+"""The read-only Flask service: JSON API, the original endpoints, plots, media and pages.
+
+Development: `flask --app service run`. Production: `gunicorn 'service:create_app()'`.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from flask_cors import CORS
+
+from settings import Settings, load_settings
+
+
+def create_app(settings: Settings | None = None, test_config: dict | None = None) -> Flask:
+    """Build the application for `settings` (default: from the environment and .env)."""
+    from service import api, database, errors, legacy, media, pages
+
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    app.config.update(SETTINGS=settings, JSON_SORT_KEYS=False)
+    app.config.from_mapping(test_config or {})
+    app.json.sort_keys = False
+    app.json.compact = True
+    app.logger.setLevel(getattr(logging, settings.log_level))
+
+    database.init_app(app, settings.database_url)
+    errors.init_app(app)
+    if settings.cors_origins:
+        # Only the JSON API and the original endpoints are meant for other sites.
+        origins = "*" if "*" in settings.cors_origins else list(settings.cors_origins)
+        CORS(app, resources={r"/api/*": {"origins": origins},
+                             r"/image_*": {"origins": origins}})
+    for blueprint in (api.bp, legacy.bp, media.bp, pages.bp):
+        app.register_blueprint(blueprint)
+    return app

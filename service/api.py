@@ -1,0 +1,146 @@
+"""The JSON API under /api/v1/."""
+from __future__ import annotations
+
+import hashlib
+from urllib.parse import quote
+
+import numpy as np
+from flask import Blueprint, jsonify, request
+from sqlalchemy import select
+
+from db import read
+from db.models import Image
+from db.vectors import decode_vector
+from service import database, serialize
+from service.errors import MAX_ID, ApiError, get_image_or_error, int_param, \
+    require_grouped
+from service.openapi import openapi_document
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+MAX_PAGE = 1000
+MAX_NEIGHBOURS = 100
+MAX_LOOKUP_TEXT = 4096
+LIST_CACHE = "public, max-age=300"  # lists change only when a job reruns
+
+
+def cached_json(payload, cache_control: str = LIST_CACHE):
+    """Return a JSON response with an ETag of its body, 304 if the client has it."""
+    response = jsonify(payload)
+    response.headers["Cache-Control"] = cache_control
+    response.add_etag()
+    return response.make_conditional(request)
+
+
+def _page_url(path: str, **params) -> str:
+    query = "&".join(f"{key}={value}" for key, value in params.items())
+    return f"{request.script_root}{path}?{query}"
+
+
+@bp.get("/images")
+def images():
+    """List images in id order, `limit` at a time; `next` continues after the last."""
+    limit = int_param("limit", 100, 1, MAX_PAGE)
+    cursor = int_param("cursor", 0, 0, MAX_ID)
+    rows = read.list_images(database.session(), cursor, limit)
+    next_url = (_page_url("/api/v1/images", limit=limit, cursor=rows[-1].id)
+                if len(rows) == limit else None)
+    return jsonify({"images": [serialize.image(row) for row in rows], "limit": limit,
+                    "next": next_url})
+
+
+@bp.get("/images/lookup")
+def lookup():
+    """Find images by exact path (relative to IMAGE_ROOT) or by exact file name."""
+    path, name = request.args.get("path"), request.args.get("name")
+    if (path is None) == (name is None):
+        raise ApiError(400, "give exactly one of the query parameters path or name")
+    text = path if path is not None else name
+    if not text or len(text) > MAX_LOOKUP_TEXT:
+        raise ApiError(400, f"path or name must be 1 to {MAX_LOOKUP_TEXT} characters")
+    session = database.session()
+    if path is not None:
+        return jsonify({"images": [serialize.image(r) for r in read.find_by_path(session, path)],
+                        "next": None})
+    limit = int_param("limit", 100, 1, MAX_PAGE)
+    cursor = int_param("cursor", 0, 0, MAX_ID)
+    rows = read.find_by_name(session, name, cursor, limit)
+    next_url = None
+    if len(rows) == limit:
+        next_url = _page_url("/api/v1/images/lookup", name=quote(name, safe=""),
+                             limit=limit, cursor=rows[-1].id)
+    return jsonify({"images": [serialize.image(row) for row in rows], "next": next_url})
+
+
+@bp.get("/images/<image_id>")
+def image(image_id: str):
+    """Describe one image."""
+    return jsonify(serialize.image(get_image_or_error(image_id)))
+
+
+@bp.get("/images/<image_id>/neighbours")
+def neighbours(image_id: str):
+    """Return an image's nearest neighbours, `limit` from rank `offset` + 1."""
+    limit = int_param("limit", 20, 1, MAX_NEIGHBOURS)
+    offset = int_param("offset", 0, 0, MAX_NEIGHBOURS)
+    row = get_image_or_error(image_id)
+    require_grouped(row)
+    session = database.session()
+    rows = read.neighbours(session, row.id, limit + 1, offset)
+    if not rows and not read.has_neighbours(session, row.id):
+        raise ApiError(404, f"image {row.id} has no neighbours yet: the grouping job has "
+                            "not run since its features were computed", id=row.id)
+    next_url = (_page_url(f"/api/v1/images/{row.id}/neighbours", limit=limit,
+                          offset=offset + limit) if len(rows) > limit else None)
+    return cached_json({"id": row.id, "offset": offset, "limit": limit,
+                        "neighbours": [serialize.neighbour(r) for r in rows[:limit]],
+                        "next": next_url})
+
+
+def vector_or_error(row) -> np.ndarray:
+    """Return the feature vector of an image row, or raise a 404."""
+    require_grouped(row)
+    data = read.features(database.session(), row.id)
+    if data is None:
+        raise ApiError(404, f"image {row.id} has no features yet", id=row.id)
+    return decode_vector(data)
+
+
+def vector_etag(vector: np.ndarray) -> str:
+    """Return an ETag that changes exactly when the vector does."""
+    return hashlib.sha256(vector.tobytes()).hexdigest()[:32]
+
+
+@bp.get("/images/<image_id>/features")
+def features(image_id: str):
+    """Return an image's 2048 feature values as a JSON list."""
+    vector = vector_or_error(get_image_or_error(image_id))
+    # str() of a float32 is its shortest round-trip form (0.1234 rather than
+    # 0.12340000271797180): the same numbers, half the bytes.
+    response = jsonify([float(str(value)) for value in vector])
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    response.set_etag(vector_etag(vector))
+    return response.make_conditional(request)
+
+
+@bp.get("/stats")
+def stats():
+    """Return image counts by status and the last run of each job."""
+    session = database.session()
+    by_status = read.count_by_status(session)
+    return jsonify({"images": {"total": sum(by_status.values()), "by_status": by_status},
+                    "jobs": {kind: serialize.job(run)
+                             for kind, run in read.last_jobs(session).items()}})
+
+
+@bp.get("/healthz")
+def healthz():
+    """Answer 200 when the database is reachable and has its tables."""
+    database.session().execute(select(Image.id).limit(1)).first()
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """Return the OpenAPI document of this API."""
+    return jsonify(openapi_document(request.script_root))

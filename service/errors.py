@@ -1,0 +1,118 @@
+"""Errors as JSON `{"error": ...}` for the API, plain pages for people; never a bare 500."""
+from __future__ import annotations
+
+import re
+
+from flask import Flask, current_app, jsonify, render_template, request
+from sqlalchemy import inspect
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+from werkzeug.exceptions import HTTPException
+
+from db import read
+from db.models import FAILED, MISSING, PENDING
+from service import database
+
+MAX_ID = 2**63 - 1  # images.id is a signed 64-bit integer on MariaDB
+_DIGITS = re.compile(r"[0-9]{1,20}")
+
+
+class ApiError(Exception):
+    """A client-facing error with its HTTP status."""
+
+    def __init__(self, status: int, message: str, **extra):
+        super().__init__(message)
+        self.status, self.message, self.extra = status, message, extra
+
+
+def parse_id(text: str) -> int:
+    """Return the image id in `text` or raise a 400 ApiError."""
+    # ASCII digits only: int() would also accept "+5", " 5", "٥" and "1_000".
+    if not _DIGITS.fullmatch(text) or not 1 <= int(text) <= MAX_ID:
+        raise ApiError(400, f"image id must be an integer from 1 to {MAX_ID}, "
+                            f"got {text[:40]!r}")
+    return int(text)
+
+
+def int_param(name: str, default: int, minimum: int, maximum: int) -> int:
+    """Return query parameter `name` as an int in [minimum, maximum] or raise a 400."""
+    text = request.args.get(name)
+    if text is None:
+        return default
+    if not _DIGITS.fullmatch(text) or not minimum <= int(text) <= maximum:
+        raise ApiError(400, f"{name} must be an integer from {minimum} to {maximum}, "
+                            f"got {text[:40]!r}")
+    return int(text)
+
+
+def get_image_or_error(image_id_text: str, allow_missing: bool = False):
+    """Return the image row for the id in the URL, or raise 400/404/410."""
+    image_id = parse_id(image_id_text)
+    row = read.get_image(database.session(), image_id)
+    if row is None:
+        raise ApiError(404, f"no image with id {image_id}", id=image_id)
+    if row.status == MISSING and not allow_missing:
+        raise ApiError(410, f"the file of image {image_id} is missing from the archive",
+                       id=image_id, status=row.status)
+    return row
+
+
+def require_grouped(row) -> None:
+    """Raise a 404 that says why an image has no neighbours or features."""
+    if row.status in (PENDING, FAILED):
+        raise ApiError(404, f"image {row.id} has status {row.status!r}: it has no "
+                            "features and no neighbours", id=row.id, status=row.status)
+
+
+def wants_html() -> bool:
+    """Return whether this request should get an HTML error page."""
+    if request.blueprint == "pages":
+        return True
+    if request.blueprint is not None or request.path.startswith(("/api/", "/image_")):
+        return False
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html"
+
+
+def _respond(status: int, message: str, extra: dict | None = None):
+    if wants_html():
+        return render_template("error.html", status=status, message=message,
+                               extra=extra or {}), status
+    return jsonify({"error": message, **(extra or {})}), status
+
+
+def _database_message() -> str:
+    try:
+        has_tables = inspect(current_app.extensions["db_engine"]).has_table("images")
+    except DBAPIError:
+        return "the database is not reachable"
+    if not has_tables:
+        return ("the database has no tables yet: run create_image_features.py "
+                "(it creates the schema)")
+    return "the database is not available"
+
+
+def init_app(app: Flask) -> None:
+    """Register the error handlers."""
+
+    @app.errorhandler(ApiError)
+    def _api_error(error: ApiError):
+        return _respond(error.status, error.message, error.extra)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException):
+        response = _respond(error.code or 500, error.description or error.name)
+        if error.code == 405 and error.valid_methods:
+            body, status = response
+            return body, status, {"Allow": ", ".join(error.valid_methods)}
+        return response
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(ProgrammingError)
+    def _database_error(error):
+        current_app.logger.warning("database error: %s", error)
+        return _respond(503, _database_message())
+
+    @app.errorhandler(Exception)
+    def _unexpected(error):
+        current_app.logger.exception("unexpected error")
+        return _respond(500, "internal error; the service log has the details")

@@ -1,0 +1,210 @@
+"""The OpenAPI 3.1 description of the JSON API, the original endpoints and the media."""
+from __future__ import annotations
+
+from db.models import STATUSES
+from service.errors import MAX_ID
+from service.serialize import THUMBNAIL_SIZES
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(kind: str) -> dict:
+    return {"type": [kind, "null"]}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict:
+    return {str(code): {"$ref": f"#/components/responses/E{code}"} for code in codes}
+
+
+def _binary(media_type: str, description: str) -> dict:
+    return {"description": description,
+            "content": {media_type: {"schema": {"type": "string", "format": "binary"}}},
+            "headers": {"ETag": {"schema": {"type": "string"}},
+                        "Cache-Control": {"schema": {"type": "string"}}}}
+
+
+IMAGE_ID = {"name": "image_id", "in": "path", "required": True,
+            "description": "The image's stable id.",
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}
+
+
+def _query(name: str, description: str, minimum: int, maximum: int, default: int) -> dict:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": {"type": "integer", "minimum": minimum, "maximum": maximum,
+                       "default": default}}
+
+
+def _get(summary: str, responses: dict, parameters: list | None = None) -> dict:
+    return {"get": {"summary": summary, "parameters": parameters or [],
+                    "responses": responses}}
+
+
+COMPONENTS = {
+    "schemas": {
+        "Error": {"type": "object", "required": ["error"],
+                  "properties": {"error": {"type": "string"}, "id": {"type": "integer"},
+                                 "status": {"type": "string"}}},
+        "Links": {"type": "object", "additionalProperties": {"type": "string"}},
+        "Image": {
+            "type": "object",
+            "required": ["id", "path", "file_name", "size", "width", "height", "status",
+                         "error", "content_hash", "updated_at", "links"],
+            "properties": {
+                "id": {"type": "integer", "minimum": 1},
+                "path": {"type": "string", "description": "POSIX path under IMAGE_ROOT"},
+                "file_name": {"type": "string"},
+                "size": {**_nullable("integer"), "description": "bytes"},
+                "width": _nullable("integer"), "height": _nullable("integer"),
+                "status": {"enum": list(STATUSES)},
+                "error": _nullable("string"), "content_hash": _nullable("string"),
+                "updated_at": {"type": "string", "format": "date-time"},
+                "links": _ref("Links")}},
+        "ImageList": {
+            "type": "object", "required": ["images", "next"],
+            "properties": {"images": {"type": "array", "items": _ref("Image")},
+                           "limit": {"type": "integer"},
+                           "next": {**_nullable("string"),
+                                    "description": "URL of the next page, null at the end"}}},
+        "Neighbour": {
+            "type": "object", "required": ["rank", "id", "distance", "file_name", "links"],
+            "properties": {"rank": {"type": "integer", "minimum": 1},
+                           "id": {"type": "integer", "minimum": 1},
+                           "distance": {"type": "number", "minimum": 0},
+                           "file_name": {"type": "string"}, "links": _ref("Links")}},
+        "NeighbourList": {
+            "type": "object", "required": ["id", "offset", "limit", "neighbours", "next"],
+            "properties": {"id": {"type": "integer"}, "offset": {"type": "integer"},
+                           "limit": {"type": "integer"},
+                           "neighbours": {"type": "array", "maxItems": 100,
+                                          "items": _ref("Neighbour")},
+                           "next": _nullable("string")}},
+        "Job": {
+            "type": ["object", "null"],
+            "required": ["id", "started_at", "finished_at", "outcome", "counts", "message"],
+            "properties": {"id": {"type": "integer"},
+                           "started_at": {"type": "string", "format": "date-time"},
+                           "finished_at": _nullable("string"),
+                           "outcome": {"type": "string"},
+                           "counts": _nullable("object"), "message": _nullable("string")}},
+        "Stats": {
+            "type": "object", "required": ["images", "jobs"],
+            "properties": {
+                "images": {"type": "object", "required": ["total", "by_status"],
+                           "properties": {
+                               "total": {"type": "integer"},
+                               "by_status": {"type": "object",
+                                             "required": list(STATUSES),
+                                             "additionalProperties": {"type": "integer"}}}},
+                "jobs": {"type": "object", "required": ["features", "grouping"],
+                         "properties": {"features": _ref("Job"),
+                                        "grouping": _ref("Job")}}}},
+        "LegacyNeighbours": {
+            "type": "array", "minItems": 2, "maxItems": 2,
+            "prefixItems": [{"type": "string"},
+                            {"type": "array", "items": {
+                                "type": "object", "required": ["id", "distance"],
+                                "additionalProperties": False,
+                                "properties": {"id": {"type": "integer"},
+                                               "distance": {"type": "number"}}}}]},
+    },
+    "responses": {f"E{code}": _json(_ref("Error"), text) for code, text in {
+        400: "Bad parameter", 403: "The stored path leaves IMAGE_ROOT",
+        404: "No such image, or it has no features or neighbours yet",
+        410: "The image's file is missing from the archive",
+        422: "The image file cannot be decoded",
+        503: "The database is not reachable or has no tables yet"}.items()},
+}
+
+PATHS = {
+    "/api/v1/images": _get(
+        "List images in id order (keyset paging)",
+        {"200": _json(_ref("ImageList"), "A page of images"), **_errors(400, 503)},
+        [_query("limit", "Images per page", 1, 1000, 100),
+         _query("cursor", "Continue after this id (from `next`)", 0, MAX_ID, 0)]),
+    "/api/v1/images/lookup": _get(
+        "Find images by exact path or exact file name (exactly one of the two)",
+        {"200": _json(_ref("ImageList"), "The matching images, possibly none"),
+         **_errors(400, 503)},
+        [{"name": "path", "in": "query", "required": False,
+          "schema": {"type": "string", "minLength": 1, "maxLength": 4096}},
+         {"name": "name", "in": "query", "required": False,
+          "schema": {"type": "string", "minLength": 1, "maxLength": 4096}},
+         _query("limit", "Matches per page (name only)", 1, 1000, 100),
+         _query("cursor", "Continue after this id (name only)", 0, MAX_ID, 0)]),
+    "/api/v1/images/{image_id}": _get(
+        "Describe one image", {"200": _json(_ref("Image"), "The image"),
+                               **_errors(400, 404, 410, 503)}, [IMAGE_ID]),
+    "/api/v1/images/{image_id}/neighbours": _get(
+        "An image's nearest neighbours, nearest first",
+        {"200": {**_json(_ref("NeighbourList"), "Neighbours from rank offset+1"),
+                 "headers": {"ETag": {"schema": {"type": "string"}}}},
+         "304": {"description": "Not modified (If-None-Match)"},
+         **_errors(400, 404, 410, 503)},
+        [IMAGE_ID, _query("limit", "Entries to return", 1, 100, 20),
+         _query("offset", "Entries to skip", 0, 100, 0)]),
+    "/api/v1/images/{image_id}/features": _get(
+        "An image's 2048 feature values (Inception v3 pool_3)",
+        {"200": _json({"type": "array", "minItems": 2048, "maxItems": 2048,
+                       "items": {"type": "number"}}, "The feature vector"),
+         "304": {"description": "Not modified"}, **_errors(400, 404, 410, 503)},
+        [IMAGE_ID]),
+    "/api/v1/stats": _get("Image counts by status and the last run of each job",
+                          {"200": _json(_ref("Stats"), "Counts"), **_errors(503)}),
+    "/api/v1/healthz": _get(
+        "Whether the database is reachable",
+        {"200": _json({"type": "object", "required": ["status"],
+                       "properties": {"status": {"const": "ok"}}}, "Healthy"),
+         **_errors(503)}),
+    "/image_count": _get("Original: the number of processed images",
+                         {"200": _json({"type": "integer", "minimum": 0}, "A count"),
+                          **_errors(503)}),
+    "/image_name/{image_id}": _get(
+        "Original: [file_name]",
+        {"200": _json({"type": "array", "minItems": 1, "maxItems": 1,
+                       "items": {"type": "string"}}, "The file name in a list"),
+         **_errors(400, 404, 410, 503)}, [IMAGE_ID]),
+    "/image_name_and_neighbours/{image_id}": _get(
+        "Original: [file_name, [{id, distance}, ...]] with all stored neighbours",
+        {"200": _json(_ref("LegacyNeighbours"), "File name and neighbours"),
+         "304": {"description": "Not modified"}, **_errors(400, 404, 410, 503)},
+        [IMAGE_ID]),
+    "/image_fingerprint/{image_id}": _get(
+        "Original: the vector as a 46x46 SVG heat map (wrapped around)",
+        {"200": _binary("image/svg+xml", "SVG"), "304": {"description": "Not modified"},
+         **_errors(400, 404, 410, 503)}, [IMAGE_ID]),
+    "/images/{image_id}/fingerprint.svg": _get(
+        "The vector as a 32x64 SVG heat map",
+        {"200": _binary("image/svg+xml", "SVG"), "304": {"description": "Not modified"},
+         **_errors(400, 404, 410, 503)}, [IMAGE_ID]),
+    "/images/{image_id}/fingerprint.png": _get(
+        "The vector as a 32x64 PNG heat map",
+        {"200": _binary("image/png", "PNG"), "304": {"description": "Not modified"},
+         **_errors(400, 404, 410, 503)}, [IMAGE_ID]),
+    "/images/{image_id}/thumbnail": _get(
+        "A JPEG thumbnail fitting in size x size pixels, EXIF orientation applied",
+        {"200": _binary("image/jpeg", "JPEG"), "304": {"description": "Not modified"},
+         **_errors(400, 403, 404, 410, 422, 503)},
+        [IMAGE_ID, {"name": "size", "in": "query", "required": False,
+                    "schema": {"type": "integer", "enum": list(THUMBNAIL_SIZES),
+                               "default": 256}}]),
+    "/images/{image_id}/file": _get(
+        "The image file as stored under IMAGE_ROOT",
+        {"200": _binary("image/jpeg", "The file"), "304": {"description": "Not modified"},
+         **_errors(400, 403, 404, 410, 503)}, [IMAGE_ID]),
+}
+
+
+def openapi_document(server_root: str = "") -> dict:
+    """Return the OpenAPI document, its server at `server_root` (the app's mount point)."""
+    return {"openapi": "3.1.0",
+            "info": {"title": "Similar images (read-only)", "version": "1.0.0",
+                     "description": "Precomputed nearest neighbours of archive images "
+                                    "by their Inception v3 features. Read-only."},
+            "servers": [{"url": server_root or "/"}],
+            "paths": PATHS, "components": COMPONENTS}

@@ -1,0 +1,80 @@
+"""HTML pages for archivists: home, search, one image with its neighbours."""
+from __future__ import annotations
+
+from flask import Blueprint, redirect, render_template, request, url_for
+
+from db import read
+from db.models import MISSING, OK
+from service import database, serialize
+from service.errors import MAX_ID, ApiError, parse_id
+
+bp = Blueprint("pages", __name__)
+
+FIRST_NEIGHBOURS = 20  # shown at once; the page fetches more on demand
+SEARCH_LIMIT = 50
+
+
+@bp.get("/")
+def home():
+    """Show counts, the last job runs, a search box and a random image link."""
+    session = database.session()
+    by_status = read.count_by_status(session)
+    jobs = {kind: serialize.job(run) for kind, run in read.last_jobs(session).items()}
+    first = read.next_id(session, 0)
+    return render_template("index.html", by_status=by_status,
+                           total=sum(by_status.values()), jobs=jobs, first=first)
+
+
+@bp.get("/random")
+def random_image():
+    """Redirect to a random image with status ok."""
+    image_id = read.random_ok_id(database.session())
+    if image_id is None:
+        raise ApiError(404, "there are no processed images yet")
+    return redirect(url_for("pages.image", image_id=image_id), code=302)
+
+
+@bp.get("/search")
+def search():
+    """Find images by id, exact path, exact file name or file-name prefix."""
+    query = request.args.get("q", "").strip()
+    if not query:
+        return redirect(url_for("pages.home"))
+    if len(query) > 4096:
+        raise ApiError(400, "the search text is longer than 4096 characters")
+    session = database.session()
+    if query.isascii() and query.isdigit() and 1 <= int(query) <= MAX_ID:
+        if read.get_image(session, int(query)) is not None:
+            return redirect(url_for("pages.image", image_id=int(query)))
+    by_path = read.find_by_path(session, query)
+    if by_path:
+        return redirect(url_for("pages.image", image_id=by_path[0].id))
+    exact = read.find_by_name(session, query, 0, SEARCH_LIMIT)
+    seen = {row.id for row in exact}
+    prefix = [row for row in read.find_by_name_prefix(session, query, SEARCH_LIMIT)
+              if row.id not in seen]
+    results = (list(exact) + prefix)[:SEARCH_LIMIT]
+    if len(results) == 1:
+        return redirect(url_for("pages.image", image_id=results[0].id))
+    return render_template("search.html", query=query, results=results,
+                           limit=SEARCH_LIMIT), 200 if results else 404
+
+
+@bp.get("/images/<image_id>")
+def image(image_id: str):
+    """Show an image, its fingerprint and its nearest neighbours."""
+    number = parse_id(image_id)
+    session = database.session()
+    row = read.get_image(session, number)
+    if row is None:
+        raise ApiError(404, f"There is no image with id {number}.")
+    neighbours = []
+    if row.status == OK:
+        neighbours = read.neighbours(session, row.id, FIRST_NEIGHBOURS)
+    has_features = row.status == OK and read.has_features(session, row.id)
+    status = 410 if row.status == MISSING else 200
+    return render_template("image.html", image=row, neighbours=neighbours,
+                           has_features=has_features,
+                           previous_id=read.previous_id(session, row.id),
+                           next_id=read.next_id(session, row.id),
+                           page_size=FIRST_NEIGHBOURS), status

@@ -1,0 +1,57 @@
+"""JSON shapes of images, neighbours and job runs, with their links."""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from flask import request
+
+THUMBNAIL_SIZES = (128, 256, 512)
+
+
+def timestamp(value: datetime | None) -> str | None:
+    """Return an ISO 8601 UTC timestamp (the database stores naive UTC)."""
+    return None if value is None else value.isoformat(timespec="seconds") + "Z"
+
+
+def links(image_id: int) -> dict[str, str]:
+    """Return the URLs of everything the service offers about one image."""
+    # Plain formatting instead of url_for: a neighbour list builds hundreds of these.
+    root = request.script_root
+    api = f"{root}/api/v1/images/{image_id}"
+    page = f"{root}/images/{image_id}"
+    return {"self": api, "neighbours": f"{api}/neighbours", "features": f"{api}/features",
+            "page": page, "file": f"{page}/file", "thumbnail": f"{page}/thumbnail?size=256",
+            "fingerprint_svg": f"{page}/fingerprint.svg",
+            "fingerprint_png": f"{page}/fingerprint.png"}
+
+
+def image(row) -> dict:
+    """Return the JSON object of one image row."""
+    return {"id": row.id, "path": row.path, "file_name": row.file_name, "size": row.size,
+            "width": row.width, "height": row.height, "status": row.status,
+            "error": row.error, "content_hash": row.content_hash,
+            "updated_at": timestamp(row.updated_at), "links": links(row.id)}
+
+
+def neighbour(row) -> dict:
+    """Return the JSON object of one neighbour-list entry."""
+    root = request.script_root
+    return {"rank": row.rank, "id": row.id, "distance": row.distance,
+            "file_name": row.file_name,
+            "links": {"self": f"{root}/api/v1/images/{row.id}",
+                      "page": f"{root}/images/{row.id}",
+                      "thumbnail": f"{root}/images/{row.id}/thumbnail?size=256"}}
+
+
+def job(run: dict | None) -> dict | None:
+    """Return the JSON object of a job run, its counts decoded."""
+    if run is None:
+        return None
+    try:
+        counts = json.loads(run["counts"]) if run["counts"] else None
+    except ValueError:
+        counts = None  # a killed run may have left half-written text
+    return {**run, "started_at": timestamp(run["started_at"]),
+            "finished_at": timestamp(run["finished_at"]),
+            "counts": counts if isinstance(counts, dict) else None}

@@ -1,0 +1,77 @@
+"""Image files under IMAGE_ROOT and their thumbnails, cached on disk."""
+from __future__ import annotations
+
+import io
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from flask import current_app
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from service.errors import ApiError
+
+_HEX = re.compile(r"[0-9a-f]{1,64}")
+
+
+def image_file(row, image_root: Path) -> Path:
+    """Return the file of an image row, checked to lie under IMAGE_ROOT, or raise."""
+    # Only the path stored by the feature job is used; nothing from the URL is.
+    root = image_root.resolve()
+    try:
+        path = (root / row.path).resolve()
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte
+        raise ApiError(410, f"the file of image {row.id} cannot be opened", id=row.id)
+    if not path.is_relative_to(root):
+        current_app.logger.warning("image %s: path %r leaves IMAGE_ROOT", row.id, row.path)
+        raise ApiError(403, f"the file of image {row.id} is not under IMAGE_ROOT", id=row.id)
+    if not path.is_file():
+        raise ApiError(410, f"the file of image {row.id} is missing from the archive",
+                       id=row.id)
+    return path
+
+
+def cache_key(row, size: int) -> str:
+    """Return the cache file name: changes whenever the image's content does."""
+    version = row.content_hash if row.content_hash and _HEX.fullmatch(row.content_hash) \
+        else f"s{row.size or 0}"
+    return f"{row.id}-{version[:32]}-{size}.jpg"
+
+
+def render(path: Path, size: int, max_pixels: int) -> bytes:
+    """Return a JPEG of the image at `path`, upright, fitting in size x size."""
+    try:
+        with Image.open(path) as picture:
+            if picture.width * picture.height > max_pixels:
+                raise ApiError(422, f"the image has {picture.width}x{picture.height} "
+                                    f"pixels, more than MAX_IMAGE_PIXELS={max_pixels}")
+            picture.draft("RGB", (size, size))  # JPEG: decode at reduced scale, fast
+            picture = ImageOps.exif_transpose(picture).convert("RGB")
+            picture.thumbnail((size, size), Image.Resampling.LANCZOS)
+            buffer = io.BytesIO()
+            picture.save(buffer, "JPEG", quality=85, optimize=True)
+            return buffer.getvalue()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
+            Image.DecompressionBombError) as error:
+        raise ApiError(422, f"the image file cannot be decoded: {error}") from None
+
+
+def thumbnail(row, size: int, image_root: Path, cache: Path,
+              max_pixels: int) -> tuple[Path | None, bytes | None, str]:
+    """Return (cached file or None, bytes or None, key) of an image's thumbnail."""
+    key = cache_key(row, size)
+    cached = cache / key
+    if cached.is_file():
+        return cached, None, key
+    data = render(image_file(row, image_root), size, max_pixels)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        # Write then rename: a concurrent reader sees no file or a whole one.
+        with tempfile.NamedTemporaryFile(dir=cache, prefix=".tmp-", delete=False) as out:
+            out.write(data)
+        os.replace(out.name, cached)
+    except OSError as error:
+        current_app.logger.warning("thumbnail cache %s not writable: %s", cache, error)
+        return None, data, key
+    return cached, None, key
