@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Compute Inception v3 features for new and changed JPEG files under IMAGE_ROOT.
+
+    create_image_features.py [IMAGE_ROOT] [--batch-size N] [--limit N] [--dry-run]
+                             [--retry-failed] [--quiet]
+    create_image_features.py <image root> <db host> <db port> <db name> <db user> <db password>
+
+Settings (DATABASE_URL, IMAGE_ROOT, BATCH_SIZE, ...) come from the environment and .env;
+the second form is the original scripts' command line and still works. A rerun does only
+the new work. Exit status 0 when the run completed (some files may have failed), 1 when
+it could not run, 2 for a bad command line.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from batch import legacy_database_url, setup_logging
+from settings import load_settings
+
+PROG = "create_image_features.py"
+# TensorFlow's C++ start-up chatter (oneDNN, CPU features) drowns cron mail; warnings stay.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser.add_argument("positional", nargs="*", metavar="IMAGE_ROOT",
+                        help="folder of JPEG files (default: the IMAGE_ROOT setting); or the "
+                             "legacy form: image root, db host, port, name, user, password")
+    parser.add_argument("--batch-size", type=int, metavar="N",
+                        help="images per model batch and per commit (default: BATCH_SIZE)")
+    parser.add_argument("--limit", type=int, metavar="N",
+                        help="process at most N new or changed files in this run")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print what would be done and change nothing")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="decode again the files that failed before, even if unchanged")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress output; warnings, errors and the summary only")
+    args = parser.parse_args(argv)
+    if len(args.positional) not in (0, 1, 6):
+        parser.error("expected IMAGE_ROOT alone, or <image root> <db host> <db port> "
+                     f"<db name> <db user> <db password>; got {len(args.positional)} arguments")
+    if args.batch_size is not None and args.batch_size < 1:
+        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.limit is not None and args.limit < 0:
+        parser.error(f"--limit must be 0 or more, got {args.limit}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    overrides = {}
+    try:
+        if args.positional:
+            overrides["IMAGE_ROOT"] = args.positional[0]
+        if len(args.positional) == 6:
+            overrides["DATABASE_URL"] = legacy_database_url(*args.positional[1:])
+        if args.batch_size is not None:
+            overrides["BATCH_SIZE"] = str(args.batch_size)
+        settings = load_settings(overrides)
+    except ValueError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 1
+    setup_logging(settings.log_level, args.quiet)
+    from features.job import JobError, run  # after logging: the model import logs
+    try:
+        counts = run(settings, quiet=args.quiet, dry_run=args.dry_run, limit=args.limit,
+                     retry_failed=args.retry_failed)
+    except JobError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    label = "dry run, nothing changed; would process" if args.dry_run else "done"
+    print(f"{label}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

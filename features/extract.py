@@ -1,0 +1,162 @@
+"""The feature worker: read, hash and decode files in threads, run the model, write.
+
+`extract(tasks, engine, extractor, ...)` is the unit of work over a partition of files:
+one machine runs it over all files; a cluster would run it per partition, each worker
+with its own engine and its own extractor (loaded once). It holds no global state.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections import Counter, deque
+from itertools import islice
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+from sqlalchemy.engine import Engine
+
+from db.feature_store import ImageResult, write_results
+from db.models import FAILED, OK
+from db.vectors import encode_vector
+from features.plan import CHANGED, NEW, REAPPEARED, RETRY
+from features.scan import display_text
+from model.preprocess import ImageError, load_image
+
+log = logging.getLogger(__name__)
+
+ERROR_MAX = 500  # characters of an error kept in images.error
+
+
+@dataclass(frozen=True, slots=True)
+class FileTask:
+    """One file to process, with what the database knows of it."""
+
+    image_id: int
+    path: str  # absolute path to open (os.scandir's str form, surrogateescape)
+    kind: str  # NEW | CHANGED | REAPPEARED | RETRY
+    prior_status: str
+    size: int  # as the walk saw it; recorded when the file cannot be read
+    mtime_ns: int
+    stored_hash: str | None = None  # content hash on record
+    reuse: bool = False  # same content hash as on record: keep the stored result
+    has_features: bool = False
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A task after reading and decoding: an array for the model, or a finished result."""
+
+    task: FileTask
+    result: ImageResult | None = None
+    array: np.ndarray | None = None
+    stat: dict | None = None  # size, mtime_ns, content_hash, width, height
+    outcome: str = ""  # ok | failed | reused
+
+
+def prepare(task: FileTask, max_pixels: int) -> Prepared:
+    """Read, hash and decode one file; any problem with the file becomes a failed result."""
+    try:
+        with open(task.path, "rb") as file:
+            info = os.fstat(file.fileno())
+            data = file.read()
+    except PermissionError:
+        return _failed(task, "permission denied")
+    except FileNotFoundError:
+        return _failed(task, "file disappeared during the run")
+    except OSError as error:
+        return _failed(task, f"cannot read file: {error.strerror or error}")
+    # The size and mtime of what was actually read, so the next run compares like with like.
+    stat = {"size": len(data), "mtime_ns": info.st_mtime_ns,
+            "content_hash": hashlib.sha256(data).hexdigest()}
+    if task.reuse and stat["content_hash"] == task.stored_hash:
+        status = OK if task.has_features else FAILED
+        return Prepared(task, ImageResult(task.image_id, {**stat, "status": status},
+                                          regroup=status == OK and task.prior_status != OK),
+                        outcome="reused")
+    try:
+        array, width, height = load_image(data, max_pixels)
+    except ImageError as error:
+        return _failed(task, str(error), stat)
+    except Exception as error:  # noqa: BLE001 - one odd file must not stop the run
+        log.warning("unexpected error decoding %s", display_text(task.path), exc_info=True)
+        return _failed(task, f"cannot decode: {type(error).__name__}: {error}", stat)
+    return Prepared(task, array=array, stat={**stat, "width": width, "height": height},
+                    outcome=OK)
+
+
+def _failed(task: FileTask, reason: str, stat: dict | None = None) -> Prepared:
+    # An unreadable file keeps the walk's size and mtime: the next run skips it as
+    # unchanged instead of failing on it again (--retry-failed retries it).
+    values = {"size": task.size, "mtime_ns": task.mtime_ns, "content_hash": None,
+              **(stat or {}),
+              "status": FAILED, "error": reason[:ERROR_MAX], "width": None, "height": None}
+    return Prepared(task, ImageResult(task.image_id, values, regroup=task.prior_status == OK,
+                                      drop_features=True), outcome=FAILED)
+
+
+def in_order(tasks: Iterable[FileTask], pool: Executor, window: int,
+             work: Callable[[FileTask], Prepared]) -> Iterator[Prepared]:
+    """Yield work(task) in task order, keeping at most `window` tasks in flight."""
+    iterator = iter(tasks)
+    running = deque(pool.submit(work, task) for task in islice(iterator, window))
+    while running:
+        prepared = running.popleft().result()
+        for task in iterator:
+            running.append(pool.submit(work, task))
+            break
+        yield prepared
+
+
+def extract(tasks: Iterable[FileTask], engine: Engine, extractor, *, batch_size: int,
+            max_pixels: int, threads: int | None = None,
+            on_batch: Callable[[int], None] | None = None) -> Counter:
+    """Process `tasks` in batches, each written in one transaction; return the counts.
+
+    Reading and decoding run in a thread pool, `2 * batch_size` files ahead, while the
+    model works on the current batch.
+    """
+    threads = threads or min(4, os.cpu_count() or 1)
+    counts: Counter = Counter()
+    batch: list[Prepared] = []
+    with ThreadPoolExecutor(threads, thread_name_prefix="decode") as pool:
+        for prepared in in_order(tasks, pool, 2 * batch_size + threads,
+                                 lambda task: prepare(task, max_pixels)):
+            batch.append(prepared)
+            if len(batch) >= batch_size:
+                _finish(batch, engine, extractor, counts, on_batch)
+                batch = []
+        _finish(batch, engine, extractor, counts, on_batch)
+    return counts
+
+
+def _finish(batch: list[Prepared], engine: Engine, extractor, counts: Counter,
+            on_batch: Callable[[int], None] | None) -> None:
+    """Run the model on the batch's decoded images and write the whole batch."""
+    if not batch:
+        return
+    decoded = [p for p in batch if p.array is not None]
+    if decoded:
+        vectors = extractor(np.stack([p.array for p in decoded]))
+        for prepared, vector in zip(decoded, vectors):
+            prepared.result = ImageResult(
+                prepared.task.image_id, {**prepared.stat, "status": OK, "error": None},
+                vector=encode_vector(vector), regroup=True)
+            prepared.array = None  # free the memory before the write
+    write_results(engine, [p.result for p in batch], extractor.name)
+    for prepared in batch:
+        _count(prepared, counts)
+    if on_batch is not None:
+        on_batch(len(batch))
+
+
+def _count(prepared: Prepared, counts: Counter) -> None:
+    kind = prepared.task.kind
+    if prepared.outcome == "reused":
+        counts["unchanged" if kind == CHANGED else kind] += 1
+        return
+    counts[{NEW: "new", CHANGED: "changed", REAPPEARED: "reappeared", RETRY: "retried"}[kind]] += 1
+    if prepared.outcome == FAILED:
+        counts["failed"] += 1

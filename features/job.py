@@ -1,0 +1,183 @@
+"""The feature job: bring the database up to date with the JPEG files under IMAGE_ROOT."""
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+
+from sqlalchemy import inspect
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from batch import Progress
+from db.engine import make_engine, upgrade
+from db.feature_store import load_known, mark_missing, paths_of, register, with_features
+from db.jobs import finish_job, start_job
+from db.models import OK
+from features.extract import FileTask, extract
+from features.plan import CHANGED, NEW, REAPPEARED, Plan, gone_ids, make_plan
+from features.scan import Scan, scan
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+COUNTS = ("new", "changed", "unchanged", "missing", "failed", "reappeared", "retried",
+          "deferred")
+
+
+class JobError(Exception):
+    """The run could not start or could not finish; the message is one line for the user."""
+
+
+def run(settings: Settings, *, quiet: bool = False, dry_run: bool = False,
+        limit: int | None = None, retry_failed: bool = False, extractor=None,
+        threads: int | None = None) -> dict[str, int]:
+    """Run the feature job and return its counts; raise JobError when it cannot run."""
+    root = settings.image_root
+    if not root.is_dir():
+        raise JobError(f"IMAGE_ROOT {root} is not a folder")
+    if limit is not None and limit < 0:
+        raise JobError(f"--limit must be 0 or more, got {limit}")
+    if dry_run:
+        return _dry_run(settings, limit=limit, retry_failed=retry_failed)
+    engine = _connect(settings.database_url)
+    try:
+        if extractor is None:
+            extractor = _load_extractor(settings)
+        upgrade(engine)
+        job_id = start_job(engine, "features")
+        try:
+            counts = _update(engine, settings, extractor, quiet=quiet, limit=limit,
+                             retry_failed=retry_failed, threads=threads)
+        except BaseException as error:
+            message = "interrupted" if isinstance(error, KeyboardInterrupt) else \
+                f"{type(error).__name__}: {error}"
+            try:
+                finish_job(engine, job_id, "failed", {}, message[:1000])
+            except SQLAlchemyError:
+                log.warning("could not record the failed run in the jobs table")
+            if isinstance(error, SQLAlchemyError):
+                raise JobError(f"database error during the run: {_short(error)}") from error
+            raise
+        finish_job(engine, job_id, "completed", counts)
+        return counts
+    finally:
+        engine.dispose()
+
+
+def _update(engine: Engine, settings: Settings, extractor, *, quiet: bool,
+            limit: int | None, retry_failed: bool, threads: int | None) -> dict[str, int]:
+    """Scan, plan, mark missing, register new files, extract; return the counts."""
+    found = _scan(settings.image_root)
+    known = load_known(engine)
+    plan = _plan(engine, found, known, limit=limit, retry_failed=retry_failed)
+    _log_plan(len(found.files), plan)
+    mark_missing(engine, plan.missing)
+    new_files = [w.file for w in plan.work if w.known is None]
+    ids = register(engine, [{"path": f.text, "path_hash": f.path_hash,
+                             "file_name": f.file_name, "size": f.size,
+                             "mtime_ns": f.mtime_ns} for f in new_files])
+    reappearing = [w.known.id for w in plan.work if w.kind == REAPPEARED]
+    featured = with_features(engine, reappearing)
+    tasks = [_task(settings.image_root, w, ids, featured) for w in plan.work]
+    progress = Progress(len(tasks), "images", quiet)
+    try:
+        counts: Counter = extract(tasks, engine, extractor, batch_size=settings.batch_size,
+                                  max_pixels=settings.max_image_pixels, threads=threads,
+                                  on_batch=progress.update)
+    finally:
+        progress.close()
+    counts["unchanged"] += plan.unchanged
+    counts["missing"] += len(plan.missing)
+    counts["deferred"] += plan.deferred
+    return {name: counts[name] for name in COUNTS}
+
+
+def _task(root: Path, work, ids: dict[str, int], featured: set[int]) -> FileTask:
+    file, row = work.file, work.known
+    common = {"path": os.path.join(root, file.rel), "kind": work.kind, "size": file.size,
+              "mtime_ns": file.mtime_ns}
+    if row is None:
+        return FileTask(image_id=ids[file.path_hash], prior_status="pending", **common)
+    # A changed or reappearing file whose content hash is the recorded one keeps its
+    # result; new, pending and retried files are always decoded.
+    reuse = work.kind in (CHANGED, REAPPEARED)
+    has_features = row.status == OK or row.id in featured
+    return FileTask(image_id=row.id, prior_status=row.status, stored_hash=row.content_hash,
+                    reuse=reuse, has_features=has_features, **common)
+
+
+def _scan(root: Path) -> Scan:
+    found = scan(root)
+    if "" in found.unreadable_dirs:
+        raise JobError(f"IMAGE_ROOT {root} cannot be read")
+    return found
+
+
+def _plan(engine: Engine | None, found: Scan, known: dict, *, limit: int | None,
+          retry_failed: bool) -> Plan:
+    paths = None
+    if found.unreadable_dirs and engine is not None:
+        paths = paths_of(engine, gone_ids(found, known))
+    return make_plan(found, known, retry_failed=retry_failed, limit=limit, paths=paths)
+
+
+def _log_plan(found: int, plan: Plan) -> None:
+    counts = plan.counts()
+    log.info("%d files found: %d new, %d changed (size or mtime), %d reappeared, "
+             "%d failed to retry, %d unchanged, %d gone; %d left for a later run (--limit)",
+             found, counts[NEW], counts[CHANGED], counts[REAPPEARED], counts["retry"],
+             counts["unchanged"], counts["missing"], counts["deferred"])
+
+
+def _dry_run(settings: Settings, *, limit: int | None, retry_failed: bool) -> dict[str, int]:
+    """Return what a run would do, reading the database only if it exists."""
+    engine = None
+    url = make_url(settings.database_url)
+    exists = url.get_backend_name() != "sqlite" or (
+        url.database not in (None, "", ":memory:") and Path(url.database).is_file())
+    known: dict = {}
+    if exists:
+        engine = _connect(settings.database_url, read_only=True)
+    try:
+        if engine is not None and inspect(engine).has_table("images"):
+            known = load_known(engine)
+        found = _scan(settings.image_root)
+        plan = _plan(engine, found, known, limit=limit, retry_failed=retry_failed)
+    except SQLAlchemyError as error:
+        raise JobError(f"cannot read the database: {_short(error)}") from error
+    finally:
+        if engine is not None:
+            engine.dispose()
+    counts = plan.counts()
+    return {"new": counts[NEW], "changed": counts[CHANGED], "reappeared": counts[REAPPEARED],
+            "retried": counts["retry"], "unchanged": counts["unchanged"],
+            "missing": counts["missing"], "deferred": counts["deferred"]}
+
+
+def _connect(database_url: str, read_only: bool = False) -> Engine:
+    """Return an engine whose database answers; raise JobError when it does not."""
+    try:
+        engine = make_engine(database_url, read_only=read_only)
+        with engine.connect():
+            pass
+    except (SQLAlchemyError, OSError, ValueError) as error:
+        where = make_url(database_url).render_as_string(hide_password=True)
+        raise JobError(f"cannot connect to the database {where}: {_short(error)}") from None
+    return engine
+
+
+def _load_extractor(settings: Settings):
+    from model import ModelUnavailable, load_extractor
+    try:
+        return load_extractor(settings.model_cache)
+    except ModelUnavailable as error:
+        raise JobError(str(error)) from None
+
+
+def _short(error: BaseException) -> str:
+    """Return the first line of a driver error, without SQLAlchemy's statement dump."""
+    original = getattr(error, "orig", None) or error
+    return str(original).strip().splitlines()[0] if str(original).strip() else \
+        type(original).__name__

@@ -1,0 +1,86 @@
+"""Walk IMAGE_ROOT and list its JPEG files with their identity, size and mtime."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+log = logging.getLogger(__name__)
+
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+# MariaDB's images.file_name is VARCHAR(255); escaped non-UTF-8 names can be longer.
+FILE_NAME_MAX = 255
+
+
+@dataclass(frozen=True, slots=True)
+class ScannedFile:
+    """One JPEG file found under IMAGE_ROOT."""
+
+    rel: str  # POSIX path relative to the root, as os.scandir gives it (surrogateescape)
+    path_hash: str  # sha256 hex of the relative path's raw bytes: the file's identity
+    size: int
+    mtime_ns: int
+
+    @property
+    def text(self) -> str:
+        """Return the relative path as storable text; non-UTF-8 bytes become \\xNN escapes."""
+        return display_text(self.rel)
+
+    @property
+    def file_name(self) -> str:
+        return display_text(self.rel.rpartition("/")[2])[:FILE_NAME_MAX]
+
+
+def display_text(name: str) -> str:
+    """Return `name` as valid UTF-8 text, escaping bytes that are not UTF-8."""
+    return os.fsencode(name).decode("utf-8", errors="backslashreplace")
+
+
+def path_hash(rel: str) -> str:
+    """Return the identity of a relative path: sha256 hex of its raw bytes."""
+    return hashlib.sha256(os.fsencode(rel)).hexdigest()
+
+
+@dataclass
+class Scan:
+    """The result of a walk: the files and the folders that could not be read."""
+
+    files: list[ScannedFile]
+    unreadable_dirs: list[str]  # relative POSIX paths, storable text
+
+
+def is_jpeg_name(name: str) -> bool:
+    return name.lower().endswith(JPEG_SUFFIXES)
+
+
+def scan(root: Path) -> Scan:
+    """Return every JPEG file under `root` in a stable order; unreadable folders are skipped."""
+    unreadable: list[str] = []
+    files = list(_walk(os.fspath(root), "", unreadable))
+    return Scan(files=files, unreadable_dirs=unreadable)
+
+
+def _walk(top: str, prefix: str, unreadable: list[str]) -> Iterator[ScannedFile]:
+    try:
+        with os.scandir(top) as iterator:
+            entries = sorted(iterator, key=lambda e: os.fsencode(e.name))
+    except OSError as error:
+        # A folder we cannot list is reported and skipped; the run goes on.
+        log.warning("cannot read folder %s: %s", display_text(top), error.strerror or error)
+        unreadable.append(display_text(prefix.rstrip("/")))
+        return
+    for entry in entries:
+        rel = prefix + entry.name
+        try:
+            # Symlinked folders are not followed: no loops, nothing outside the root.
+            if entry.is_dir(follow_symlinks=False):
+                yield from _walk(entry.path, rel + "/", unreadable)
+            elif is_jpeg_name(entry.name) and entry.is_file():
+                stat = entry.stat()
+                yield ScannedFile(rel, path_hash(rel), stat.st_size, stat.st_mtime_ns)
+        except OSError as error:
+            # Vanished between listing and stat, or a dangling symlink: not a file now.
+            log.warning("skipping %s: %s", display_text(rel), error.strerror or error)
