@@ -19,9 +19,9 @@ _DIGITS = re.compile(r"[0-9]{1,20}")
 class ApiError(Exception):
     """A client-facing error with its HTTP status."""
 
-    def __init__(self, status: int, message: str, **extra):
+    def __init__(self, code: int, message: str, **extra):
         super().__init__(message)
-        self.status, self.message, self.extra = status, message, extra
+        self.status, self.message, self.extra = code, message, extra
 
 
 def parse_id(text: str) -> int:

@@ -1,0 +1,222 @@
+"""A small, deterministic archive for the service tests, on SQLite and on MariaDB.
+
+Real JPEG files (seeded noise and shapes, one with an EXIF orientation), image rows in
+every status, seeded feature vectors and neighbour lists by float64 brute force, and job
+rows, all written through the models after the migrations. The service only reads, so
+one archive per test module and database is shared by that module's tests.
+"""
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from conftest import _mariadb_server_url
+from db.engine import make_engine, make_sessionmaker, upgrade
+from db.models import FAILED, MISSING, OK, PENDING, Image, ImageFeatures, ImageNeighbour, Job
+from db.read import path_hash
+from db.vectors import DIMENSIONS, MODEL_NAME, encode_vector
+from settings import load_settings
+
+SEED = 20151205
+
+
+@dataclass(frozen=True)
+class Spec:
+    path: str
+    status: str = OK
+    features: bool = True   # a vector is stored
+    grouped: bool = True    # takes part in the neighbour lists
+    file: str = "jpeg"      # jpeg | garbage | none
+    orientation: int = 1    # EXIF orientation tag of the JPEG
+    error: str | None = None
+
+
+# Ids are 1.. in this order.
+SPECS = (
+    Spec("flowers/rose.jpg"),
+    Spec("flowers/tulip.jpg"),
+    Spec("a/duplicate.jpg"),
+    Spec("b/duplicate.jpg"),
+    Spec("Nachlass Müller/straße 1.jpg", orientation=6),  # stored landscape, shown portrait
+    Spec("new/fresh.jpg", grouped=False),                   # features, no neighbours yet
+    Spec("broken/corrupt.jpg", FAILED, False, False, "garbage",
+         error="cannot identify image file"),
+    Spec("gone/lost.jpg", MISSING, False, False, "none"),
+    Spec("queue/waiting.jpg", PENDING, False, False),
+    Spec("../outside.jpg", FAILED, False, False, "none", error="test: leaves the root"),
+    Spec("link/escape.jpg", FAILED, False, False, "none", error="test: symlink"),
+)
+OUTSIDE_ID, SYMLINK_ID = 10, 11
+JPEG_SIZE = (48, 32)  # width, height as stored
+
+
+@dataclass
+class Archive:
+    """What the fixture wrote, for the tests to compare against."""
+
+    url: str
+    image_root: Path
+    vectors: dict[int, np.ndarray] = field(default_factory=dict)
+    neighbours: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
+    files: dict[int, bytes] = field(default_factory=dict)
+
+    def spec(self, image_id: int) -> Spec:
+        return SPECS[image_id - 1]
+
+    def ids(self, **where) -> list[int]:
+        return [i for i, s in enumerate(SPECS, 1)
+                if all(getattr(s, k) == v for k, v in where.items())]
+
+
+def jpeg_bytes(rng: np.random.Generator, orientation: int) -> bytes:
+    """Return a small JPEG of seeded noise with a bright square in one corner."""
+    width, height = JPEG_SIZE
+    pixels = rng.integers(0, 200, size=(height, width, 3), dtype=np.uint8)
+    pixels[:8, :8] = 255  # marks the top-left corner, to check the EXIF rotation
+    picture = PILImage.fromarray(pixels, "RGB")
+    exif = PILImage.Exif()
+    if orientation != 1:
+        exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=90, exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+def brute_force(vectors: dict[int, np.ndarray], k: int) -> dict[int, list[tuple[int, float]]]:
+    """Return each image's k nearest others by float64 Euclidean distance, then id."""
+    ids = sorted(vectors)
+    result = {}
+    for i in ids:
+        pairs = [(float(np.linalg.norm(vectors[i].astype(np.float64)
+                                       - vectors[j].astype(np.float64))), j)
+                 for j in ids if j != i]
+        result[i] = [(j, d) for d, j in sorted(pairs)[:k]]
+    return result
+
+
+def build_archive(url: str, root: Path) -> Archive:
+    """Write the files under `root` and the rows into the database at `url`."""
+    rng = np.random.default_rng(SEED)
+    image_root = root / "images"
+    image_root.mkdir(parents=True)
+    (root / "outside.jpg").write_bytes(b"outside the image root")
+    archive = Archive(url=url, image_root=image_root)
+    engine = make_engine(url)
+    upgrade(engine)
+    created = datetime(2026, 11, 1, 12, 0, 0)
+    with make_sessionmaker(engine).begin() as session:
+        for image_id, spec in enumerate(SPECS, 1):
+            data = None
+            target = image_root / spec.path
+            if spec.file in ("jpeg", "garbage"):
+                data = jpeg_bytes(rng, spec.orientation) if spec.file == "jpeg" \
+                    else b"this is not a JPEG file"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+                archive.files[image_id] = data
+            width, height = JPEG_SIZE if spec.file == "jpeg" else (None, None)
+            session.add(Image(
+                id=image_id, path=spec.path, path_hash=path_hash(spec.path),
+                file_name=spec.path.rsplit("/", 1)[-1],
+                size=len(data) if data else None, mtime_ns=1_700_000_000_000_000_000,
+                content_hash=f"{image_id:064x}" if data else None,
+                width=width, height=height, status=spec.status, error=spec.error,
+                needs_grouping=spec.features and not spec.grouped,
+                created_at=created, updated_at=created))
+            if spec.features:
+                vector = np.abs(rng.normal(0.0, 0.5, DIMENSIONS)).astype(np.float32)
+                archive.vectors[image_id] = vector
+        session.flush()
+        for image_id, vector in archive.vectors.items():
+            session.add(ImageFeatures(image_id=image_id, model=MODEL_NAME,
+                                      vector=encode_vector(vector), created_at=created))
+        grouped = {i: v for i, v in archive.vectors.items() if SPECS[i - 1].grouped}
+        archive.neighbours = brute_force(grouped, k=100)
+        for image_id, entries in archive.neighbours.items():
+            session.add_all(ImageNeighbour(image_id=image_id, rank=rank, neighbour_id=n,
+                                           distance=d)
+                            for rank, (n, d) in enumerate(entries, 1))
+        session.add_all([
+            Job(kind="features", started_at=datetime(2026, 11, 1, 10), outcome="completed",
+                finished_at=datetime(2026, 11, 1, 10, 5),
+                counts='{"new": 9, "failed": 1}'),
+            Job(kind="grouping", started_at=datetime(2026, 11, 1, 9), outcome="failed",
+                finished_at=datetime(2026, 11, 1, 9, 1), message="killed"),
+            Job(kind="grouping", started_at=datetime(2026, 11, 1, 11), outcome="completed",
+                finished_at=datetime(2026, 11, 1, 11, 2), counts='{"lists": 5}')])
+    engine.dispose()
+    (image_root / "link").mkdir()
+    os.symlink(root / "outside.jpg", image_root / "link" / "escape.jpg")
+    return archive
+
+
+def settings_for_archive(archive: Archive, cache: Path, **overrides):
+    """Return Settings pointing at the archive, ignoring the developer's environment."""
+    values = {"DATABASE_URL": archive.url, "IMAGE_ROOT": str(archive.image_root),
+              "THUMBNAIL_CACHE": str(cache)}
+    values.update({k.upper(): str(v) for k, v in overrides.items()})
+    return load_settings(values, env={}, env_file=None)
+
+
+def _mariadb_database():
+    """Create a fresh MariaDB database; return its URL and a function that drops it."""
+    server = make_url(_mariadb_server_url())
+    name = f"test_service_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server.set(database=None))
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 "
+                                "COLLATE utf8mb4_bin"))
+
+    def drop():
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+    return server.set(database=name).render_as_string(hide_password=False), drop
+
+
+@pytest.fixture(scope="module", params=["sqlite", "mariadb"])
+def archive(request, tmp_path_factory):
+    """The fixture archive, once on SQLite and once on MariaDB, per test module."""
+    root = tmp_path_factory.mktemp(f"archive-{request.param}")
+    drop = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{root / 'images.sqlite3'}"
+    else:
+        url, drop = _mariadb_database()
+    try:
+        yield build_archive(url, root)
+    finally:
+        if drop:
+            drop()
+
+
+@pytest.fixture(scope="module")
+def sqlite_archive(tmp_path_factory):
+    """The fixture archive on SQLite only (fuzzing, browser, read-only proofs)."""
+    root = tmp_path_factory.mktemp("archive-sqlite")
+    return build_archive(f"sqlite:///{root / 'images.sqlite3'}", root)
+
+
+@pytest.fixture(scope="module")
+def app(archive, tmp_path_factory):
+    """The service over the fixture archive."""
+    from service import create_app
+    application = create_app(settings_for_archive(archive,
+                                                  tmp_path_factory.mktemp("thumbnails")))
+    yield application
+    application.extensions["db_engine"].dispose()
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    return app.test_client()
