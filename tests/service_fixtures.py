@@ -7,6 +7,7 @@ one archive per test module and database is shared by that module's tests.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import uuid
@@ -57,7 +58,7 @@ SPECS = (
     Spec("link/escape.jpg", FAILED, False, False, "none", error="test: symlink"),
 )
 OUTSIDE_ID, SYMLINK_ID = 10, 11
-JPEG_SIZE = (48, 32)  # width, height as stored
+JPEG_SIZE = (600, 400)  # width, height as stored
 
 
 @dataclass
@@ -79,11 +80,12 @@ class Archive:
 
 
 def jpeg_bytes(rng: np.random.Generator, orientation: int) -> bytes:
-    """Return a small JPEG of seeded noise with a bright square in one corner."""
+    """Return a JPEG of smooth seeded colours with a white square in one corner."""
     width, height = JPEG_SIZE
-    pixels = rng.integers(0, 200, size=(height, width, 3), dtype=np.uint8)
-    pixels[:8, :8] = 255  # marks the top-left corner, to check the EXIF rotation
-    picture = PILImage.fromarray(pixels, "RGB")
+    coarse = rng.integers(0, 200, size=(8, 12, 3), dtype=np.uint8)
+    picture = PILImage.fromarray(coarse, "RGB").resize(JPEG_SIZE, PILImage.Resampling.BILINEAR)
+    # The white square marks the top-left corner, to check the EXIF rotation.
+    picture.paste((255, 255, 255), (0, 0, width // 6, width // 6))
     exif = PILImage.Exif()
     if orientation != 1:
         exif[0x0112] = orientation
@@ -129,7 +131,7 @@ def build_archive(url: str, root: Path) -> Archive:
                 id=image_id, path=spec.path, path_hash=path_hash(spec.path),
                 file_name=spec.path.rsplit("/", 1)[-1],
                 size=len(data) if data else None, mtime_ns=1_700_000_000_000_000_000,
-                content_hash=f"{image_id:064x}" if data else None,
+                content_hash=hashlib.sha256(data).hexdigest() if data else None,
                 width=width, height=height, status=spec.status, error=spec.error,
                 needs_grouping=spec.features and not spec.grouped,
                 created_at=created, updated_at=created))

@@ -37,7 +37,7 @@ def test_image_describes_the_row(client, archive):
     assert image["path"] == "Nachlass Müller/straße 1.jpg"
     assert image["file_name"] == "straße 1.jpg"
     assert image["size"] == len(archive.files[5])
-    assert (image["width"], image["height"]) == (48, 32)
+    assert (image["width"], image["height"]) == (600, 400)
     assert image["status"] == OK and image["error"] is None
     assert image["updated_at"] == "2026-11-01T12:00:00Z"
     assert image["links"]["neighbours"] == "/api/v1/images/5/neighbours"
