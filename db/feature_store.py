@@ -68,7 +68,7 @@ def paths_of(engine: Engine, ids: Sequence[int]) -> dict[int, str]:
     with engine.connect() as connection:
         for chunk in _chunks(ids, CHUNK):
             paths.update(connection.execute(
-                select(Image.id, Image.path).where(Image.id.in_(chunk))).tuples().all())
+                select(Image.id, Image.path).where(Image.id.in_(chunk))).all())
     return paths
 
 
@@ -109,7 +109,7 @@ def register(engine: Engine, rows: Sequence[dict]) -> dict[str, int]:
                  "updated_at": now} for row in chunk])
             hashes = [row["path_hash"] for row in chunk]
             ids.update(connection.execute(select(Image.path_hash, Image.id)
-                                          .where(Image.path_hash.in_(hashes))).tuples().all())
+                                          .where(Image.path_hash.in_(hashes))).all())
     return ids
 
 
