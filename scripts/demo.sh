@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 log() { echo "demo.sh: $*" >&2; }
 
 serve=1
+[ "$#" -le 1 ] || { echo "usage: $0 [--no-serve]" >&2; exit 2; }
 case "${1:-}" in
     "") ;;
     --no-serve) serve=0 ;;

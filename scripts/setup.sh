@@ -25,6 +25,7 @@ apt_install() {
 }
 
 dev=0
+[ "$#" -le 1 ] || { echo "usage: $0 [--dev]" >&2; exit 2; }
 case "${1:-}" in
     "") ;;
     --dev) dev=1 ;;
