@@ -1,0 +1,174 @@
+"""The feature job end to end with the real model, on SQLite and MariaDB."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select, update
+
+from db.engine import make_engine
+from db.models import Image, Job
+from features.job import run
+from features_support import by_path, feature_rows, image_rows, shared_extractor, write_jpeg
+from model.preprocess import load_image
+
+
+@pytest.fixture(scope="session")
+def extractor():
+    return shared_extractor()
+
+
+@pytest.fixture
+def job(settings_for, database_url, tmp_path, extractor):
+    """Return run_job(**options) over tmp_path/images into the test's database."""
+    root = tmp_path / "images"
+    root.mkdir()
+
+    def run_job(batch_size=2, **options):
+        settings = settings_for(database_url=database_url, image_root=root,
+                                batch_size=batch_size)
+        return run(settings, quiet=True, extractor=extractor, **options)
+    run_job.root = root
+    run_job.url = database_url
+    return run_job
+
+
+def clear_needs_grouping(url):
+    """Do what the grouping job does after rewriting the lists."""
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(update(Image).values(needs_grouping=False))
+    engine.dispose()
+
+
+def last_job(url):
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        row = connection.execute(select(Job).order_by(Job.id.desc()).limit(1)).one()
+    engine.dispose()
+    return row
+
+
+def test_fresh_run_then_a_rerun_that_does_nothing(job, extractor):
+    write_jpeg(job.root / "a.jpg", 1)
+    write_jpeg(job.root / "sub" / "B.JPG", 2, width=120, height=80)
+    write_jpeg(job.root / "sub" / "deeper" / "c.jpeg", 3)
+    (job.root / "readme.txt").write_text("not an image")
+    counts = job()
+    assert counts["new"] == 3 and counts["failed"] == 0 and counts["unchanged"] == 0
+    rows = image_rows(job.url)
+    assert sorted(rows) == ["a.jpg", "sub/B.JPG", "sub/deeper/c.jpeg"]
+    b = rows["sub/B.JPG"]
+    assert (b["status"], b["width"], b["height"], b["file_name"]) == ("ok", 120, 80, "B.JPG")
+    assert b["size"] == os.path.getsize(job.root / "sub/B.JPG")
+    assert b["needs_grouping"]
+    features = feature_rows(job.url)
+    assert set(features) == {row["id"] for row in rows.values()}
+    # The stored vector is the model's output for that file (batching aside).
+    array, _, _ = load_image((job.root / "sub/B.JPG").read_bytes(), 10**8)
+    expected = extractor(array[np.newaxis])[0]
+    stored = np.frombuffer(features[b["id"]]["vector"], "<f4")
+    np.testing.assert_allclose(stored, expected, rtol=1e-4, atol=1e-4)
+    assert features[b["id"]]["model"] == extractor.name
+    finished = last_job(job.url)
+    assert finished.outcome == "completed" and finished.kind == "features"
+    assert json.loads(finished.counts) == counts
+
+    clear_needs_grouping(job.url)
+    before_rows, before_features = image_rows(job.url), feature_rows(job.url)
+    again = job()
+    assert again["unchanged"] == 3
+    assert sum(again.values()) == 3
+    assert image_rows(job.url) == before_rows  # not even updated_at moved
+    assert feature_rows(job.url) == before_features
+
+
+def test_add_change_touch_remove_then_reappear(job):
+    for name, seed in [("keep.jpg", 1), ("change.jpg", 2), ("touch.jpg", 3), ("gone.jpg", 4)]:
+        write_jpeg(job.root / name, seed)
+    job()
+    clear_needs_grouping(job.url)
+    first, first_features = image_rows(job.url), feature_rows(job.url)
+
+    write_jpeg(job.root / "new.jpg", 5)
+    write_jpeg(job.root / "change.jpg", 6)  # new content
+    os.utime(job.root / "touch.jpg", ns=(1, 1_000_000_000))  # new mtime, same content
+    gone = job.root / "gone.jpg"
+    saved = gone.read_bytes(), gone.stat().st_mtime_ns
+    gone.unlink()
+    counts = job()
+    assert {k: v for k, v in counts.items() if v} == {
+        "new": 1, "changed": 1, "unchanged": 2, "missing": 1}
+    rows, features = image_rows(job.url), feature_rows(job.url)
+    for name in first:  # stable ids
+        assert rows[name]["id"] == first[name]["id"]
+    assert rows["new.jpg"]["id"] > max(r["id"] for r in first.values())
+    change_id, touch_id, gone_id = (first[n]["id"] for n in ("change.jpg", "touch.jpg",
+                                                             "gone.jpg"))
+    assert features[change_id]["vector"] != first_features[change_id]["vector"]
+    assert rows["change.jpg"]["needs_grouping"] and rows["new.jpg"]["needs_grouping"]
+    # Touched: only the recorded mtime follows the file; nothing recomputed.
+    assert features[touch_id] == first_features[touch_id]
+    assert rows["touch.jpg"]["mtime_ns"] == 1_000_000_000
+    assert not rows["touch.jpg"]["needs_grouping"] and not rows["keep.jpg"]["needs_grouping"]
+    # Gone: kept with its features, out of the grouping.
+    assert rows["gone.jpg"]["status"] == "missing" and rows["gone.jpg"]["needs_grouping"]
+    assert features[gone_id] == first_features[gone_id]
+
+    clear_needs_grouping(job.url)
+    gone.write_bytes(saved[0])
+    os.utime(gone, ns=(saved[1], saved[1]))
+    counts = job()
+    assert counts["reappeared"] == 1 and counts["unchanged"] == 4
+    rows = image_rows(job.url)
+    assert rows["gone.jpg"]["id"] == gone_id
+    assert rows["gone.jpg"]["status"] == "ok" and rows["gone.jpg"]["needs_grouping"]
+    assert feature_rows(job.url)[gone_id] == first_features[gone_id]  # not recomputed
+    assert job()["unchanged"] == 5
+
+
+def test_limit_defers_work_and_dry_run_changes_nothing(job, settings_for):
+    for i in range(5):
+        write_jpeg(job.root / f"{i}.jpg", i)
+    dry = job(dry_run=True)
+    assert dry["new"] == 5 and dry["missing"] == 0
+    if job.url.startswith("sqlite"):
+        assert not Path(job.url.removeprefix("sqlite:///")).exists()
+    else:
+        from sqlalchemy import inspect
+        engine = make_engine(job.url)
+        assert inspect(engine).get_table_names() == []  # not even migrated
+        engine.dispose()
+
+    counts = job(limit=2)
+    assert (counts["new"], counts["deferred"]) == (2, 3)
+    assert sorted(image_rows(job.url)) == ["0.jpg", "1.jpg"]
+    (job.root / "0.jpg").unlink()
+    dry = job(dry_run=True)
+    assert (dry["new"], dry["unchanged"], dry["missing"]) == (3, 1, 1)
+    assert image_rows(job.url)["0.jpg"]["status"] == "ok"  # the dry run changed nothing
+    counts = job()
+    assert (counts["new"], counts["missing"], counts["deferred"]) == (3, 1, 0)
+
+
+def test_failed_files_are_retried_only_when_changed_or_asked(job):
+    bad = job.root / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really")
+    write_jpeg(job.root / "good.jpg", 1)
+    counts = job()
+    assert (counts["new"], counts["failed"]) == (2, 1)
+    row = image_rows(job.url)["bad.jpg"]
+    assert row["status"] == "failed" and row["error"]
+    bad_id = row["id"]
+    assert job()["unchanged"] == 2
+    counts = job(retry_failed=True)
+    assert (counts["retried"], counts["failed"], counts["unchanged"]) == (1, 1, 1)
+    write_jpeg(bad, 7)  # repaired
+    counts = job()
+    assert (counts["changed"], counts["failed"]) == (1, 0)
+    row = image_rows(job.url)["bad.jpg"]
+    assert (row["status"], row["error"], row["id"]) == ("ok", None, bad_id)
+    assert row["needs_grouping"]
