@@ -5,7 +5,7 @@ import re
 
 from flask import Flask, current_app, jsonify, render_template, request
 from sqlalchemy import inspect
-from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 from db import read
@@ -106,8 +106,7 @@ def init_app(app: Flask) -> None:
             return body, status, {"Allow": ", ".join(error.valid_methods)}
         return response
 
-    @app.errorhandler(OperationalError)
-    @app.errorhandler(ProgrammingError)
+    @app.errorhandler(DBAPIError)  # unreachable, no tables, connection lost
     def _database_error(error):
         current_app.logger.warning("database error: %s", error)
         return _respond(503, _database_message())

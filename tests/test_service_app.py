@@ -1,0 +1,112 @@
+"""The app factory: read-only database access, no-schema answers, CORS, the flask CLI."""
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert, text, update
+from sqlalchemy.exc import DBAPIError
+
+from service_fixtures import app, archive, client, settings_for_archive  # noqa: F401
+
+from db.models import Image, ImageNeighbour
+from service import create_app
+from settings import load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_service_cannot_write_through_its_engine(app, archive):
+    """Writes through the app's own engine fail: SQLite mode=ro, MariaDB READ ONLY."""
+    engine = app.extensions["db_engine"]
+    statements = [update(Image).where(Image.id == 1).values(status="failed"),
+                  insert(ImageNeighbour).values(image_id=6, rank=1, neighbour_id=1,
+                                                distance=0.0),
+                  text("CREATE TABLE intruder (id INTEGER)")]
+    for statement in statements:
+        with pytest.raises(DBAPIError, match="(?i)read.?only"):
+            with engine.begin() as connection:
+                connection.execute(statement)
+
+
+def test_requests_leave_the_sqlite_file_unchanged(tmp_path):
+    from service_fixtures import build_archive
+    archive = build_archive(f"sqlite:///{tmp_path / 'images.sqlite3'}", tmp_path)
+    database = tmp_path / "images.sqlite3"
+    before = hashlib.sha256(database.read_bytes()).hexdigest()
+    application = create_app(settings_for_archive(archive, tmp_path / "thumbnails"))
+    client = application.test_client()
+    for url in ["/", "/images/1", "/search?q=rose", "/api/v1/images", "/api/v1/stats",
+                "/api/v1/images/1/neighbours", "/image_name_and_neighbours/2",
+                "/images/1/thumbnail", "/images/1/fingerprint.png"]:
+        assert client.get(url).status_code in (200, 302)
+    application.extensions["db_engine"].dispose()
+    assert hashlib.sha256(database.read_bytes()).hexdigest() == before
+
+
+def test_a_database_without_tables_answers_503(database_url, settings_for, tmp_path):
+    if database_url.startswith("sqlite"):
+        sqlite3.connect(database_url.removeprefix("sqlite:///")).close()  # empty file
+    application = create_app(settings_for(database_url=database_url))
+    client = application.test_client()
+    for url in ["/api/v1/stats", "/api/v1/images/1", "/api/v1/healthz", "/image_count",
+                "/images/1/file"]:
+        response = client.get(url)
+        assert response.status_code == 503
+        assert "no tables yet" in response.get_json()["error"]
+    response = client.get("/")
+    assert response.status_code == 503 and response.mimetype == "text/html"
+    assert "no tables yet" in response.get_data(as_text=True)
+    application.extensions["db_engine"].dispose()
+
+
+def test_an_unreachable_database_answers_503(settings_for):
+    url = "mysql+mysqlconnector://nobody@127.0.0.1:9/none?connection_timeout=2"
+    client = create_app(settings_for(database_url=url)).test_client()
+    response = client.get("/api/v1/healthz")
+    assert response.status_code == 503
+    assert response.get_json() == {"error": "the database is not reachable"}
+
+
+def test_cors_allows_only_the_configured_origins(archive, tmp_path):
+    settings = settings_for_archive(archive, tmp_path, cors_origins="https://portal.example")
+    client = create_app(settings).test_client()
+    allowed = client.get("/api/v1/images/1", headers={"Origin": "https://portal.example"})
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://portal.example"
+    legacy = client.get("/image_name/1", headers={"Origin": "https://portal.example"})
+    assert legacy.headers["Access-Control-Allow-Origin"] == "https://portal.example"
+    other = client.get("/api/v1/images/1", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+    page = client.get("/", headers={"Origin": "https://portal.example"})
+    assert "Access-Control-Allow-Origin" not in page.headers
+
+
+def test_no_cors_headers_by_default(client):
+    response = client.get("/api/v1/images/1", headers={"Origin": "https://portal.example"})
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_flask_cli_builds_the_app_from_the_environment(archive, tmp_path):
+    if not archive.url.startswith("sqlite"):
+        pytest.skip("one database is enough to find the app")
+    env = {**os.environ, "DATABASE_URL": archive.url, "IMAGE_ROOT": str(archive.image_root),
+           "THUMBNAIL_CACHE": str(tmp_path)}
+    flask = Path(sys.executable).with_name("flask")
+    result = subprocess.run([str(flask), "--app", "service", "routes"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "/api/v1/images/<image_id>/neighbours" in result.stdout
+
+
+def test_create_app_without_arguments_reads_the_settings(archive, monkeypatch, tmp_path):
+    monkeypatch.setenv("DATABASE_URL", archive.url)
+    monkeypatch.setenv("THUMBNAIL_CACHE", str(tmp_path))
+    application = create_app()
+    assert application.config["SETTINGS"] == load_settings()
+    assert application.test_client().get("/api/v1/healthz").status_code == 200
+    application.extensions["db_engine"].dispose()

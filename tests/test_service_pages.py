@@ -1,0 +1,92 @@
+"""The archivists' HTML pages, rendered by the test client."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from service_fixtures import app, archive, client  # noqa: F401  (fixtures)
+
+from db.models import OK
+from service_fixtures import SPECS
+
+
+def page(client, url, status=200):
+    response = client.get(url)
+    assert response.status_code == status, (url, response.status_code)
+    assert response.mimetype == "text/html"
+    html = response.get_data(as_text=True)
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
+    return html
+
+
+def test_home_shows_counts_search_and_random(client):
+    html = page(client, "/")
+    assert "11 images in the archive" in html
+    assert re.search(r"6 ok", html) and re.search(r"1 missing", html)
+    assert 'action="/search"' in html and 'href="/random"' in html
+    assert "completed" in html  # the last runs
+
+
+def test_random_goes_to_an_image_with_status_ok(client):
+    ok_ids = {i for i, spec in enumerate(SPECS, 1) if spec.status == OK}
+    for _ in range(10):
+        response = client.get("/random")
+        assert response.status_code == 302
+        assert int(response.headers["Location"].rsplit("/", 1)[-1]) in ok_ids
+
+
+@pytest.mark.parametrize("query, target", [("3", "/images/3"), ("rose.jpg", "/images/1"),
+                                           ("flowers/tulip.jpg", "/images/2"),
+                                           ("straße", "/images/5"), ("tul", "/images/2")])
+def test_search_with_one_match_opens_the_image(client, query, target):
+    response = client.get("/search", query_string={"q": query})
+    assert response.status_code == 302 and response.headers["Location"] == target
+
+
+def test_search_with_several_matches_lists_them(client):
+    html = page(client, "/search?q=duplicate.jpg")
+    assert 'href="/images/3"' in html and 'href="/images/4"' in html
+    assert "a/duplicate.jpg" in html and "b/duplicate.jpg" in html
+
+
+@pytest.mark.parametrize("query", ["nothing-like-this", "999", "<script>alert(1)</script>"])
+def test_search_without_matches_says_so(client, query):
+    html = page(client, "/search?q=" + query, 404)
+    assert "No image has this id, path or file name" in html
+    assert "<script>alert" not in html  # the text is escaped
+
+
+def test_image_page_shows_image_fingerprint_and_neighbours(client, archive):
+    html = page(client, "/images/2")
+    assert 'src="/images/2/thumbnail?size=512"' in html and 'href="/images/2/file"' in html
+    assert 'src="/images/2/fingerprint.svg"' in html
+    assert 'id="previous-link" rel="prev" href="/images/1"' in html
+    assert 'id="next-link" rel="next" href="/images/3"' in html
+    assert 'href="/api/v1/images/2"' in html
+    ranks = re.findall(r'<li class="neighbour"><a href="/images/(\d+)">', html)
+    assert [int(i) for i in ranks] == [j for j, _ in archive.neighbours[2]]
+    first_distance = archive.neighbours[2][0][1]
+    assert f'<span class="distance">{first_distance:.4g}</span>' in html
+
+
+@pytest.mark.parametrize("image_id, text", [
+    (6, "No neighbours yet"), (7, "could not be processed"), (9, "not been processed yet")])
+def test_image_page_explains_missing_neighbours(client, image_id, text):
+    html = page(client, f"/images/{image_id}")
+    assert text in html and 'id="neighbour-grid"' not in html
+
+
+def test_unknown_image_page_is_a_clear_404(client):
+    html = page(client, "/images/424242", 404)
+    assert "There is no image with id 424242." in html and "<h1>Not found</h1>" in html
+
+
+def test_first_and_last_images_have_one_pager_link(client):
+    assert 'id="previous-link"' not in page(client, "/images/1")
+    assert 'id="next-link"' not in page(client, f"/images/{len(SPECS)}")
+
+
+def test_static_files_are_served(client):
+    for name in ("style.css", "image.js"):
+        assert client.get(f"/static/{name}").status_code == 200
