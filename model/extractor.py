@@ -5,6 +5,8 @@ import logging
 import os
 import tempfile
 import time
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
@@ -19,6 +21,16 @@ log = logging.getLogger(__name__)
 
 # Bump when the cache's layout or the conversion changes: older caches are then rebuilt.
 CACHE_FORMAT = 1
+
+
+@contextmanager
+def _quiet_keras_numpy():
+    # Keras 3's save/load_weights call np.array(variable), which numpy 2 flags with a
+    # DeprecationWarning per variable (a Keras issue; harmless): keep the logs readable.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="__array__ implementation doesn't accept",
+                                category=DeprecationWarning)
+        yield
 
 
 class Extractor:
@@ -75,7 +87,8 @@ def _write_cache(model, cache_path: Path) -> None:
                                     suffix=".weights.h5")
     os.close(handle)
     try:
-        model.save_weights(temp, overwrite=True)
+        with _quiet_keras_numpy():
+            model.save_weights(temp, overwrite=True)
         with h5py.File(temp, "a") as file:
             file.attrs["archive_sha1"] = ARCHIVE_SHA1
             file.attrs["cache_format"] = CACHE_FORMAT
@@ -98,15 +111,20 @@ def cache_is_current(cache_path: Path) -> bool:
     return sha1 == ARCHIVE_SHA1 and fmt is not None and int(fmt) == CACHE_FORMAT
 
 
+def _weights(layer) -> list[np.ndarray]:
+    # Like layer.get_weights(), without its numpy-2 copy-keyword deprecation warning.
+    return [variable.numpy() for variable in layer.weights]
+
+
 def fold(model) -> object:
     """Return the inference twin of `model` with each batch norm merged into its conv."""
     folded, convs = build_network(folded=True)
     for name in convs:
-        (kernel,) = model.get_layer(f"{name}.conv2d").get_weights()
-        beta, mean, var = model.get_layer(f"{name}.batchnorm").get_weights()
+        (kernel,) = _weights(model.get_layer(f"{name}.conv2d"))
+        batchnorm = model.get_layer(f"{name}.batchnorm")
+        beta, mean, var = _weights(batchnorm)
         # relu((x*w - mean) / sqrt(var + eps) + beta) == relu(x*(w*s) + (beta - mean*s)).
-        scale = 1.0 / np.sqrt(var.astype(np.float64) + model.get_layer(
-            f"{name}.batchnorm").epsilon)
+        scale = 1.0 / np.sqrt(var.astype(np.float64) + batchnorm.epsilon)
         folded.get_layer(name).set_weights([
             (kernel * scale).astype(np.float32),
             (beta - mean * scale).astype(np.float32)])
@@ -120,7 +138,8 @@ def load_network(cache_path: Path, archive_path: Path | None = None):
     if cache_is_current(cache_path):
         model, _ = build_network(folded=False)
         try:
-            model.load_weights(cache_path)
+            with _quiet_keras_numpy():
+                model.load_weights(cache_path)
         except (OSError, ValueError, KeyError) as error:
             log.warning("weights cache %s unreadable (%s); rebuilding it", cache_path, error)
         else:

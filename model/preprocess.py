@@ -45,22 +45,51 @@ def _tf_reason(error: tf.errors.OpError) -> str:
     return lines[-1].split(" [[")[0].split(" [Op:")[0] if lines else "unknown error"
 
 
-def jpeg_size(data: bytes) -> tuple[int, int]:
-    """Return (width, height) read from the JPEG header, without decoding; raise ImageError."""
+# Start-of-frame markers (baseline, extended, progressive, lossless; Huffman or arithmetic).
+_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7,
+                          0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+# Markers without a length field.
+_STANDALONE = frozenset({0x01, *range(0xD0, 0xD9)})
+
+
+def jpeg_header(data: bytes) -> tuple[int, int, int]:
+    """Return (width, height, bits per sample) from the JPEG's frame header; raise ImageError."""
     if not data:
         raise ImageError("empty file")
     if not data.startswith(_JPEG_MAGIC):
         raise ImageError("not a JPEG")
-    try:
-        height, width, _ = tf.io.extract_jpeg_shape(data).numpy()
-    except tf.errors.InvalidArgumentError:
-        raise ImageError("unreadable JPEG header") from None
-    return int(width), int(height)
+    # Walk the marker segments up to the frame header; nothing is decoded, so a huge
+    # image costs no memory before the pixel guard has seen its size.
+    position = 2
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            break
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker in _STANDALONE:
+            position += 2
+            continue
+        length = int.from_bytes(data[position + 2:position + 4], "big")
+        if marker in _SOF_MARKERS:
+            if length < 8 or position + 10 > len(data):
+                break
+            bits = data[position + 4]
+            height = int.from_bytes(data[position + 5:position + 7], "big")
+            width = int.from_bytes(data[position + 7:position + 9], "big")
+            return width, height, bits
+        if marker == 0xDA or length < 2:  # scan data before any frame header
+            break
+        position += 2 + length
+    raise ImageError("unreadable JPEG header")
 
 
 def load_image(data: bytes, max_pixels: int) -> tuple[np.ndarray, int, int]:
     """Return the (299, 299, 3) float32 network input, width and height of a JPEG."""
-    width, height = jpeg_size(data)
+    width, height, bits = jpeg_header(data)
+    if bits != 8:
+        raise ImageError(f"unsupported JPEG bit depth ({bits}-bit; only 8-bit)")
     if width * height > max_pixels:
         raise ImageError(f"too many pixels ({width}x{height} = {width * height} > "
                          f"MAX_IMAGE_PIXELS {max_pixels})")
@@ -72,7 +101,5 @@ def load_image(data: bytes, max_pixels: int) -> tuple[np.ndarray, int, int]:
         if _END_OF_IMAGE not in data[-64:]:
             raise ImageError("truncated JPEG") from None
         reason = _tf_reason(error)
-        if "precision" in reason.lower():
-            raise ImageError("unsupported JPEG bit depth (only 8-bit)") from None
         raise ImageError("corrupt JPEG data: " + reason) from None
     return image.numpy(), int(decoded_width), int(decoded_height)
