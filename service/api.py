@@ -58,12 +58,12 @@ def lookup():
     text = path if path is not None else name
     if not text or len(text) > MAX_LOOKUP_TEXT:
         raise ApiError(400, f"path or name must be 1 to {MAX_LOOKUP_TEXT} characters")
-    session = database.session()
-    if path is not None:
-        return jsonify({"images": [serialize.image(r) for r in read.find_by_path(session, path)],
-                        "next": None})
     limit = int_param("limit", 100, 1, MAX_PAGE)
     cursor = int_param("cursor", 0, 0, MAX_ID)
+    session = database.session()
+    if path is not None:  # paths are unique: one page says it all
+        rows = [row for row in read.find_by_path(session, path) if row.id > cursor]
+        return jsonify({"images": [serialize.image(row) for row in rows], "next": None})
     rows = read.find_by_name(session, name, cursor, limit)
     next_url = None
     if len(rows) == limit:

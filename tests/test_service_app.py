@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import insert, text, update
 from sqlalchemy.exc import DBAPIError
 
-from service_fixtures import app, archive, client, settings_for_archive  # noqa: F401
+from service_fixtures import (app, archive, client, settings_for_archive,  # noqa: F401
+                              sqlite_archive)
 
 from db.models import Image, ImageNeighbour
 from service import create_app
@@ -91,9 +92,8 @@ def test_no_cors_headers_by_default(client):
     assert "Access-Control-Allow-Origin" not in response.headers
 
 
-def test_flask_cli_builds_the_app_from_the_environment(archive, tmp_path):
-    if not archive.url.startswith("sqlite"):
-        pytest.skip("one database is enough to find the app")
+def test_flask_cli_builds_the_app_from_the_environment(sqlite_archive, tmp_path):
+    archive = sqlite_archive
     env = {**os.environ, "DATABASE_URL": archive.url, "IMAGE_ROOT": str(archive.image_root),
            "THUMBNAIL_CACHE": str(tmp_path)}
     flask = Path(sys.executable).with_name("flask")
