@@ -67,15 +67,14 @@ class Archive:
 
     url: str
     image_root: Path
+    specs: tuple[Spec, ...] = SPECS
     vectors: dict[int, np.ndarray] = field(default_factory=dict)
     neighbours: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
     files: dict[int, bytes] = field(default_factory=dict)
 
-    def spec(self, image_id: int) -> Spec:
-        return SPECS[image_id - 1]
-
     def ids(self, **where) -> list[int]:
-        return [i for i, s in enumerate(SPECS, 1)
+        """Return the ids of the images whose Spec has these field values."""
+        return [i for i, s in enumerate(self.specs, 1)
                 if all(getattr(s, k) == v for k, v in where.items())]
 
 
@@ -106,18 +105,18 @@ def brute_force(vectors: dict[int, np.ndarray], k: int) -> dict[int, list[tuple[
     return result
 
 
-def build_archive(url: str, root: Path) -> Archive:
+def build_archive(url: str, root: Path, specs: tuple[Spec, ...] = SPECS) -> Archive:
     """Write the files under `root` and the rows into the database at `url`."""
     rng = np.random.default_rng(SEED)
     image_root = root / "images"
     image_root.mkdir(parents=True)
     (root / "outside.jpg").write_bytes(b"outside the image root")
-    archive = Archive(url=url, image_root=image_root)
+    archive = Archive(url=url, image_root=image_root, specs=specs)
     engine = make_engine(url)
     upgrade(engine)
     created = datetime(2026, 11, 1, 12, 0, 0)
     with make_sessionmaker(engine).begin() as session:
-        for image_id, spec in enumerate(SPECS, 1):
+        for image_id, spec in enumerate(specs, 1):
             data = None
             target = image_root / spec.path
             if spec.file in ("jpeg", "garbage"):
@@ -142,7 +141,7 @@ def build_archive(url: str, root: Path) -> Archive:
         for image_id, vector in archive.vectors.items():
             session.add(ImageFeatures(image_id=image_id, model=MODEL_NAME,
                                       vector=encode_vector(vector), created_at=created))
-        grouped = {i: v for i, v in archive.vectors.items() if SPECS[i - 1].grouped}
+        grouped = {i: v for i, v in archive.vectors.items() if specs[i - 1].grouped}
         archive.neighbours = brute_force(grouped, k=100)
         for image_id, entries in archive.neighbours.items():
             session.add_all(ImageNeighbour(image_id=image_id, rank=rank, neighbour_id=n,

@@ -1,0 +1,168 @@
+"""The archivists' pages in a real headless Chromium, served by gunicorn.
+
+Uses Debian's chromium (CHROMIUM_PATH, default /usr/bin/chromium) through Playwright;
+no browser is downloaded. Screenshots go to artifacts/. Without Chromium the test is
+skipped, unless REQUIRE_BROWSER=1 (CI), where it fails.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from service_fixtures import SPECS, Spec, build_archive
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-quic"]
+# Enough grouped images that a neighbour list is longer than the first page of 20.
+BROWSER_SPECS = SPECS + tuple(Spec(f"series/photo_{n:02d}.jpg") for n in range(1, 31))
+
+pytestmark = pytest.mark.browser
+
+
+def _chromium() -> str:
+    path = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).is_file():
+        message = f"Chromium not found at {path}; install Debian's chromium"
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """Yield (base URL, archive) of gunicorn serving a fixture archive on loopback."""
+    root = tmp_path_factory.mktemp("browser")
+    archive = build_archive(f"sqlite:///{root / 'images.sqlite3'}", root, BROWSER_SPECS)
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": archive.url, "IMAGE_ROOT": str(archive.image_root),
+           "THUMBNAIL_CACHE": str(root / "thumbnails"), "LOG_LEVEL": "WARNING"}
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    process = subprocess.Popen([str(gunicorn), "--bind", f"127.0.0.1:{port}", "--workers",
+                                "1", "--threads", "4", "--no-control-socket",
+                                "service:create_app()"],
+                               cwd=ROOT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=1).read()
+                break
+            except OSError:
+                assert process.poll() is None, "gunicorn exited"
+                time.sleep(0.1)
+        else:
+            pytest.fail("gunicorn did not answer within 10 s")
+        yield base, archive
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    executable = _chromium()
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _loaded_images(page, selector: str) -> int:
+    """Return how many images matching `selector` have been decoded."""
+    return page.eval_on_selector_all(
+        selector, "images => images.filter(i => i.complete && i.naturalWidth > 0).length")
+
+
+def test_search_open_neighbours_and_keyboard(server, browser):
+    base, archive = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+
+    page.goto(base + "/")
+    assert f"{len(BROWSER_SPECS)} images in the archive" in page.inner_text("main")
+    page.screenshot(path=str(ARTIFACTS / "home.png"), full_page=True)
+
+    page.fill("input[name=q]", "tulip")
+    page.press("input[name=q]", "Enter")
+    page.wait_for_url(base + "/images/2")
+    assert "tulip.jpg" in page.inner_text("h1")
+
+    grid = "#neighbour-grid li.neighbour"
+    expected = [j for j, _ in archive.neighbours[2]]
+    assert page.locator(grid).count() == 20
+    page.wait_for_function("document.querySelector('#main-image').naturalWidth > 0")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#neighbour-grid img')].slice(0, 8)"
+        ".every(i => i.complete && i.naturalWidth > 0)")
+    assert page.eval_on_selector(".fingerprint img", "i => i.naturalWidth") > 0
+    page.screenshot(path=str(ARTIFACTS / "image.png"), full_page=True)
+
+    page.click("#more")
+    page.wait_for_function(f"document.querySelectorAll('{grid}').length === {len(expected)}")
+    hrefs = page.eval_on_selector_all(grid + " a", "links => links.map(a => a.href)")
+    assert hrefs == [f"{base}/images/{j}" for j in expected]
+    assert page.locator("#more").count() == 0  # the whole list is shown
+
+    page.keyboard.press("ArrowRight")
+    page.wait_for_url(base + "/images/3")
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_url(base + "/images/2")
+    with page.expect_navigation():
+        page.keyboard.press("r")
+    assert re.fullmatch(re.escape(base) + r"/images/\d+", page.url)
+    image_id = int(page.url.rsplit("/", 1)[-1])
+    assert BROWSER_SPECS[image_id - 1].status == "ok"
+
+    page.focus("input[name=q]")  # typing in the search box does not navigate
+    page.keyboard.press("r")
+    page.wait_for_timeout(300)
+    assert page.url.endswith(f"/images/{image_id}")
+    assert errors == []
+    page.close()
+
+
+def test_phone_layout_and_clear_error_pages(server, browser):
+    base, _ = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    context = browser.new_context(viewport={"width": 390, "height": 844},
+                                  device_scale_factor=2, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    page.goto(base + "/images/1")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#neighbour-grid img')].slice(0, 4)"
+        ".every(i => i.complete && i.naturalWidth > 0)")
+    # Nothing wider than the phone's screen: no sideways scrolling.
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.screenshot(path=str(ARTIFACTS / "image-phone.png"), full_page=True)
+
+    response = page.goto(base + "/images/8")
+    assert response.status == 410
+    assert "missing from the archive" in page.inner_text("main")
+    response = page.goto(base + "/images/123456")
+    assert response.status == 404 and "There is no image with id 123456" in page.inner_text("main")
+    response = page.goto(base + "/images/abc")
+    assert response.status == 400 and "Bad request" in page.inner_text("h1")
+    page.screenshot(path=str(ARTIFACTS / "error-phone.png"))
+    context.close()
