@@ -1,0 +1,160 @@
+"""The exact k-NN engine against a float64 brute force (scipy cdist)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy.spatial.distance import cdist
+
+from grouping.engine import ExactIndex, error_coefficient
+
+
+def brute_force(query, query_ids, base, base_ids, k):
+    """Return the reference lists: float64 distances, self excluded, (distance, id)."""
+    distances = cdist(query.astype(np.float64), base.astype(np.float64))
+    distances[query_ids[:, None] == base_ids[None, :]] = np.inf
+    lists = []
+    for row in distances:
+        order = np.lexsort((base_ids, row))
+        order = order[np.isfinite(row[order])][:k]
+        lists.append((base_ids[order], row[order], row))
+    return lists
+
+
+def assert_exact(found_ids, found_distances, query, query_ids, base, base_ids, k,
+                 strict=False):
+    """Check the engine's lists against the brute force, row by row.
+
+    strict: the data make every distance exact in float64, so even ties must match id
+    for id. Otherwise the two float64 computations may differ in the last bits, and the
+    checks allow for that, and only that.
+    """
+    id_to_column = {int(i): c for c, i in enumerate(base_ids)}
+    for row, (ref_ids, ref_distances, all_distances) in enumerate(
+            brute_force(query, query_ids, base, base_ids, k)):
+        ids, distances = found_ids[row], found_distances[row]
+        length = len(ref_ids)
+        assert (ids[length:] == -1).all() and np.isinf(distances[length:]).all()
+        ids, distances = ids[:length], distances[:length]
+        if strict:
+            np.testing.assert_array_equal(ids, ref_ids)
+            np.testing.assert_array_equal(distances, ref_distances)
+            continue
+        assert len(set(ids.tolist())) == length and query_ids[row] not in ids
+        # Ordered by distance, exact ties by id.
+        assert (np.diff(distances) >= 0).all()
+        tied = np.diff(distances) == 0
+        assert (np.diff(ids)[tied] > 0).all()
+        # Each distance is the pair's true distance, and the k smallest are all there.
+        true = all_distances[[id_to_column[int(i)] for i in ids]]
+        np.testing.assert_allclose(distances, true, rtol=1e-12, atol=1e-300)
+        np.testing.assert_allclose(distances, ref_distances, rtol=1e-12, atol=1e-300)
+        if length:
+            surely_in = ref_ids[ref_distances < distances[-1] * (1 - 1e-12)]
+            assert set(surely_in.tolist()) <= set(ids.tolist())
+
+
+@st.composite
+def problems(draw, values):
+    d = draw(st.integers(1, 6))
+    n = draw(st.integers(1, 40))
+    base = draw(arrays(np.float32, (n, d), elements=values))
+    ids = np.array(draw(st.lists(st.integers(1, 10 ** 6), min_size=n, max_size=n,
+                                 unique=True)), dtype=np.int64)
+    k = draw(st.integers(1, 45))
+    block_rows = draw(st.integers(1, 9))
+    block_columns = draw(st.integers(1, 13))
+    return base, ids, k, block_rows, block_columns
+
+
+small_integers = st.integers(-3, 3).map(float)
+floats = st.floats(-1e3, 1e3, width=32, allow_subnormal=False)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problems(small_integers))
+def test_ties_and_duplicates_match_the_brute_force_exactly(problem):
+    # Small integers: many duplicates (distance 0) and exact ties, all exact in float64.
+    base, ids, k, block_rows, block_columns = problem
+    index = ExactIndex(base, ids)
+    found = index.search(base, ids, k, block_rows=block_rows, block_columns=block_columns)
+    assert_exact(*found, base, ids, base, ids, k, strict=True)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problems(floats), st.data())
+def test_random_vectors_of_very_different_norms_match_the_brute_force(problem, data):
+    base, ids, k, block_rows, block_columns = problem
+    scales = data.draw(arrays(np.float32, len(base), elements=st.sampled_from(
+        [1e-6, 1e-3, 1.0, 1e3, 1e6])))
+    base = base * scales[:, None]
+    index = ExactIndex(base, ids)
+    found = index.search(base, ids, k, block_rows=block_rows, block_columns=block_columns)
+    assert_exact(*found, base, ids, base, ids, k)
+
+
+@settings(max_examples=60, deadline=None)
+@given(problems(floats), st.integers(0, 5))
+def test_queries_outside_the_base(problem, count):
+    # Merging new images into other lists: the queries are not in the base, nothing to skip.
+    base, ids, k, block_rows, block_columns = problem
+    rng = np.random.default_rng(count)
+    query = rng.normal(size=(count, base.shape[1])).astype(np.float32)
+    query_ids = -np.arange(1, count + 1)
+    found = ExactIndex(base, ids).search(query, query_ids, k, block_rows=block_rows,
+                                         block_columns=block_columns)
+    assert_exact(*found, query, query_ids, base, ids, k)
+
+
+@pytest.mark.parametrize("memory", [1 << 12, 1 << 20, 256 << 20])
+def test_pool3_like_vectors_and_near_duplicates(memory):
+    # d = 2048, non-negative like pool_3, with near-duplicates a float32 product cannot
+    # tell apart: only the float64 re-ranking orders them right.
+    rng = np.random.default_rng(7)
+    base = np.maximum(rng.normal(size=(300, 2048)), 0).astype(np.float32)
+    for copy, source in ((10, 3), (11, 3), (12, 3), (20, 4)):
+        base[copy] = base[source]
+        base[copy, copy] += np.float32(1e-6) * copy
+    base[13] = base[3]  # an exact duplicate too
+    ids = np.arange(5, 305, dtype=np.int64)[::-1].copy()  # ids not in row order
+    found = ExactIndex(base, ids).search(base, ids, 25, memory_bytes=memory)
+    assert_exact(*found, base, ids, base, ids, 25)
+    row = 3
+    assert found[0][row, 0] == ids[13] and found[1][row, 0] == 0.0
+    assert found[1][row, 1] > 0 and found[1][row, 1] < 1e-4
+
+
+def test_one_image_has_an_empty_list():
+    ids, distances = ExactIndex(np.ones((1, 4)), [42]).search(np.ones((1, 4)), [42], 3)
+    assert (ids == -1).all() and np.isinf(distances).all()
+
+
+def test_block_shape_stays_within_the_memory_bound():
+    index = ExactIndex(np.zeros((50_000, 2), dtype=np.float32), np.arange(50_000))
+    for memory in (5, 1 << 16, 1 << 24, 2 << 30):
+        rows, columns = index.block_shape(10_000, memory)
+        assert rows >= 1 and columns >= 1
+        assert rows * columns * 5 <= max(memory, 5)
+
+
+def test_error_bound_is_above_the_float32_error_seen():
+    rng = np.random.default_rng(3)
+    a = np.abs(rng.normal(size=(64, 2048))).astype(np.float32)
+    b = np.abs(rng.normal(size=(64, 2048))).astype(np.float32)
+    t = (b.astype(np.float64) ** 2).sum(1).astype(np.float32) - 2 * (a @ b.T)
+    exact = (b.astype(np.float64) ** 2).sum(1) - 2 * (a.astype(np.float64) @ b.T.astype(
+        np.float64))
+    norms = np.linalg.norm(a, axis=1)[:, None] + np.linalg.norm(b, axis=1)[None, :]
+    assert (np.abs(t - exact) <= error_coefficient(2048) * norms ** 2).all()
+
+
+def test_bad_input_is_refused_with_a_clear_error():
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        ExactIndex(np.array([[np.nan, 1.0]]), [1])
+    with pytest.raises(ValueError, match="unique"):
+        ExactIndex(np.zeros((2, 2)), [1, 1])
+    with pytest.raises(ValueError, match="dimensions"):
+        ExactIndex(np.zeros((2, 2)), [1, 2]).search(np.zeros((1, 3)), [5], 1)
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        ExactIndex(np.zeros((2, 2)), [1, 2]).search(np.zeros((1, 2)), [5], 0)
