@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Bring every image's list of its k nearest neighbours (exact, Euclidean) up to date.
+
+    group_images.py [--full] [--k N] [--batch-size N] [--dry-run] [--quiet]
+    group_images.py <db host> <db port> <db name> <db user> <db password>
+
+Settings (DATABASE_URL, NEIGHBOURS_K, GROUPING_MEMORY_MB, ...) come from the environment
+and .env; the second form is the original script's command line and still works. The
+first run, and --full, compute every list; later runs only the work that the new,
+changed and removed images make; a killed run is taken up where it stopped. Exit status
+0 when the run completed, 1 when it could not run, 2 for a bad command line.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from batch import legacy_database_url, setup_logging
+from settings import load_settings
+
+PROG = "group_images.py"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser.add_argument("positional", nargs="*", metavar="DB",
+                        help="legacy form: db host, port, name, user, password "
+                             "(default: the DATABASE_URL setting)")
+    parser.add_argument("--full", action="store_true",
+                        help="recompute every list, not only what changed")
+    parser.add_argument("--k", type=int, metavar="N",
+                        help="neighbours per image (default: NEIGHBOURS_K)")
+    parser.add_argument("--batch-size", type=int, metavar="N",
+                        help="lists computed together and written in one transaction "
+                             "(default: 2048)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print how much work a run would do and change nothing")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress output; warnings, errors and the summary only")
+    args = parser.parse_args(argv)
+    if len(args.positional) not in (0, 5):
+        parser.error("expected no positional arguments, or <db host> <db port> <db name> "
+                     f"<db user> <db password>; got {len(args.positional)} arguments")
+    if args.batch_size is not None and args.batch_size < 1:
+        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.k is not None and args.k < 1:
+        parser.error(f"--k must be at least 1, got {args.k}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    overrides = {}
+    try:
+        if args.positional:
+            overrides["DATABASE_URL"] = legacy_database_url(*args.positional)
+        if args.k is not None:
+            overrides["NEIGHBOURS_K"] = str(args.k)
+        settings = load_settings(overrides)
+    except ValueError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 1
+    setup_logging(settings.log_level, args.quiet)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from grouping.run import BLOCK_ROWS, run
+    try:
+        counts = run(settings, full=args.full, dry_run=args.dry_run, quiet=args.quiet,
+                     block_rows=args.batch_size or BLOCK_ROWS)
+    except (SQLAlchemyError, ValueError, MemoryError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(f"{PROG}: error: {type(error).__name__}: {reason}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    label = "dry run, nothing changed; would do" if args.dry_run else "done"
+    print(f"{label}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Deciding which neighbour lists a run recomputes, merges into, or deletes.
+
+The state between runs is described by one number, valid_through: the list of every 'ok'
+image with an id at or below it is the exact top k of the vectors as they were at some
+moment since the last completed run, and every change since then is flagged
+needs_grouping (flags are cleared only when a run completes). Lists above it are
+unknown. A completed run leaves everything valid. A run writes its lists in ascending
+id order and records max(valid_through at its start, last id written) with each write,
+so a killed run, full or not, is taken up by the next run where it stopped.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from db import neighbour_store as store
+from db.neighbour_store import Changed
+
+ALL = 2 ** 63 - 1   # valid_through when every list is valid
+NONE = 0            # ... when none is (ids start at 1)
+
+
+@dataclass
+class Plan:
+    mode: str                 # full | resume | incremental
+    k: int
+    valid_through: int
+    changed: list[Changed]    # the flagged images this run clears when it completes
+    full_ids: np.ndarray      # lists recomputed against every image
+    merge_ids: np.ndarray     # lists that the new images may enter
+    new_ids: np.ndarray       # 'ok' images among the changed: merged into other lists
+
+    def counts(self) -> dict:
+        return {"mode": self.mode, "k": self.k, "lists_full": len(self.full_ids),
+                "lists_checked": len(self.merge_ids), "new_images": len(self.new_ids),
+                "changed_images": len(self.changed)}
+
+
+def starting_point(jobs: list[tuple[str, dict | None]], k: int, full: bool) -> int:
+    """Return valid_through at the start of a run from the latest runs, newest first."""
+    if full:
+        return NONE
+    for outcome, counts in jobs:
+        if counts is None or "valid_through" not in counts:
+            continue  # killed before it recorded anything, so it wrote nothing
+        if counts.get("k") != k:
+            return NONE  # lists of another length: recompute them all
+        return ALL if outcome == "completed" else int(counts["valid_through"])
+    return NONE
+
+
+def make_plan(engine, ok_ids: np.ndarray, k: int, full: bool) -> Plan:
+    """Return what a run over the 'ok' images ok_ids (ascending) has to do."""
+    valid_through = starting_point(store.recent_grouping_jobs(engine), k, full)
+    changed = store.load_changed(engine)
+    changed_ids = np.array([c.id for c in changed], dtype=np.int64)
+    new_ids = np.intersect1d(changed_ids, ok_ids)
+    if valid_through == NONE:
+        return Plan("full", k, valid_through, changed, ok_ids, ok_ids[:0], new_ids)
+    # A list that holds a changed image lost a neighbour or has a stale distance; the
+    # new images' own lists, and every list above valid_through, start from nothing.
+    redo = np.union1d(np.array(sorted(store.lists_containing(engine, changed_ids)),
+                               dtype=np.int64), new_ids)
+    redo = np.union1d(redo, ok_ids[ok_ids > valid_through])
+    full_ids = np.intersect1d(redo, ok_ids)
+    merge_ids = np.setdiff1d(ok_ids, full_ids) if len(new_ids) else ok_ids[:0]
+    mode = "incremental" if valid_through == ALL else "resume"
+    return Plan(mode, k, valid_through, changed, full_ids, merge_ids, new_ids)

@@ -1,0 +1,185 @@
+"""The grouping job: bring every image's top-k neighbour list up to date."""
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy.engine import Engine
+
+from batch import Progress
+from db import neighbour_store as store
+from db.engine import make_engine, upgrade
+from db.jobs import finish_job, start_job
+from grouping.engine import ExactIndex
+from grouping.plan import ALL, Plan, make_plan
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+BLOCK_ROWS = 2048  # lists per computed block and per write transaction
+
+
+@dataclass
+class Lists:
+    """Neighbour lists of image_ids: row i padded with −1 ids and inf distances."""
+
+    image_ids: np.ndarray
+    neighbour_ids: np.ndarray
+    distances: np.ndarray
+
+
+@dataclass
+class Grouping:
+    """What computing a block of lists needs; the same on one machine or on a worker."""
+
+    engine: Engine
+    ids: np.ndarray           # all 'ok' images, ascending
+    vectors: np.ndarray
+    index: ExactIndex         # over all of them
+    new_index: ExactIndex     # over the new and changed ones, merged into other lists
+    full_ids: np.ndarray
+    k: int
+    memory_bytes: int
+
+
+def compute_block(grouping: Grouping, block_ids: np.ndarray) -> Lists:
+    """Return the lists of block_ids (ascending) that this run changes."""
+    g = grouping
+    is_full = np.isin(block_ids, g.full_ids)
+    full_ids, merge_ids = block_ids[is_full], block_ids[~is_full]
+    rows = np.searchsorted(g.ids, full_ids)
+    found_ids, found_distances = g.index.search(g.vectors[rows], full_ids, g.k,
+                                                g.memory_bytes)
+    parts = [Lists(full_ids, found_ids, found_distances)]
+    if len(merge_ids):
+        parts.append(_merge(g, merge_ids))
+    image_ids = np.concatenate([p.image_ids for p in parts])
+    order = np.argsort(image_ids)
+    return Lists(image_ids[order],
+                 np.concatenate([p.neighbour_ids for p in parts])[order],
+                 np.concatenate([p.distances for p in parts])[order])
+
+
+def _merge(g: Grouping, merge_ids: np.ndarray) -> Lists:
+    """Return the lists among merge_ids that a new image enters, with it merged in."""
+    rows = np.searchsorted(g.ids, merge_ids)
+    new_ids, new_distances = g.new_index.search(g.vectors[rows], merge_ids, g.k,
+                                                g.memory_bytes)
+    last = store.load_entries(g.engine, merge_ids.tolist(), g.k)
+    enters = []
+    for i, image_id in enumerate(merge_ids.tolist()):
+        entry = last.get(image_id)
+        # A list without a k-th entry is short: every new image enters it.
+        if entry is None or (new_distances[i, 0], new_ids[i, 0]) < entry:
+            enters.append(i)
+    old = store.load_lists(g.engine, merge_ids[enters].tolist())
+    out_ids = np.full((len(enters), g.k), -1, dtype=np.int64)
+    out_distances = np.full((len(enters), g.k), np.inf)
+    for j, i in enumerate(enters):
+        old_ids, old_distances = old[int(merge_ids[i])]
+        take = new_ids[i] >= 0
+        ids = np.concatenate([np.asarray(old_ids, dtype=np.int64), new_ids[i][take]])
+        distances = np.concatenate([np.asarray(old_distances, dtype=np.float64),
+                                    new_distances[i][take]])
+        order = np.lexsort((ids, distances))[:g.k]
+        out_ids[j, :len(order)], out_distances[j, :len(order)] = ids[order], distances[order]
+    return Lists(merge_ids[enters], out_ids, out_distances)
+
+
+def run(settings: Settings, full: bool = False, k: int | None = None,
+        dry_run: bool = False, quiet: bool = False, block_rows: int = BLOCK_ROWS) -> dict:
+    """Run the grouping job and return its counts."""
+    k = settings.neighbours_k if k is None else k
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    engine = make_engine(settings.database_url)
+    try:
+        upgrade(engine)
+        if dry_run:
+            plan = make_plan(engine, store.load_ok_ids(engine), k, full)
+            return {**plan.counts(), "dry_run": True}
+        return _run(engine, settings, k, full, quiet, block_rows)
+    finally:
+        engine.dispose()
+
+
+def _run(engine, settings, k, full, quiet, block_rows) -> dict:
+    started = time.monotonic()
+    job_id = start_job(engine, "grouping")
+    counts: dict = {"k": k}
+    try:
+        ids, vectors = store.load_vectors(engine)
+        log.info("loaded %d vectors in %.1f s", len(ids), time.monotonic() - started)
+        plan = make_plan(engine, ids, k, full)
+        counts = {**plan.counts(), "images": len(ids), "valid_through": plan.valid_through,
+                  "lists_written": 0, "rows_written": 0}
+        store.set_job_counts(engine, job_id, counts)
+        log.info("%s run: %d lists to recompute, %d to check for %d new images", plan.mode,
+                 len(plan.full_ids), len(plan.merge_ids), len(plan.new_ids))
+        counts["lists_deleted"] = store.delete_lists_of_unavailable(engine)
+        _compute_and_write(engine, settings, plan, ids, vectors, counts, job_id, quiet,
+                           block_rows)
+        counts["flags_cleared"] = store.clear_needs_grouping(engine, plan.changed)
+        counts["valid_through"] = ALL
+        counts["seconds"] = round(time.monotonic() - started, 3)
+        finish_job(engine, job_id, "completed", counts)
+        return counts
+    except BaseException as error:  # KeyboardInterrupt too: the row must not say running
+        counts["seconds"] = round(time.monotonic() - started, 3)
+        finish_job(engine, job_id, "failed", counts,
+                   message=f"{type(error).__name__}: {error}"[:1000])
+        raise
+
+
+def _compute_and_write(engine, settings, plan: Plan, ids, vectors, counts, job_id, quiet,
+                       block_rows):
+    work = np.union1d(plan.full_ids, plan.merge_ids)
+    if not len(work):
+        return
+    new_rows = np.searchsorted(ids, plan.new_ids)
+    grouping = Grouping(engine, ids, vectors, ExactIndex(vectors, ids),
+                        ExactIndex(vectors[new_rows], plan.new_ids), plan.full_ids,
+                        plan.k, settings.grouping_memory_mb << 20)
+    progress = Progress(len(work), "lists", quiet)
+    written_lists = written_rows = 0
+    pending: deque = deque()
+
+    def finish_oldest():
+        nonlocal written_lists, written_rows
+        lists, rows = pending.popleft().result()
+        written_lists += lists
+        written_rows += rows
+
+    # Writes go to one background thread, in order, while the next block is computed:
+    # the products release the GIL, the database round trips do not need it.
+    with ThreadPoolExecutor(1) as writer:
+        try:
+            for start in range(0, len(work), block_rows):
+                block = work[start:start + block_rows]
+                lists = compute_block(grouping, block)
+                # All lists up to the block's last id are now valid for this run's data.
+                progress_counts = {**counts, "valid_through":
+                                   max(plan.valid_through, int(block[-1]))}
+                pending.append(writer.submit(_write, engine, lists, job_id,
+                                             progress_counts))
+                while len(pending) > 1:
+                    finish_oldest()
+                progress.update(len(block))
+            while pending:
+                finish_oldest()
+        finally:
+            for future in pending:
+                future.cancel()
+            progress.close()
+    counts.update(lists_written=written_lists, rows_written=written_rows,
+                  lists_merged=written_lists - len(plan.full_ids))
+
+
+def _write(engine, lists: Lists, job_id, progress_counts) -> tuple[int, int]:
+    rows = store.write_lists(engine, lists.image_ids, lists.neighbour_ids, lists.distances,
+                             job_id, progress_counts)
+    return len(lists.image_ids), rows

@@ -1,0 +1,249 @@
+"""The grouping job on SQLite and MariaDB: full, incremental and resumed runs."""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from datetime import datetime, timedelta
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from sqlalchemy import delete, func, insert, select, update
+
+from db import neighbour_store as store
+from db.engine import make_engine, upgrade
+from db.models import MISSING, OK, Image, ImageFeatures, ImageNeighbour, Job
+from db.vectors import DIMENSIONS, MODEL_NAME, encode_vector
+from grouping.engine import ExactIndex
+from grouping.plan import ALL, NONE, starting_point
+from grouping.run import run
+
+_names = itertools.count()
+
+
+def embed(small: np.ndarray) -> np.ndarray:
+    """Return 2048-d vectors holding `small` in their first dimensions, zeros after."""
+    vectors = np.zeros((len(small), DIMENSIONS), dtype=np.float32)
+    vectors[:, :small.shape[1]] = small
+    return vectors
+
+
+def add_images(engine, vectors, status=OK) -> list[int]:
+    """Insert images with features as the feature job leaves them; return their ids."""
+    ids = []
+    with engine.begin() as connection:
+        for vector in vectors:
+            path = f"archive/{next(_names):06d}.jpg"
+            image_id = connection.execute(insert(Image).values(
+                path=path, path_hash=hashlib.sha256(path.encode()).hexdigest(),
+                file_name=path.rsplit("/", 1)[1], status=status,
+                needs_grouping=True)).inserted_primary_key[0]
+            connection.execute(insert(ImageFeatures).values(
+                image_id=image_id, model=MODEL_NAME, vector=encode_vector(vector)))
+            ids.append(image_id)
+    return ids
+
+
+def change_image(engine, image_id, vector=None, status=None):
+    """Change an image's features or status and flag it, as the feature job does."""
+    with engine.begin() as connection:
+        if vector is not None:
+            connection.execute(update(ImageFeatures)
+                               .where(ImageFeatures.image_id == image_id)
+                               .values(vector=encode_vector(vector)))
+        values = {"needs_grouping": True}
+        if status is not None:
+            values["status"] = status
+        connection.execute(update(Image).where(Image.id == image_id).values(**values))
+
+
+def stored_lists(engine) -> dict[int, tuple[list[int], list[float]]]:
+    """Return every stored list; ranks must run 1, 2, 3... without gaps."""
+    lists: dict = {}
+    with engine.connect() as connection:
+        for image_id, rank, neighbour_id, distance in connection.execute(
+                select(ImageNeighbour.image_id, ImageNeighbour.rank,
+                       ImageNeighbour.neighbour_id, ImageNeighbour.distance)
+                .order_by(ImageNeighbour.image_id, ImageNeighbour.rank)):
+            ids, distances = lists.setdefault(image_id, ([], []))
+            assert rank == len(ids) + 1
+            ids.append(neighbour_id)
+            distances.append(distance)
+    return lists
+
+
+def expected_lists(engine, k) -> dict[int, tuple[list[int], list[float]]]:
+    """Return the float64 brute-force lists of the images now 'ok' (exact data only)."""
+    ids, vectors = store.load_vectors(engine)
+    vectors = vectors.astype(np.float64)
+    squared = ((vectors[:, None, :] - vectors[None, :, :]) ** 2).sum(axis=2)
+    lists = {}
+    for row, image_id in enumerate(ids.tolist()):
+        distances = np.sqrt(squared[row])
+        order = [c for c in np.lexsort((ids, distances)) if c != row][:k]
+        if order:
+            lists[image_id] = (ids[order].tolist(), distances[order].tolist())
+    return lists
+
+
+def job_rows(engine):
+    with engine.connect() as connection:
+        return connection.execute(select(Job.outcome, Job.counts).where(
+            Job.kind == "grouping").order_by(Job.id)).all()
+
+
+def flagged(engine) -> int:
+    with engine.connect() as connection:
+        return connection.execute(select(func.count()).select_from(Image).where(
+            Image.needs_grouping.is_(True))).scalar_one()
+
+
+@pytest.fixture
+def db(database_url, settings_for):
+    engine = make_engine(database_url)
+    upgrade(engine)
+    yield engine, settings_for(database_url=database_url)
+    engine.dispose()
+
+
+def clear(engine):
+    with engine.begin() as connection:
+        for table in (ImageNeighbour, ImageFeatures, Image, Job):
+            connection.execute(delete(table))
+
+
+def test_first_run_is_full_then_only_new_work(db):
+    engine, settings = db
+    rng = np.random.default_rng(1)
+    vectors = np.maximum(rng.normal(size=(40, DIMENSIONS)), 0).astype(np.float32)
+    vectors[7] = vectors[3]  # a duplicate: distance 0
+    ids = add_images(engine, vectors)
+    add_images(engine, vectors[:2], status=MISSING)  # takes no part
+
+    counts = run(settings, k=5, quiet=True)
+    assert counts["mode"] == "full" and counts["lists_written"] == 40
+    lists = stored_lists(engine)
+    index = ExactIndex(vectors, ids)
+    want_ids, want_distances = index.search(vectors, ids, 5)
+    for row, image_id in enumerate(ids):
+        assert lists[image_id] == (want_ids[row].tolist(), want_distances[row].tolist())
+    assert lists[ids[3]][0][0] == ids[7] and lists[ids[3]][1][0] == 0.0
+    assert flagged(engine) == 0  # the missing ones too: they have no list to change
+    assert [outcome for outcome, _ in job_rows(engine)] == ["completed"]
+
+    again = run(settings, k=5, quiet=True)
+    assert again["mode"] == "incremental" and again["lists_written"] == 0
+
+    new = np.maximum(rng.normal(size=(1, DIMENSIONS)), 0).astype(np.float32)
+    new_id = add_images(engine, new)[0]
+    counts = run(settings, k=5, quiet=True)
+    assert counts["mode"] == "incremental"
+    assert counts["lists_full"] == 1 and counts["lists_checked"] == 40
+    all_vectors, all_ids = np.vstack([vectors, new]), ids + [new_id]
+    want_ids, want_distances = ExactIndex(all_vectors, all_ids).search(all_vectors,
+                                                                       all_ids, 5)
+    lists = stored_lists(engine)
+    assert set(lists) == set(all_ids)
+    for row, image_id in enumerate(all_ids):
+        assert lists[image_id] == (want_ids[row].tolist(), want_distances[row].tolist())
+    assert counts["lists_written"] == 1 + sum(new_id in lists[i][0] for i in ids)
+
+
+small_vector = st.lists(st.integers(0, 2), min_size=3, max_size=3)
+operations = st.lists(st.tuples(st.sampled_from(["add", "change", "remove", "restore"]),
+                                st.integers(0, 10 ** 6), small_vector),
+                      min_size=1, max_size=4)
+
+
+def check_sequence(engine, settings, initial, k, steps):
+    clear(engine)
+    ids = add_images(engine, embed(np.array(initial, dtype=np.float32)))
+    run(settings, k=k, quiet=True)
+    assert stored_lists(engine) == expected_lists(engine, k)
+    for operation, pick, values in steps:
+        vector = embed(np.array([values], dtype=np.float32))[0]
+        target = ids[pick % len(ids)]
+        if operation == "add":
+            ids += add_images(engine, [vector])
+        elif operation == "change":
+            change_image(engine, target, vector=vector)
+        elif operation == "remove":
+            change_image(engine, target, status=MISSING)
+        else:
+            change_image(engine, target, status=OK)
+        counts = run(settings, k=k, quiet=True)
+        assert counts["mode"] == "incremental"
+        assert stored_lists(engine) == expected_lists(engine, k), (operation, counts)
+    incremental = stored_lists(engine)
+    counts = run(settings, k=k, full=True, quiet=True)
+    assert counts["mode"] == "full"
+    assert stored_lists(engine) == incremental
+
+
+@hypothesis_settings(max_examples=12, deadline=None,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                            HealthCheck.too_slow])
+@given(initial=st.lists(small_vector, min_size=1, max_size=12),
+       k=st.integers(1, 6), steps=operations)
+def test_incremental_runs_equal_full_runs(db, initial, k, steps):
+    # Vectors of small integers: many duplicates and exact ties, every distance exact in
+    # float64, so the brute force is the exact answer, ties ordered by id included.
+    engine, settings = db
+    check_sequence(engine, settings, initial, k, steps)
+
+
+def test_removed_and_changed_images_leave_the_lists(db):
+    engine, settings = db
+    rng = np.random.default_rng(5)
+    ids = add_images(engine, embed(rng.integers(0, 4, size=(30, 4)).astype(np.float32)))
+    run(settings, k=4, quiet=True)
+    change_image(engine, ids[0], status=MISSING)
+    change_image(engine, ids[1], vector=embed(np.full((1, 4), 9, np.float32))[0])
+    counts = run(settings, k=4, quiet=True)
+    lists = stored_lists(engine)
+    assert ids[0] not in lists and all(ids[0] not in n for n, _ in lists.values())
+    assert lists == expected_lists(engine, 4)
+    assert counts["lists_deleted"] == 1 and flagged(engine) == 0
+
+
+def test_a_flag_set_again_during_a_run_is_kept(db):
+    engine, settings = db
+    ids = add_images(engine, embed(np.eye(3, dtype=np.float32)))
+    changed = store.load_changed(engine)
+    # The feature job changes the image after the grouping job read the flags.
+    with engine.begin() as connection:
+        connection.execute(update(Image).where(Image.id == ids[0]).values(
+            updated_at=datetime(2031, 1, 1) + timedelta(seconds=1)))
+    assert store.clear_needs_grouping(engine, changed) == 2
+    assert flagged(engine) == 1
+
+
+def test_dry_run_changes_nothing(db):
+    engine, settings = db
+    add_images(engine, embed(np.eye(3, dtype=np.float32)))
+    counts = run(settings, k=2, dry_run=True)
+    assert counts["dry_run"] and counts["mode"] == "full" and counts["lists_full"] == 3
+    assert stored_lists(engine) == {} and job_rows(engine) == [] and flagged(engine) == 3
+
+
+def test_another_k_recomputes_everything(db):
+    engine, settings = db
+    add_images(engine, embed(np.arange(12, dtype=np.float32).reshape(6, 2)))
+    run(settings, k=2, quiet=True)
+    assert run(settings, k=3, quiet=True)["mode"] == "full"
+    assert stored_lists(engine) == expected_lists(engine, 3)
+    outcome, counts = job_rows(engine)[-1]
+    assert outcome == "completed" and json.loads(counts)["k"] == 3
+
+
+def test_starting_point_after_completed_killed_and_failed_runs():
+    done = {"k": 5, "valid_through": 7}
+    assert starting_point([], 5, False) == NONE
+    assert starting_point([("completed", done)], 5, False) == ALL
+    assert starting_point([("completed", done)], 5, True) == NONE
+    assert starting_point([("completed", done)], 6, False) == NONE
+    assert starting_point([("running", done), ("completed", done)], 5, False) == 7
+    assert starting_point([("failed", done)], 5, False) == 7
+    # Killed before it recorded anything: it wrote nothing, look further back.
+    assert starting_point([("running", None), ("completed", done)], 5, False) == ALL
