@@ -15,7 +15,6 @@ from db.engine import make_engine, upgrade
 from db.feature_store import load_known, mark_missing, paths_of, register, with_features
 from db.jobs import finish_job, start_job
 from db.models import OK
-from features.extract import FileTask, extract
 from features.plan import CHANGED, NEW, REAPPEARED, Plan, gone_ids, make_plan
 from features.scan import Scan, scan
 from settings import Settings
@@ -69,6 +68,9 @@ def run(settings: Settings, *, quiet: bool = False, dry_run: bool = False,
 def _update(engine: Engine, settings: Settings, extractor, *, quiet: bool,
             limit: int | None, retry_failed: bool, threads: int | None) -> dict[str, int]:
     """Scan, plan, mark missing, register new files, extract; return the counts."""
+    # Imported here: TensorFlow takes seconds to import, and dry runs and start-up
+    # errors do not need it.
+    from features.extract import extract
     found = _scan(settings.image_root)
     known = load_known(engine)
     plan = _plan(engine, found, known, limit=limit, retry_failed=retry_failed)
@@ -94,7 +96,8 @@ def _update(engine: Engine, settings: Settings, extractor, *, quiet: bool,
     return {name: counts[name] for name in COUNTS}
 
 
-def _task(root: Path, work, ids: dict[str, int], featured: set[int]) -> FileTask:
+def _task(root: Path, work, ids: dict[str, int], featured: set[int]):
+    from features.extract import FileTask
     file, row = work.file, work.known
     common = {"path": os.path.join(root, file.rel), "kind": work.kind, "size": file.size,
               "mtime_ns": file.mtime_ns}
