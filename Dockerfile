@@ -34,5 +34,6 @@ USER imagegroup
 
 EXPOSE 5000
 # The service; the jobs override the command (docker compose run --rm features).
+# No control socket (its default lives in $HOME, not writable here).
 # More gunicorn options through its own variable, e.g. GUNICORN_CMD_ARGS="--workers 8".
-CMD ["sh", "-c", "exec gunicorn --bind 0.0.0.0:${SERVICE_PORT} --workers 4 --access-logfile - 'service:create_app()'"]
+CMD ["sh", "-c", "exec gunicorn --bind 0.0.0.0:${SERVICE_PORT} --workers 4 --access-logfile - --no-control-socket 'service:create_app()'"]

@@ -36,7 +36,8 @@ log "grouping images"
 [ "$serve" = 1 ] || exit 0
 
 log "starting the service"
-.venv/bin/gunicorn --bind "127.0.0.1:$PORT" --workers 2 --access-logfile - \
+# No control socket: its fixed default path in $HOME would clash with another gunicorn.
+.venv/bin/gunicorn --bind "127.0.0.1:$PORT" --workers 2 --access-logfile - --no-control-socket \
     'service:create_app()' &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
