@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import random
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from db.models import OK, STATUSES, Image, ImageFeatures, ImageNeighbour, Job
@@ -62,29 +62,43 @@ def find_by_name_prefix(session: Session, prefix: str, limit: int) -> list:
     return session.execute(query).all()
 
 
-def neighbours(session: Session, image_id: int, limit: int, offset: int = 0) -> list:
-    """Return rank, id, distance and file name of an image's neighbours, nearest first."""
-    # One statement, so it reads one snapshot: the grouping job replaces a list in one
-    # transaction and a reader sees the old list or the new one, never a mix.
-    query = (select(ImageNeighbour.rank, ImageNeighbour.neighbour_id.label("id"),
-                    ImageNeighbour.distance, Image.file_name)
-             .join(Image, Image.id == ImageNeighbour.neighbour_id)
-             .where(ImageNeighbour.image_id == image_id)
-             .order_by(ImageNeighbour.rank).limit(limit).offset(offset))
-    return session.execute(query).all()
+def _image_and_neighbours_query():
+    # Built once: a neighbour list is the hottest read, and building the statement
+    # (aliases, joins) costs more CPU than MariaDB spends answering it.
+    owner, neighbour = Image.__table__.alias("owner"), Image.__table__.alias("neighbour")
+    link = ImageNeighbour.__table__
+    ranks = link.c.rank.between(bindparam("first_rank"), bindparam("last_rank"))
+    return (select(owner.c.status, owner.c.file_name.label("owner_file_name"),
+                   link.c.rank, link.c.neighbour_id.label("id"), link.c.distance,
+                   neighbour.c.file_name)
+            .select_from(owner
+                         .outerjoin(link, (link.c.image_id == owner.c.id) & ranks)
+                         .outerjoin(neighbour, neighbour.c.id == link.c.neighbour_id))
+            .where(owner.c.id == bindparam("image_id")).order_by(link.c.rank))
+
+
+_IMAGE_AND_NEIGHBOURS = _image_and_neighbours_query()
+
+
+def image_and_neighbours(session: Session, image_id: int, first_rank: int = 1,
+                         last_rank: int = 2**15 - 1) -> tuple:
+    """Return (status and file name of the image or None, its neighbours with ranks in
+    [first_rank, last_rank]: rank, id, distance, file name), nearest first."""
+    # One statement, hence one round trip and one snapshot: the grouping job replaces a
+    # list in one transaction, so a reader sees the old list or the new one, never a mix.
+    # Ranks run 1..k without gaps, so a rank range pages without OFFSET.
+    rows = session.execute(_IMAGE_AND_NEIGHBOURS, {"image_id": image_id,
+                                                   "first_rank": first_rank,
+                                                   "last_rank": last_rank}).all()
+    if not rows:
+        return None, []
+    return rows[0], [row for row in rows if row.rank is not None]
 
 
 def has_neighbours(session: Session, image_id: int) -> bool:
     """Return whether the grouping job has stored a neighbour list for this image."""
     query = select(ImageNeighbour.rank).where(ImageNeighbour.image_id == image_id).limit(1)
     return session.execute(query).first() is not None
-
-
-def neighbour_ids(session: Session, image_id: int) -> list:
-    """Return (id, distance) of all of an image's stored neighbours, nearest first."""
-    query = (select(ImageNeighbour.neighbour_id, ImageNeighbour.distance)
-             .where(ImageNeighbour.image_id == image_id).order_by(ImageNeighbour.rank))
-    return session.execute(query).all()
 
 
 def features(session: Session, image_id: int) -> bytes | None:

@@ -12,8 +12,8 @@ from db import read
 from db.models import Image
 from db.vectors import decode_vector
 from service import database, serialize
-from service.errors import MAX_ID, ApiError, get_image_or_error, int_param, \
-    require_grouped
+from service.errors import MAX_ID, ApiError, check_image, get_image_or_error, int_param, \
+    parse_id, require_grouped
 from service.openapi import openapi_document
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -83,23 +83,25 @@ def neighbours(image_id: str):
     """Return an image's nearest neighbours, `limit` from rank `offset` + 1."""
     limit = int_param("limit", 20, 1, MAX_NEIGHBOURS)
     offset = int_param("offset", 0, 0, MAX_NEIGHBOURS)
-    row = get_image_or_error(image_id)
-    require_grouped(row)
+    number = parse_id(image_id)
     session = database.session()
-    rows = read.neighbours(session, row.id, limit + 1, offset)
-    if not rows and not read.has_neighbours(session, row.id):
-        raise ApiError(404, f"image {row.id} has no neighbours yet: the grouping job has "
-                            "not run since its features were computed", id=row.id)
-    next_url = (_page_url(f"/api/v1/images/{row.id}/neighbours", limit=limit,
+    # One more than asked for tells whether there is a next page.
+    owner, rows = read.image_and_neighbours(session, number, offset + 1, offset + limit + 1)
+    check_image(number, owner)
+    require_grouped(number, owner.status)
+    if not rows and (offset == 0 or not read.has_neighbours(session, number)):
+        raise ApiError(404, f"image {number} has no neighbours yet: the grouping job has "
+                            "not run since its features were computed", id=number)
+    next_url = (_page_url(f"/api/v1/images/{number}/neighbours", limit=limit,
                           offset=offset + limit) if len(rows) > limit else None)
-    return cached_json({"id": row.id, "offset": offset, "limit": limit,
+    return cached_json({"id": number, "offset": offset, "limit": limit,
                         "neighbours": [serialize.neighbour(r) for r in rows[:limit]],
                         "next": next_url})
 
 
 def vector_or_error(row) -> np.ndarray:
     """Return the feature vector of an image row, or raise a 404."""
-    require_grouped(row)
+    require_grouped(row.id, row.status)
     data = read.features(database.session(), row.id)
     if data is None:
         raise ApiError(404, f"image {row.id} has no features yet", id=row.id)

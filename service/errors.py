@@ -44,10 +44,8 @@ def int_param(name: str, default: int, minimum: int, maximum: int) -> int:
     return int(text)
 
 
-def get_image_or_error(image_id_text: str, allow_missing: bool = False):
-    """Return the image row for the id in the URL, or raise 400/404/410."""
-    image_id = parse_id(image_id_text)
-    row = read.get_image(database.session(), image_id)
+def check_image(image_id: int, row, allow_missing: bool = False):
+    """Return `row` (a row with a status), or raise 404 if None, 410 if its file is gone."""
     if row is None:
         raise ApiError(404, f"no image with id {image_id}", id=image_id)
     if row.status == MISSING and not allow_missing:
@@ -56,11 +54,17 @@ def get_image_or_error(image_id_text: str, allow_missing: bool = False):
     return row
 
 
-def require_grouped(row) -> None:
+def get_image_or_error(image_id_text: str, allow_missing: bool = False):
+    """Return the image row for the id in the URL, or raise 400/404/410."""
+    image_id = parse_id(image_id_text)
+    return check_image(image_id, read.get_image(database.session(), image_id), allow_missing)
+
+
+def require_grouped(image_id: int, status: str) -> None:
     """Raise a 404 that says why an image has no neighbours or features."""
-    if row.status in (PENDING, FAILED):
-        raise ApiError(404, f"image {row.id} has status {row.status!r}: it has no "
-                            "features and no neighbours", id=row.id, status=row.status)
+    if status in (PENDING, FAILED):
+        raise ApiError(404, f"image {image_id} has status {status!r}: it has no "
+                            "features and no neighbours", id=image_id, status=status)
 
 
 def wants_html() -> bool:

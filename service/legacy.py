@@ -6,7 +6,8 @@ from flask import Blueprint, Response, jsonify, request
 from db import read
 from service import database
 from service.api import cached_json, healthz, vector_etag, vector_or_error
-from service.errors import ApiError, get_image_or_error, require_grouped
+from service.errors import ApiError, check_image, get_image_or_error, parse_id, \
+    require_grouped
 from service.plots import fingerprint_svg
 
 bp = Blueprint("legacy", __name__)
@@ -28,13 +29,14 @@ def image_name(image_id: str):
 @bp.get("/image_name_and_neighbours/<image_id>")
 def image_name_and_neighbours(image_id: str):
     """Return `[file_name, [{"id": ..., "distance": ...}, ...]]` with every neighbour."""
-    row = get_image_or_error(image_id)
-    require_grouped(row)
-    rows = read.neighbour_ids(database.session(), row.id)
+    number = parse_id(image_id)
+    owner, rows = read.image_and_neighbours(database.session(), number)
+    check_image(number, owner)
+    require_grouped(number, owner.status)
     if not rows:
-        raise ApiError(404, f"image {row.id} has no neighbours yet", id=row.id)
-    return cached_json([row.file_name, [{"id": n.neighbour_id, "distance": n.distance}
-                                        for n in rows]])
+        raise ApiError(404, f"image {number} has no neighbours yet", id=number)
+    return cached_json([owner.owner_file_name,
+                        [{"id": n.id, "distance": n.distance} for n in rows]])
 
 
 @bp.get("/image_fingerprint/<image_id>")

@@ -70,7 +70,7 @@ def image(image_id: str):
         raise ApiError(404, f"There is no image with id {number}.")
     neighbours = []
     if row.status == OK:
-        neighbours = read.neighbours(session, row.id, FIRST_NEIGHBOURS)
+        _, neighbours = read.image_and_neighbours(session, row.id, 1, FIRST_NEIGHBOURS)
     has_features = row.status == OK and read.has_features(session, row.id)
     status = 410 if row.status == MISSING else 200
     return render_template("image.html", image=row, neighbours=neighbours,
