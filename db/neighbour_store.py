@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.engine import Connection, Engine
 
 from db.models import OK, Image, ImageFeatures, ImageNeighbour, Job
@@ -166,20 +166,18 @@ def clear_needs_grouping(engine: Engine, changed: list[Changed]) -> int:
     """Clear needs_grouping of images not changed since read; return how many."""
     # An image changed again meanwhile (a concurrent feature run) has a new updated_at
     # or status and keeps its flag for the next run. updated_at is set to itself so that
-    # clearing the flag does not count as a change of the image.
-    statement = (update(Image)
-                 .where(Image.id == bindparam("b_id"),
-                        Image.updated_at == bindparam("b_updated_at"),
-                        Image.status == bindparam("b_status"),
-                        Image.needs_grouping.is_(True))
-                 .values(needs_grouping=False, updated_at=Image.updated_at))
+    # clearing the flag does not count as a change of the image. One statement per
+    # thousand images: the id list lets the server use the primary key.
     cleared = 0
     for chunk in _chunks(changed):
+        statement = (update(Image)
+                     .where(Image.id.in_([c.id for c in chunk]),
+                            tuple_(Image.id, Image.updated_at, Image.status).in_(
+                                [(c.id, c.updated_at, c.status) for c in chunk]),
+                            Image.needs_grouping.is_(True))
+                     .values(needs_grouping=False, updated_at=Image.updated_at))
         with engine.begin() as connection:
-            result = connection.execute(statement, [
-                {"b_id": c.id, "b_updated_at": c.updated_at, "b_status": c.status}
-                for c in chunk])
-            cleared += result.rowcount
+            cleared += connection.execute(statement).rowcount
     return cleared
 
 

@@ -120,10 +120,17 @@ def _run(engine, settings, k, full, quiet, block_rows) -> dict:
         store.set_job_counts(engine, job_id, counts)
         log.info("%s run: %d lists to recompute, %d to check for %d new images", plan.mode,
                  len(plan.full_ids), len(plan.merge_ids), len(plan.new_ids))
+        if plan.mode == "full":
+            # A full run needs no flag: it recomputes every list from the vectors just
+            # read. Cleared now (after valid_through = NONE is recorded), a kill leaves
+            # flagged only what changed since, and the next run resumes where this one
+            # stopped instead of redoing every flagged image's list.
+            counts["flags_cleared"] = store.clear_needs_grouping(engine, plan.changed)
         counts["lists_deleted"] = store.delete_lists_of_unavailable(engine)
         _compute_and_write(engine, settings, plan, ids, vectors, counts, job_id, quiet,
                            block_rows)
-        counts["flags_cleared"] = store.clear_needs_grouping(engine, plan.changed)
+        if plan.mode != "full":
+            counts["flags_cleared"] = store.clear_needs_grouping(engine, plan.changed)
         counts["valid_through"] = ALL
         counts["seconds"] = round(time.monotonic() - started, 3)
         finish_job(engine, job_id, "completed", counts)

@@ -31,17 +31,18 @@ def embed(small: np.ndarray) -> np.ndarray:
 
 def add_images(engine, vectors, status=OK) -> list[int]:
     """Insert images with features as the feature job leaves them; return their ids."""
-    ids = []
+    paths = [f"archive/{next(_names):06d}.jpg" for _ in range(len(vectors))]
     with engine.begin() as connection:
-        for vector in vectors:
-            path = f"archive/{next(_names):06d}.jpg"
-            image_id = connection.execute(insert(Image).values(
-                path=path, path_hash=hashlib.sha256(path.encode()).hexdigest(),
-                file_name=path.rsplit("/", 1)[1], status=status,
-                needs_grouping=True)).inserted_primary_key[0]
-            connection.execute(insert(ImageFeatures).values(
-                image_id=image_id, model=MODEL_NAME, vector=encode_vector(vector)))
-            ids.append(image_id)
+        connection.execute(insert(Image), [
+            {"path": path, "path_hash": hashlib.sha256(path.encode()).hexdigest(),
+             "file_name": path.rsplit("/", 1)[1], "status": status, "needs_grouping": True}
+            for path in paths])
+        by_path = dict(connection.execute(select(Image.path, Image.id)
+                                          .where(Image.path.in_(paths))).all())
+        ids = [by_path[path] for path in paths]
+        connection.execute(insert(ImageFeatures), [
+            {"image_id": image_id, "model": MODEL_NAME, "vector": encode_vector(vector)}
+            for image_id, vector in zip(ids, vectors)])
     return ids
 
 

@@ -1,0 +1,120 @@
+"""group_images.py as cron runs it: the command line, exit codes, and a kill -9."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from db.engine import make_engine, upgrade
+from db.models import ImageNeighbour
+from grouping.engine import ExactIndex
+from test_grouping import add_images, embed, job_rows, stored_lists
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = str(ROOT / "group_images.py")
+
+
+def script_env(database_url: str) -> dict:
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("DATABASE_URL", "NEIGHBOURS_K", "GROUPING_MEMORY_MB")}
+    env["DATABASE_URL"] = database_url
+    return env
+
+
+def run_script(*args, database_url, timeout=120):
+    return subprocess.run([sys.executable, SCRIPT, *args], env=script_env(database_url),
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def test_dry_run_then_run_then_summary(sqlite_url):
+    engine = make_engine(sqlite_url)
+    upgrade(engine)
+    add_images(engine, embed(np.eye(4, dtype=np.float32)))
+    dry = run_script("--dry-run", "--k", "2", database_url=sqlite_url)
+    assert dry.returncode == 0, dry.stderr
+    assert "dry run" in dry.stdout and "lists_full 4" in dry.stdout
+    assert stored_lists(engine) == {}
+    done = run_script("--k", "2", "--quiet", database_url=sqlite_url)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("done: ") and "lists_written 4" in done.stdout
+    assert done.stderr == ""  # --quiet: no progress lines
+    assert len(stored_lists(engine)) == 4
+
+
+def test_legacy_positional_form(mariadb_url):
+    url = make_url(mariadb_url)
+    engine = make_engine(mariadb_url)
+    upgrade(engine)
+    add_images(engine, embed(np.eye(3, dtype=np.float32)))
+    # DATABASE_URL points elsewhere: the positional arguments win.
+    done = run_script(url.host, str(url.port), url.database, url.username,
+                      url.password or "", "--k", "1", database_url="sqlite:///nowhere/x")
+    assert done.returncode == 0, done.stderr
+    assert len(stored_lists(engine)) == 3
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["h", "1", "n"], 2, "got 3 arguments"),
+    (["--k", "0"], 2, "--k must be at least 1"),
+    (["h", "port", "n", "u", "p"], 1, "database port must be a number, got 'port'"),
+])
+def test_bad_command_lines_fail_with_one_line(sqlite_url, args, code, message):
+    result = run_script(*args, database_url=sqlite_url)
+    assert result.returncode == code and message in result.stderr
+
+
+def test_unreachable_database_fails_with_one_line(sqlite_url):
+    result = run_script("127.0.0.1", "1", "images", "jobs", "secret-word",
+                        database_url=sqlite_url)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("group_images.py: error:")
+    assert "secret-word" not in result.stderr
+
+
+@pytest.mark.slow
+def test_kill_9_while_writing_then_rerun_completes(database_url):
+    engine = make_engine(database_url)
+    upgrade(engine)
+    rng = np.random.default_rng(11)
+    vectors = np.maximum(rng.normal(size=(1200, 2048)), 0).astype(np.float32)
+    ids = add_images(engine, vectors)
+    process = subprocess.Popen([sys.executable, SCRIPT, "--k", "10", "--batch-size", "40",
+                                "--quiet"], env=script_env(database_url), cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    count = select(func.count()).select_from(ImageNeighbour)
+    deadline = time.monotonic() + 120
+    with engine.connect() as connection:
+        while connection.execute(count).scalar_one() == 0 and time.monotonic() < deadline:
+            connection.rollback()  # a fresh snapshot on MariaDB's REPEATABLE READ
+            time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL
+    written = len(stored_lists(engine))
+    assert 0 < written < len(ids), "the kill did not land while lists were written"
+    (outcome, counts), = job_rows(engine)
+    assert outcome == "running"
+
+    rerun = run_script("--k", "10", "--batch-size", "40", "--quiet",
+                       database_url=database_url)
+    assert rerun.returncode == 0, rerun.stderr
+    outcome, counts = job_rows(engine)[-1]
+    counts = json.loads(counts)
+    assert outcome == "completed" and counts["mode"] == "resume"
+    assert counts["lists_full"] < len(ids)  # taken up where it stopped, not redone
+    want_ids, want_distances = ExactIndex(vectors, ids).search(vectors, ids, 10)
+    lists = stored_lists(engine)
+    assert set(lists) == set(ids)
+    for row, image_id in enumerate(ids):
+        assert lists[image_id] == (want_ids[row].tolist(), want_distances[row].tolist())
+    engine.dispose()
