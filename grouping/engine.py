@@ -160,8 +160,9 @@ class ExactIndex:
             if len(unset) and stop - start > k:
                 # The k-th value of any k+1 or more columns bounds the k-th of all of
                 # them; a sample of the block gives a threshold at a fraction of the cost
-                # of selecting over the whole block (_prune tightens it afterwards).
-                sample = t[unset, :min(stop - start, 8 * k + 64)]
+                # of selecting over the whole block (_prune tightens it afterwards). About
+                # k/4096 of the other columns pass it.
+                sample = t[unset, :min(stop - start, max(4096, 8 * k))]
                 kth = np.partition(sample, k - 1, axis=1)[:, k - 1]
                 threshold[unset] = kth + slack[unset]
             block_rows, block_columns = np.nonzero(t <= _round_up32(threshold)[:, None])

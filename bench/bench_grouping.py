@@ -1,0 +1,274 @@
+#!/usr/bin/env python3
+"""Measure the neighbour engine and group_images.py against baselines run alongside.
+
+    .venv/bin/python bench/bench_grouping.py [--sections engine,legacy,e2e,incremental]
+        [--n 50000] [--queries 8192] [--big-n 200000] [--legacy-n 3000] [--e2e-n 10000]
+        [--inc-n 20000] [--inc-m 1000] [--k 100] [--mariadb-url URL]
+
+Data: seeded, d = 2048, non-negative like pool_3 (ReLU of clustered Gaussians). Every
+section prints its own baseline from the same run and the ratio; absolute times vary
+with the machine and its load. Sizes are options so that the whole set fits the time
+at hand; where a size is measured on a subset of query rows and scaled, it says so
+(the cost of every method here is linear in the number of query rows).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from grouping.engine import ExactIndex  # noqa: E402
+
+D = 2048
+
+
+def pool3_like(n: int, seed: int = 0) -> np.ndarray:
+    """Return n non-negative float32 vectors in clusters, like pool_3 features."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(max(1, n // 50), D)).astype(np.float32)
+    out = np.empty((n, D), dtype=np.float32)
+    for start in range(0, n, 8192):
+        stop = min(start + 8192, n)
+        part = rng.standard_normal((stop - start, D), dtype=np.float32)
+        part += centres[rng.integers(0, len(centres), stop - start)]
+        np.maximum(part, 0, out=out[start:stop])
+    return out
+
+
+def timed(function, *args, **kwargs):
+    started = time.perf_counter()
+    result = function(*args, **kwargs)
+    return time.perf_counter() - started, result
+
+
+def matmul_rate(base: np.ndarray, rows: int = 2048, repeats: int = 2) -> float:
+    """Return the best float32 product rate (GFLOP/s) of (rows × d)·(d × N) here."""
+    query = base[:rows]
+    best = min(timed(np.matmul, query, base.T)[0] for _ in range(repeats))
+    return 2 * rows * len(base) * D / best / 1e9
+
+
+def section_engine(args, report):
+    import faiss
+
+    for n, queries in ((args.n, args.queries), (args.big_n, args.big_queries)):
+        if not n:
+            continue
+        base = pool3_like(n, seed=1)
+        ids = np.arange(1, n + 1)
+        queries = min(queries, n)
+        flop = 2 * queries * n * D
+        rate = matmul_rate(base, rows=min(2048, queries))
+        index = ExactIndex(base, ids)
+        seconds, _ = timed(index.search, base[:queries], ids[:queries], args.k,
+                           args.memory_mb << 20)
+        engine_rate = flop / seconds / 1e9
+        line = (f"engine N={n:,} d={D} k={args.k}, {queries:,} query rows: {seconds:.2f} s "
+                f"= {engine_rate:.1f} GFLOP/s equivalent; float32 matmul here "
+                f"{rate:.1f} GFLOP/s -> engine at {engine_rate / rate:.0%} of the "
+                f"product rate; full run of all {n:,} rows ~ {seconds * n / queries:.0f} s")
+        report(line)
+        if n == args.n:
+            faiss.omp_set_num_threads(os.cpu_count())
+            flat = faiss.IndexFlatL2(D)
+            flat.add(base)
+            faiss_seconds, _ = timed(flat.search, base[:queries], args.k + 1)
+            report(f"faiss IndexFlatL2 search k+1={args.k + 1}, same rows: "
+                   f"{faiss_seconds:.2f} s -> engine {faiss_seconds / seconds:.2f}x faster")
+            try:
+                import tensorflow as tf
+                q, b = tf.constant(base[:2048]), tf.constant(base)
+                best = min(timed(lambda: tf.linalg.matmul(q, b, transpose_b=True)
+                                 .numpy())[0] for _ in range(2))
+                report(f"backend choice: tf.linalg.matmul {2 * 2048 * n * D / best / 1e9:.1f}"
+                       f" GFLOP/s vs numpy (OpenBLAS) {rate:.1f} GFLOP/s")
+            except ImportError:
+                pass
+        del base, index
+
+
+def legacy_knn(json_batches: list[list[str]], k: int):
+    """The replaced system's algorithm, re-implemented: JSON batches, np.append, argsort."""
+    from scipy.spatial.distance import cdist
+
+    neighbours = []
+    for batch in json_batches:
+        rows = np.array([json.loads(text) for text in batch])
+        distances = np.empty((len(rows), 0))
+        for other in json_batches:  # every batch is loaded again for every batch
+            columns = np.array([json.loads(text) for text in other])
+            distances = np.append(distances, cdist(rows, columns), axis=1)
+        order = np.argsort(distances, axis=1)[:, 1:k + 1]  # column 0: the image itself
+        neighbours.append((order, np.take_along_axis(distances, order, axis=1)))
+    return neighbours
+
+
+def section_legacy(args, report):
+    n = args.legacy_n
+    base = pool3_like(n, seed=2)
+    texts = [json.dumps(v.tolist()) for v in base]
+    batches = [texts[start:start + 1000] for start in range(0, n, 1000)]
+    legacy_seconds, _ = timed(legacy_knn, batches, args.k)
+    ids = np.arange(1, n + 1)
+
+    def engine():
+        loaded = np.array([json.loads(text) for text in texts], dtype=np.float32)
+        return ExactIndex(loaded, ids).search(loaded, ids, args.k, args.memory_mb << 20)
+    seconds, _ = timed(engine)
+    report(f"replaced algorithm (1,000-row JSON batches, cdist, np.append, argsort) N={n:,}"
+           f" k={args.k}: {legacy_seconds:.1f} s; engine incl. the same JSON decoding: "
+           f"{seconds:.1f} s -> {legacy_seconds / seconds:.1f}x faster")
+
+
+def fill_database(url: str, vectors: np.ndarray) -> list[int]:
+    """Create the schema and insert images with features; return their ids."""
+    from sqlalchemy import insert, select
+
+    from db.engine import make_engine, upgrade
+    from db.models import Image, ImageFeatures
+    from db.vectors import MODEL_NAME
+
+    engine = make_engine(url)
+    upgrade(engine)
+    ids = []
+    with engine.begin() as connection:
+        first = connection.execute(select(Image.id).order_by(Image.id.desc()).limit(1)) \
+            .scalar() or 0
+    for start in range(0, len(vectors), 2000):
+        part = vectors[start:start + 2000]
+        paths = [f"bench/{uuid.uuid4().hex}.jpg" for _ in part]
+        with engine.begin() as connection:
+            connection.execute(insert(Image), [
+                {"path": p, "path_hash": hashlib.sha256(p.encode()).hexdigest(),
+                 "file_name": p[6:], "status": "ok", "needs_grouping": True}
+                for p in paths])
+            found = dict(connection.execute(select(Image.path, Image.id)
+                                            .where(Image.id > first)
+                                            .where(Image.path.in_(paths))).all())
+            part_ids = [found[p] for p in paths]
+            connection.execute(insert(ImageFeatures), [
+                {"image_id": i, "model": MODEL_NAME, "vector": v.astype("<f4").tobytes()}
+                for i, v in zip(part_ids, part)])
+            ids += part_ids
+    engine.dispose()
+    return ids
+
+
+def run_job(url: str, k: int, *extra) -> tuple[float, str]:
+    env = {**os.environ, "DATABASE_URL": url, "NEIGHBOURS_K": str(k)}
+    seconds, result = timed(subprocess.run,
+                            [sys.executable, str(ROOT / "group_images.py"), "--quiet", *extra],
+                            env=env, cwd=ROOT, capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(result.stderr)
+    return seconds, result.stdout.strip()
+
+
+class Databases:
+    """A fresh SQLite file and, given a server, a fresh MariaDB database."""
+
+    def __init__(self, mariadb_url: str | None):
+        self.folder = tempfile.TemporaryDirectory(prefix="bench-grouping-")
+        self.mariadb_url = mariadb_url
+        self.created = []
+
+    def urls(self, label: str):
+        yield "SQLite", f"sqlite:///{self.folder.name}/{label}.sqlite3"
+        if self.mariadb_url:
+            from sqlalchemy import create_engine, text
+            from sqlalchemy.engine import make_url
+            server = make_url(self.mariadb_url)
+            name = f"bench_{label}_{uuid.uuid4().hex[:8]}"
+            admin = create_engine(server.set(database=None))
+            with admin.begin() as connection:
+                connection.execute(text(f"CREATE DATABASE `{name}`"))
+            self.created.append((admin, name))
+            yield "MariaDB", server.set(database=name).render_as_string(hide_password=False)
+
+    def close(self):
+        from sqlalchemy import text
+        for admin, name in self.created:
+            with admin.begin() as connection:
+                connection.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+            admin.dispose()
+        self.folder.cleanup()
+
+
+def section_e2e(args, report, databases):
+    n = args.e2e_n
+    base = pool3_like(n, seed=3)
+    ids = np.arange(1, n + 1)
+    engine_seconds, _ = timed(lambda: ExactIndex(base, ids).search(
+        base, ids, args.k, args.memory_mb << 20))
+    report(f"engine alone N={n:,} k={args.k}: {engine_seconds:.1f} s")
+    for label, url in databases.urls("e2e"):
+        fill_database(url, base)
+        seconds, summary = run_job(url, args.k)
+        report(f"group_images.py end to end on {label}, N={n:,}: {seconds:.1f} s "
+               f"-> {seconds / engine_seconds:.2f}x the engine alone  [{summary}]")
+
+
+def section_incremental(args, report, databases):
+    n, m = args.inc_n, args.inc_m
+    base = pool3_like(n + m, seed=4)
+    for label, url in databases.urls("inc"):
+        fill_database(url, base[:n])
+        full_seconds, summary = run_job(url, args.k)
+        report(f"{label}: full run N={n:,}: {full_seconds:.1f} s  [{summary}]")
+        fill_database(url, base[n:])
+        seconds, summary = run_job(url, args.k)
+        report(f"{label}: incremental run, M={m:,} new among N={n + m:,}: {seconds:.1f} s "
+               f"-> {full_seconds / seconds:.1f}x cheaper than the full run  [{summary}]")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sections", default="engine,legacy,e2e,incremental")
+    parser.add_argument("--n", type=int, default=50_000)
+    parser.add_argument("--queries", type=int, default=8192)
+    parser.add_argument("--big-n", type=int, default=200_000)
+    parser.add_argument("--big-queries", type=int, default=2048)
+    parser.add_argument("--legacy-n", type=int, default=3000)
+    parser.add_argument("--e2e-n", type=int, default=10_000)
+    parser.add_argument("--inc-n", type=int, default=20_000)
+    parser.add_argument("--inc-m", type=int, default=1000)
+    parser.add_argument("--k", type=int, default=100)
+    parser.add_argument("--memory-mb", type=int, default=2048)
+    parser.add_argument("--mariadb-url", default=os.environ.get("TEST_MARIADB_URL"))
+    args = parser.parse_args()
+    sections = args.sections.split(",")
+
+    def report(line):
+        print(line, flush=True)
+
+    report(f"# bench_grouping.py {' '.join(sys.argv[1:])}  ({os.cpu_count()} cores, "
+           f"load average {os.getloadavg()[0]:.1f} at start)")
+    databases = Databases(args.mariadb_url)
+    try:
+        if "engine" in sections:
+            section_engine(args, report)
+        if "legacy" in sections:
+            section_legacy(args, report)
+        if "e2e" in sections:
+            section_e2e(args, report, databases)
+        if "incremental" in sections:
+            section_incremental(args, report, databases)
+    finally:
+        databases.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
