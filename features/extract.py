@@ -21,28 +21,13 @@ from sqlalchemy.engine import Engine
 from db.feature_store import ImageResult, write_results
 from db.models import FAILED, OK
 from db.vectors import encode_vector
-from features.plan import CHANGED, NEW, REAPPEARED, RETRY
+from features.plan import CHANGED, NEW, REAPPEARED, RETRY, FileTask
 from features.scan import display_text
 from model.preprocess import ImageError, load_image
 
 log = logging.getLogger(__name__)
 
 ERROR_MAX = 500  # characters of an error kept in images.error
-
-
-@dataclass(frozen=True, slots=True)
-class FileTask:
-    """One file to process, with what the database knows of it."""
-
-    image_id: int
-    path: str  # absolute path to open (os.scandir's str form, surrogateescape)
-    kind: str  # NEW | CHANGED | REAPPEARED | RETRY
-    prior_status: str
-    size: int  # as the walk saw it; recorded when the file cannot be read
-    mtime_ns: int
-    stored_hash: str | None = None  # content hash on record
-    reuse: bool = False  # same content hash as on record: keep the stored result
-    has_features: bool = False
 
 
 @dataclass(slots=True)

@@ -15,7 +15,7 @@ from db.engine import make_engine, upgrade
 from db.feature_store import load_known, mark_missing, paths_of, register, with_features
 from db.jobs import finish_job, start_job
 from db.models import OK
-from features.plan import CHANGED, NEW, REAPPEARED, Plan, gone_ids, make_plan
+from features.plan import CHANGED, NEW, REAPPEARED, FileTask, Plan, gone_ids, make_plan
 from features.scan import Scan, scan
 from settings import Settings
 
@@ -68,9 +68,6 @@ def run(settings: Settings, *, quiet: bool = False, dry_run: bool = False,
 def _update(engine: Engine, settings: Settings, extractor, *, quiet: bool,
             limit: int | None, retry_failed: bool, threads: int | None) -> dict[str, int]:
     """Scan, plan, mark missing, register new files, extract; return the counts."""
-    # Imported here: TensorFlow takes seconds to import, and dry runs and start-up
-    # errors do not need it.
-    from features.extract import extract
     found = _scan(settings.image_root)
     known = load_known(engine)
     plan = _plan(engine, found, known, limit=limit, retry_failed=retry_failed)
@@ -83,21 +80,31 @@ def _update(engine: Engine, settings: Settings, extractor, *, quiet: bool,
     reappearing = [w.known.id for w in plan.work if w.kind == REAPPEARED]
     featured = with_features(engine, reappearing)
     tasks = [_task(settings.image_root, w, ids, featured) for w in plan.work]
-    progress = Progress(len(tasks), "images", quiet)
-    try:
-        counts: Counter = extract(tasks, engine, extractor, batch_size=settings.batch_size,
-                                  max_pixels=settings.max_image_pixels, threads=threads,
-                                  on_batch=progress.update)
-    finally:
-        progress.close()
+    counts: Counter = Counter()
+    if tasks:
+        counts = _extract(tasks, engine, extractor, settings, quiet=quiet, threads=threads)
     counts["unchanged"] += plan.unchanged
     counts["missing"] += len(plan.missing)
     counts["deferred"] += plan.deferred
     return {name: counts[name] for name in COUNTS}
 
 
-def _task(root: Path, work, ids: dict[str, int], featured: set[int]):
-    from features.extract import FileTask
+def _extract(tasks: list[FileTask], engine: Engine, extractor, settings: Settings, *,
+             quiet: bool, threads: int | None) -> Counter:
+    """Run the worker over all tasks with a progress bar or periodic log lines."""
+    # Imported here: TensorFlow takes seconds to import, and dry runs, no-op reruns and
+    # start-up errors do not need it.
+    from features.extract import extract
+    progress = Progress(len(tasks), "images", quiet)
+    try:
+        return extract(tasks, engine, extractor, batch_size=settings.batch_size,
+                       max_pixels=settings.max_image_pixels, threads=threads,
+                       on_batch=progress.update)
+    finally:
+        progress.close()
+
+
+def _task(root: Path, work, ids: dict[str, int], featured: set[int]) -> FileTask:
     file, row = work.file, work.known
     common = {"path": os.path.join(root, file.rel), "kind": work.kind, "size": file.size,
               "mtime_ns": file.mtime_ns}

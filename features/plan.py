@@ -22,6 +22,21 @@ class Work:
     known: KnownImage | None
 
 
+@dataclass(frozen=True, slots=True)
+class FileTask:
+    """One file to process, with what the database knows of it."""
+
+    image_id: int
+    path: str  # absolute path to open (os.scandir's str form, surrogateescape)
+    kind: str  # NEW | CHANGED | REAPPEARED | RETRY
+    prior_status: str
+    size: int  # as the walk saw it; recorded when the file cannot be read
+    mtime_ns: int
+    stored_hash: str | None = None  # content hash on record
+    reuse: bool = False  # same content hash as on record: keep the stored result
+    has_features: bool = False
+
+
 @dataclass
 class Plan:
     """What a run does: files to read (in walk order), rows to mark missing, the rest."""

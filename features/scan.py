@@ -1,18 +1,19 @@
 """Walk IMAGE_ROOT and list its JPEG files with their identity, size and mtime."""
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
+import sys
 from dataclasses import dataclass
+from hashlib import sha256
 from pathlib import Path
-from typing import Iterator
 
 log = logging.getLogger(__name__)
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 # MariaDB's images.file_name is VARCHAR(255); escaped non-UTF-8 names can be longer.
 FILE_NAME_MAX = 255
+_FS_ENCODING = sys.getfilesystemencoding()
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +42,7 @@ def display_text(name: str) -> str:
 
 def path_hash(rel: str) -> str:
     """Return the identity of a relative path: sha256 hex of its raw bytes."""
-    return hashlib.sha256(os.fsencode(rel)).hexdigest()
+    return sha256(os.fsencode(rel)).hexdigest()
 
 
 @dataclass
@@ -58,29 +59,39 @@ def is_jpeg_name(name: str) -> bool:
 
 def scan(root: Path) -> Scan:
     """Return every JPEG file under `root` in a stable order; unreadable folders are skipped."""
+    files: list[ScannedFile] = []
     unreadable: list[str] = []
-    files = list(_walk(os.fspath(root), "", unreadable))
+    # A stack, not recursion: 100,000s of files in deep trees, walked once per run.
+    stack = [("", os.fspath(root))]
+    while stack:
+        prefix, top = stack.pop()
+        try:
+            with os.scandir(top) as iterator:
+                entries = sorted(iterator, key=lambda e: _encode(e.name))
+        except OSError as error:
+            # A folder we cannot list is reported and skipped; the run goes on.
+            log.warning("cannot read folder %s: %s", display_text(top),
+                        error.strerror or error)
+            unreadable.append(display_text(prefix.rstrip("/")))
+            continue
+        folders = []
+        for entry in entries:
+            rel = prefix + entry.name
+            try:
+                # Symlinked folders are not followed: no loops, nothing outside the root.
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append((rel + "/", entry.path))
+                elif is_jpeg_name(entry.name) and entry.is_file():
+                    stat = entry.stat()
+                    files.append(ScannedFile(rel, sha256(_encode(rel)).hexdigest(),
+                                             stat.st_size, stat.st_mtime_ns))
+            except OSError as error:
+                # Vanished between listing and stat, or a dangling symlink: not a file now.
+                log.warning("skipping %s: %s", display_text(rel), error.strerror or error)
+        stack.extend(reversed(folders))
     return Scan(files=files, unreadable_dirs=unreadable)
 
 
-def _walk(top: str, prefix: str, unreadable: list[str]) -> Iterator[ScannedFile]:
-    try:
-        with os.scandir(top) as iterator:
-            entries = sorted(iterator, key=lambda e: os.fsencode(e.name))
-    except OSError as error:
-        # A folder we cannot list is reported and skipped; the run goes on.
-        log.warning("cannot read folder %s: %s", display_text(top), error.strerror or error)
-        unreadable.append(display_text(prefix.rstrip("/")))
-        return
-    for entry in entries:
-        rel = prefix + entry.name
-        try:
-            # Symlinked folders are not followed: no loops, nothing outside the root.
-            if entry.is_dir(follow_symlinks=False):
-                yield from _walk(entry.path, rel + "/", unreadable)
-            elif is_jpeg_name(entry.name) and entry.is_file():
-                stat = entry.stat()
-                yield ScannedFile(rel, path_hash(rel), stat.st_size, stat.st_mtime_ns)
-        except OSError as error:
-            # Vanished between listing and stat, or a dangling symlink: not a file now.
-            log.warning("skipping %s: %s", display_text(rel), error.strerror or error)
+def _encode(name: str) -> bytes:
+    """Return a name's raw bytes (os.fsencode, without its per-call overhead)."""
+    return name.encode(_FS_ENCODING, "surrogateescape")
