@@ -1,7 +1,7 @@
 """Pytest plugin for scripts/test.sh: count the MariaDB and browser tests that ran.
 
-A MariaDB test is one that uses the `mariadb_url` fixture or the MariaDB case of
-`database_url`; a browser test carries the `browser` marker. With REQUIRE_KINDS (e.g.
+A MariaDB test is one that uses the `mariadb_url` fixture or the "mariadb" case of a
+fixture parametrized over the backends (`database_url`, the service's `archive`); a browser test carries the `browser` marker. With REQUIRE_KINDS (e.g.
 "mariadb,browser") the run fails when no test of a named kind passed, so a suite that
 silently lost those tests cannot pass. Loaded with `-p pytest_counts`.
 """
@@ -22,8 +22,9 @@ def _kinds(item: pytest.Item) -> tuple[str, ...]:
     kinds = []
     callspec = getattr(item, "callspec", None)
     params = callspec.params if callspec is not None else {}
-    if "mariadb_url" in getattr(item, "fixturenames", ()) or \
-            params.get("database_url") == "mariadb":
+    # Directly, or through a fixture parametrized over the backends (value "mariadb").
+    if "mariadb_url" in getattr(item, "fixturenames", ()) or any(
+            isinstance(value, str) and value == "mariadb" for value in params.values()):
         kinds.append("mariadb")
     if item.get_closest_marker("browser") is not None:
         kinds.append("browser")
