@@ -26,6 +26,7 @@ import math
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -150,6 +151,52 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """Return the user + system CPU seconds a process has used so far (0 if gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def children(pid: int) -> list[int]:
+    """Return the ids of the direct children of a process."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            pass
+    return found
+
+
+def mariadb_pid(pid_file: Path) -> int | None:
+    try:
+        return int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+class CpuMeter:
+    """CPU seconds used by gunicorn (master and workers), MariaDB and wrk during a run."""
+
+    def __init__(self, gunicorn_pid: int, mariadb: int | None):
+        self.pids = {"service": [gunicorn_pid, *children(gunicorn_pid)],
+                     "mariadb": [mariadb] if mariadb else []}
+
+    def sample(self) -> dict[str, float]:
+        usage = {name: sum(process_cpu(pid) for pid in pids)
+                 for name, pids in self.pids.items()}
+        rusage = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk, once it has exited
+        usage["wrk"] = rusage.ru_utime + rusage.ru_stime
+        return usage
+
+
 def start_gunicorn(url: str, port: int, workers: int, threads: int) -> subprocess.Popen:
     env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "WARNING",
            "THUMBNAIL_CACHE": tempfile.mkdtemp(prefix="bench-thumbs-")}
@@ -184,8 +231,9 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def run_wrk(port: int, path_format: str, images: int, duration: int, connections: int,
-            threads: int, script: Path) -> dict:
-    """Run wrk against random ids; return its summary with req/s and latencies in ms."""
+            threads: int, script: Path, meter: CpuMeter | None = None) -> dict:
+    """Run wrk against random ids; return its summary, req/s and CPU ms per request."""
+    before = meter.sample() if meter else None
     command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s",
                "--timeout", "5s", "-s", str(script), f"http://127.0.0.1:{port}",
                "--", path_format, str(images)]
@@ -198,6 +246,10 @@ def run_wrk(port: int, path_format: str, images: int, duration: int, connections
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
     result["errors"] = sum(result[k] for k in ("connect", "read", "write", "status",
                                                "timeout"))
+    if meter:
+        after = meter.sample()
+        result["cpu_ms"] = {name: (after[name] - before[name]) * 1000 / result["requests"]
+                            for name in after}
     return result
 
 
@@ -274,6 +326,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--wrk-threads", type=int, default=2)
+    parser.add_argument("--mariadb-pid-file", default="/tmp/imagegroup-mariadb-3307/"
+                        "mariadb.pid", help="to count the server's CPU time per request")
     parser.add_argument("--rebuild", action="store_true")
     parser.add_argument("--drop", action="store_true")
     parser.add_argument("--write", action="store_true",
@@ -287,6 +341,7 @@ def main() -> None:
     script = Path(tempfile.mkdtemp(prefix="bench-wrk-")) / "random_ids.lua"
     script.write_text(WRK_LUA)
     server = start_gunicorn(url, port, args.workers, args.threads)
+    meter = CpuMeter(server.pid, mariadb_pid(Path(args.mariadb_pid_file)))
     runs = [("baseline: /api/v1/healthz", "/api/v1/healthz?%d"),
             ("/api/v1/images/<id>/neighbours", "/api/v1/images/%d/neighbours"),
             ("/api/v1/images/<id>/neighbours?limit=100",
@@ -298,7 +353,7 @@ def main() -> None:
             run_wrk(port, path_format, args.images, args.warmup, args.connections,
                     args.wrk_threads, script)
             return run_wrk(port, path_format, args.images, args.duration, args.connections,
-                           args.wrk_threads, script)
+                           args.wrk_threads, script, meter)
 
         for label, path_format in runs:
             log(f"wrk {label}")
@@ -314,7 +369,7 @@ def main() -> None:
         checker.start()
         started = time.perf_counter()
         result = run_wrk(port, "/image_name_and_neighbours/%d", args.images,
-                         args.duration, args.connections, args.wrk_threads, script)
+                         args.duration, args.connections, args.wrk_threads, script, meter)
         stop_event.set()
         writer.join(30)
         checker.join(30)
@@ -330,12 +385,16 @@ def main() -> None:
             admin.dispose()
 
     baseline = results[0][1]["rps"]
-    lines = [f"| run | requests/s | ratio to baseline | p50 ms | p99 ms | errors |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| run | requests/s | ratio to baseline | p50 ms | p99 ms | errors | "
+             "CPU ms/request: service + MariaDB + wrk | requests/s 2 idle cores could "
+             "serve |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for label, r in results:
+        cpu = r["cpu_ms"]
+        total = sum(cpu.values())
         lines.append(f"| {label} | {r['rps']:,.0f} | {r['rps'] / baseline:.2f} | "
                      f"{r['p50_us'] / 1000:.1f} | {r['p99_us'] / 1000:.1f} | "
-                     f"{r['errors']} |")
+                     f"{r['errors']} | {cpu['service']:.2f} + {cpu['mariadb']:.2f} + "
+                     f"{cpu['wrk']:.2f} = {total:.2f} | {2000 / total:,.0f} |")
     writer_line = (f"Writer: {writer.rewrites:,} lists replaced in {elapsed:.0f} s "
                    f"({writer.rewrites / elapsed:,.0f}/s, one DELETE + {K}-row INSERT per "
                    f"transaction, over ids 1-{len(hot)}); error: {writer.error}. "

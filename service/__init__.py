@@ -18,7 +18,7 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
 
     settings = settings or load_settings()
     app = Flask(__name__)
-    app.config.update(SETTINGS=settings, JSON_SORT_KEYS=False)
+    app.config.update(SETTINGS=settings)
     app.config.from_mapping(test_config or {})
     app.json.sort_keys = False
     app.json.compact = True
@@ -33,4 +33,11 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
                              r"/image_*": {"origins": origins}})
     for blueprint in (api.bp, legacy.bp, media.bp, pages.bp):
         app.register_blueprint(blueprint)
+
+    @app.after_request
+    def _no_sniffing(response):
+        # Browsers must take SVG, JSON and JPEG for what the service says they are.
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
     return app

@@ -110,3 +110,9 @@ def test_create_app_without_arguments_reads_the_settings(archive, monkeypatch, t
     assert application.config["SETTINGS"] == load_settings()
     assert application.test_client().get("/api/v1/healthz").status_code == 200
     application.extensions["db_engine"].dispose()
+
+
+@pytest.mark.parametrize("url", ["/api/v1/images/1", "/images/1/fingerprint.svg",
+                                 "/images/1/file", "/", "/api/v1/images/abc"])
+def test_responses_forbid_content_sniffing(client, url):
+    assert client.get(url).headers["X-Content-Type-Options"] == "nosniff"
