@@ -256,9 +256,13 @@ def run_wrk(port: int, path_format: str, images: int, duration: int, connections
 class Writer(threading.Thread):
     """Replace the lists of `ids` over and over, one list per transaction."""
 
-    def __init__(self, url: str, ids: list[int], images: int, stop_event: threading.Event):
+    def __init__(self, url: str, ids: list[int], images: int, stop_event: threading.Event,
+                 split: bool = False):
         super().__init__(daemon=True)
         self.url, self.ids, self.images, self.stop_event = url, ids, images, stop_event
+        # split: the control, a broken writer that commits the DELETE and each half of
+        # the INSERT separately; the checkers must see its partial lists.
+        self.split = split
         self.rewrites, self.error = 0, None
 
     def run(self):
@@ -272,10 +276,19 @@ class Writer(threading.Thread):
                 rows = [{"image_id": image_id, "rank": rank,
                          "neighbour_id": (image_id - 1 + shift + rank) % self.images + 1,
                          "distance": version + rank * 0.001} for rank in range(1, K + 1)]
-                with engine.begin() as connection:  # as the grouping job does
-                    connection.execute(delete(ImageNeighbour)
-                                       .where(ImageNeighbour.image_id == image_id))
-                    connection.execute(insert(ImageNeighbour), rows)
+                if self.split:
+                    for part in ([], rows[:K // 2], rows[K // 2:]):
+                        with engine.begin() as connection:
+                            if part:
+                                connection.execute(insert(ImageNeighbour), part)
+                            else:
+                                connection.execute(delete(ImageNeighbour).where(
+                                    ImageNeighbour.image_id == image_id))
+                else:
+                    with engine.begin() as connection:  # as the grouping job does
+                        connection.execute(delete(ImageNeighbour)
+                                           .where(ImageNeighbour.image_id == image_id))
+                        connection.execute(insert(ImageNeighbour), rows)
                 self.rewrites += 1
         except Exception as error:  # reported, not swallowed
             self.error = repr(error)
@@ -286,13 +299,13 @@ class Writer(threading.Thread):
 class Checker(threading.Thread):
     """Read the lists the writer rewrites; count any that are not whole."""
 
-    def __init__(self, port: int, ids: list[int], stop_event: threading.Event):
+    def __init__(self, port: int, ids: list[int], stop_event: threading.Event, seed: int):
         super().__init__(daemon=True)
-        self.port, self.ids, self.stop_event = port, ids, stop_event
+        self.port, self.ids, self.stop_event, self.seed = port, ids, stop_event, seed
         self.checked, self.partial, self.failed = 0, 0, 0
 
     def run(self):
-        rng = random.Random(2)
+        rng = random.Random(100 + self.seed)
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         while not self.stop_event.is_set():
             path = f"/image_name_and_neighbours/{rng.choice(self.ids)}"
@@ -364,17 +377,32 @@ def main() -> None:
         hot = list(range(1, 201))  # the writer's and the checker's ids
         stop_event = threading.Event()
         writer = Writer(url, hot, args.images, stop_event)
-        checker = Checker(port, hot, stop_event)
+        # Several checkers: each waits its turn behind wrk's connections.
+        checkers = [Checker(port, hot, stop_event, seed) for seed in range(4)]
         writer.start()
-        checker.start()
+        for checker in checkers:
+            checker.start()
         started = time.perf_counter()
         result = run_wrk(port, "/image_name_and_neighbours/%d", args.images,
                          args.duration, args.connections, args.wrk_threads, script, meter)
         stop_event.set()
         writer.join(30)
-        checker.join(30)
+        for checker in checkers:
+            checker.join(30)
         elapsed = time.perf_counter() - started
         results.append((label, result))
+
+        log("control: a broken writer, to show that the checkers see partial lists")
+        control_stop = threading.Event()
+        control_ids = list(range(201, 211))
+        broken = Writer(url, control_ids, args.images, control_stop, split=True)
+        control = [Checker(port, control_ids, control_stop, 10 + seed) for seed in range(4)]
+        for thread in (broken, *control):
+            thread.start()
+        time.sleep(5)
+        control_stop.set()
+        for thread in (broken, *control):
+            thread.join(30)
     finally:
         stop(server)
         shutil.rmtree(script.parent, ignore_errors=True)
@@ -384,6 +412,9 @@ def main() -> None:
                 connection.execute(text(f"DROP DATABASE IF EXISTS `{DATABASE}`"))
             admin.dispose()
 
+    checked = sum(checker.checked for checker in checkers)
+    partial = sum(checker.partial for checker in checkers)
+    failed = sum(checker.failed for checker in checkers)
     baseline = results[0][1]["rps"]
     lines = ["| run | requests/s | ratio to baseline | p50 ms | p99 ms | errors | "
              "CPU ms/request: service + MariaDB + wrk | requests/s 2 idle cores could "
@@ -398,15 +429,20 @@ def main() -> None:
     writer_line = (f"Writer: {writer.rewrites:,} lists replaced in {elapsed:.0f} s "
                    f"({writer.rewrites / elapsed:,.0f}/s, one DELETE + {K}-row INSERT per "
                    f"transaction, over ids 1-{len(hot)}); error: {writer.error}. "
-                   f"Checker: {checker.checked:,} of those lists read during the rewrites, "
-                   f"{checker.partial} partial or mixed, {checker.failed} failed requests.")
+                   f"Checkers: {checked:,} of those lists read during the rewrites, "
+                   f"{partial} partial or mixed, {failed} failed requests.")
     setup = (f"{args.images:,} images x {K} neighbours in MariaDB "
              f"({make_url(args.server).host}:{make_url(args.server).port}); gunicorn "
              f"{args.workers} workers x {args.threads} threads (gthread); wrk "
              f"{args.wrk_threads} threads, {args.connections} connections, "
              f"{args.duration} s per run after {args.warmup} s warm-up, random ids; "
              f"{os.cpu_count()} CPU cores shared by wrk, gunicorn and MariaDB.")
-    report = "\n".join([setup, "", *lines, "", writer_line])
+    control_line = (f"Control: a broken writer that commits the DELETE and the two halves "
+                    f"of the INSERT separately ({broken.rewrites} lists, 5 s, ids 201-210): "
+                    f"the checkers saw {sum(c.partial for c in control)} partial lists and "
+                    f"{sum(c.failed for c in control)} lists missing (404) out of "
+                    f"{sum(c.checked + c.failed for c in control)} reads.")
+    report = "\n".join([setup, "", *lines, "", writer_line, "", control_line])
     print(report)
     if args.write:
         command = "bench/bench_service.py " + " ".join(sys.argv[1:])
@@ -415,7 +451,7 @@ def main() -> None:
         target.write_text(f"## Service under load (issue 6)\n\nCommand: `.venv/bin/python "
                           f"{command.strip()}`\n\n{report}\n")
         log(f"wrote {target}")
-    if writer.error or checker.partial or any(r["errors"] for _, r in results):
+    if writer.error or partial or failed or any(r["errors"] for _, r in results):
         raise SystemExit(1)
 
 

@@ -43,7 +43,7 @@ def search():
     if len(query) > 4096:
         raise ApiError(400, "the search text is longer than 4096 characters")
     session = database.session()
-    if query.isascii() and query.isdigit() and 1 <= int(query) <= MAX_ID:
+    if query.isascii() and query.isdigit() and len(query) < 20 and 1 <= int(query) <= MAX_ID:
         if read.get_image(session, int(query)) is not None:
             return redirect(url_for("pages.image", image_id=int(query)))
     by_path = read.find_by_path(session, query)
