@@ -13,7 +13,7 @@ The model is loaded once before the clock starts, for all of them. Rounds interl
 measurements so that load from other processes hits them alike; best and median of the
 rounds are printed with their ratios.
 
-    .venv/bin/python bench/bench_features.py [--images 64] [--rounds 2]
+    .venv/bin/python bench/bench_features.py [--images 32] [--rounds 2] [--batch-sizes 32,8]
         [--mariadb mysql+mysqlconnector://root@127.0.0.1:3307/]   (default TEST_MARIADB_URL)
 """
 from __future__ import annotations
@@ -148,53 +148,56 @@ def one_at_a_time(extractor, files: list[Path], root: Path, url: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=64)
+    parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-sizes", default="32,8",
+                        help="comma-separated model/commit batch sizes to measure")
     parser.add_argument("--long-side", type=int, default=2000)
     parser.add_argument("--mariadb", default=os.environ.get("TEST_MARIADB_URL"))
     args = parser.parse_args()
+    batches = [int(b) for b in args.batch_sizes.split(",")]
 
     folder = make_photos(args.images, args.long_side)
     files = files_of(folder, args.images)
-    sizes = [PILImage.open(p).size for p in files[:5]]
+    width, height = PILImage.open(files[0]).size
     extractor = load_extractor(load_settings().model_cache)
     inputs = np.stack([load_image(p.read_bytes(), MAX_PIXELS)[0] for p in files])
-    extractor(inputs[:args.batch_size]), extractor(inputs[:1])  # warm-up: traces, caches
+    for batch in {*batches, 1}:  # warm-up: traces, oneDNN primitive caches
+        extractor(inputs[:batch])
 
     kinds = ["sqlite"] + (["mariadb"] if args.mariadb else [])
-    results: dict[str, list[float]] = {"extractor alone": []}
-    for kind in kinds:
-        results[f"end to end, {kind}"] = []
-        results[f"one at a time, {kind}"] = []
+    results: dict[tuple[str, str, int], list[float]] = {}
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-features-") as work:
-        # The job walks the whole folder; --limit keeps it to the first N files in walk
-        # order, which are the N files of the other measurements.
         for _ in range(args.rounds):
-            results["extractor alone"].append(
-                extractor_alone(extractor, inputs, args.batch_size))
+            for batch in batches:
+                results.setdefault(("extractor alone", "", batch), []).append(
+                    extractor_alone(extractor, inputs, batch))
+                for kind in kinds:
+                    with FreshDatabase(kind, args.mariadb, Path(work)) as url:
+                        # The job walks the whole folder; --limit keeps it to the first
+                        # N files in walk order, the N files of the other measurements.
+                        results.setdefault(("end to end", kind, batch), []).append(
+                            end_to_end(extractor, folder, url, batch, args.images))
             for kind in kinds:
                 with FreshDatabase(kind, args.mariadb, Path(work)) as url:
-                    results[f"end to end, {kind}"].append(
-                        end_to_end(extractor, folder, url, args.batch_size, args.images))
-                with FreshDatabase(kind, args.mariadb, Path(work)) as url:
-                    results[f"one at a time, {kind}"].append(
+                    results.setdefault(("one at a time", kind, 1), []).append(
                         one_at_a_time(extractor, files, folder, url))
 
-    print(f"{args.images} photos, e.g. {sizes[0][0]}x{sizes[0][1]} px, "
+    print(f"{args.images} photos of about {width}x{height} px, "
           f"{sum(p.stat().st_size for p in files) / len(files) / 1e6:.2f} MB each; "
-          f"batch size {args.batch_size}; {args.rounds} rounds; cpu cores {os.cpu_count()}; "
+          f"{args.rounds} rounds; cpu cores {os.cpu_count()}; "
           f"1-min load average before/after {load_before:.2f}/{os.getloadavg()[0]:.2f}")
-    alone = results["extractor alone"]
-    print(f"{'':28} {'img/s best':>10} {'median':>8} {'vs extractor':>12} {'vs 1-at-a-time':>14}")
-    for name, rates in results.items():
+    print(f"{'':26} {'batch':>5} {'img/s best':>10} {'median':>7} "
+          f"{'vs extractor alone':>18} {'vs one at a time':>16}")
+    for (name, kind, batch), rates in results.items():
         best, median = max(rates), statistics.median(rates)
-        kind = name.rpartition(", ")[2]
-        base = results.get(f"one at a time, {kind}")
-        versus_base = f"{best / max(base):.2f}x" if base and name.startswith("end") else ""
-        print(f"{name:28} {best:10.2f} {median:8.2f} {best / max(alone):11.0%} "
-              f"{versus_base:>14}")
+        alone = max(results[("extractor alone", "", batch)])
+        base = results.get(("one at a time", kind, 1))
+        versus_base = f"{best / max(base):.2f}x" if base and name == "end to end" else ""
+        label = f"{name}, {kind}" if kind else name
+        print(f"{label:26} {batch:5d} {best:10.2f} {median:7.2f} {best / alone:17.0%} "
+              f"{versus_base:>16}")
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ from db.engine import make_engine, upgrade  # noqa: E402
 from db.models import Image, ImageNeighbour  # noqa: E402
 from db.read import path_hash  # noqa: E402
 
+NOTES_MARKER = "<!-- notes: kept when bench_service.py --write rewrites the figures -->"
 DATABASE = os.environ.get("BENCH_DATABASE", "bench_service")
 K = 100
 WRK_LUA = r"""
@@ -448,8 +449,11 @@ def main() -> None:
         command = "bench/bench_service.py " + " ".join(sys.argv[1:])
         target = ROOT / "bench" / "results" / "service.md"
         target.parent.mkdir(parents=True, exist_ok=True)
+        # The notes below the marker are written by hand; keep them.
+        old = target.read_text() if target.is_file() else ""
+        notes = old[old.index(NOTES_MARKER):] if NOTES_MARKER in old else NOTES_MARKER + "\n"
         target.write_text(f"## Service under load (issue 6)\n\nCommand: `.venv/bin/python "
-                          f"{command.strip()}`\n\n{report}\n")
+                          f"{command.strip()}`\n\n{report}\n\n{notes}")
         log(f"wrote {target}")
     if writer.error or partial or failed or any(r["errors"] for _, r in results):
         raise SystemExit(1)
