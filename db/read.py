@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
@@ -21,8 +22,23 @@ JOB_KINDS = ("features", "grouping")
 
 def path_hash(path: str) -> str:
     """Return the sha256 hex digest under which images.path_hash indexes a path."""
-    # surrogateescape: paths read from disk may hold bytes that are not UTF-8.
+    # The feature job hashes the path's raw bytes (os.fsencode: UTF-8, surrogateescape).
     return hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+_ESCAPED_BYTE = re.compile(rb"\\x([0-9a-f]{2})")
+
+
+def _stored_path_hashes(path: str) -> list[str]:
+    """Return the hashes a path shown as `path` may be stored under."""
+    hashes = [path_hash(path)]
+    # A name that is not UTF-8 is stored as text with \xNN escapes (backslashreplace)
+    # but hashed from its raw bytes: undo the escapes to find it.
+    if "\\x" in path:
+        raw = _ESCAPED_BYTE.sub(lambda m: bytes([int(m.group(1), 16)]),
+                                path.encode("utf-8", "surrogateescape"))
+        hashes.append(hashlib.sha256(raw).hexdigest())
+    return hashes
 
 
 def get_image(session: Session, image_id: int):
@@ -41,7 +57,7 @@ def find_by_path(session: Session, path: str) -> list:
     """Return the image stored under this path relative to IMAGE_ROOT (0 or 1 rows)."""
     # The hash finds the row through its index; comparing the text as well guards
     # against a (theoretical) hash collision.
-    query = select(*IMAGE_COLUMNS).where(Image.path_hash == path_hash(path))
+    query = select(*IMAGE_COLUMNS).where(Image.path_hash.in_(_stored_path_hashes(path)))
     return [row for row in session.execute(query).all() if row.path == path]
 
 

@@ -116,3 +116,22 @@ def test_create_app_without_arguments_reads_the_settings(archive, monkeypatch, t
                                  "/images/1/file", "/", "/api/v1/images/abc"])
 def test_responses_forbid_content_sniffing(client, url):
     assert client.get(url).headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_lookup_finds_a_path_that_is_not_utf8(tmp_path, settings_for):
+    """The feature job stores such a path as text with \\xNN escapes, hashed from bytes."""
+    from db.engine import make_engine, make_sessionmaker, upgrade
+    raw = b"scans/caf\xe9 1.jpg"
+    text_form = raw.decode("utf-8", "backslashreplace")
+    url = f"sqlite:///{tmp_path / 'images.sqlite3'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    with make_sessionmaker(engine).begin() as session:
+        session.add(Image(path=text_form, path_hash=hashlib.sha256(raw).hexdigest(),
+                          file_name=text_form.rsplit("/", 1)[1], status="ok"))
+    engine.dispose()
+    client = create_app(settings_for(database_url=url)).test_client()
+    found = client.get("/api/v1/images/lookup", query_string={"path": text_form}).get_json()
+    assert [image["path"] for image in found["images"]] == ["scans/caf\\xe9 1.jpg"]
+    by_name = client.get("/api/v1/images/lookup", query_string={"name": "caf\\xe9 1.jpg"})
+    assert len(by_name.get_json()["images"]) == 1
