@@ -140,15 +140,8 @@ class ExactIndex:
         return ids, distances
 
     def _search_block(self, query, positions, k, columns, pool):
-        n = len(query)
-        query_norms = np.sqrt(_squared_norms(query))
-        # Twice the error bound of any t in these rows, in float64.
-        slack = 2 * (error_coefficient(self.dimensions)
-                     * (query_norms + self.max_norm) ** 2 + _TINY)
+        candidates = _Candidates(query, k, self)
         minus_two_query = query * np.float32(-2)  # exact: a power of two
-        threshold = np.full(n, np.inf)
-        kept_rows, kept_columns, kept_t = [], [], []
-        kept = 0
         for start in range(0, len(self), columns):
             stop = min(start + columns, len(self))
             t = minus_two_query @ self.vectors[start:stop].T
@@ -156,46 +149,114 @@ class ExactIndex:
             own = np.flatnonzero((positions >= start) & (positions < stop))
             # NaN, not inf: it fails every comparison, even with an infinite threshold.
             t[own, positions[own] - start] = np.nan
-            unset = np.flatnonzero(~np.isfinite(threshold))
-            if len(unset) and stop - start > k:
-                # The k-th value of any k+1 or more columns bounds the k-th of all of
-                # them; a sample of the block gives a threshold at a fraction of the cost
-                # of selecting over the whole block (_prune tightens it afterwards). About
-                # k/4096 of the other columns pass it.
-                sample = t[unset, :min(stop - start, max(4096, 8 * k))]
-                kth = np.partition(sample, k - 1, axis=1)[:, k - 1]
-                threshold[unset] = kth + slack[unset]
-            block_rows, block_columns = np.nonzero(t <= _round_up32(threshold)[:, None])
-            kept_rows.append(block_rows.astype(np.int32))
-            kept_columns.append(block_columns.astype(np.int64) + start)
-            kept_t.append(t[block_rows, block_columns])
-            kept += len(block_rows)
-            if kept > 4 * n * (k + 16):
-                kept_rows, kept_columns, kept_t, threshold = _prune(
-                    kept_rows, kept_columns, kept_t, n, k, slack)
-                kept = len(kept_rows[0])
-        rows_, columns_, _, _ = _prune(kept_rows, kept_columns, kept_t, n, k, slack)
-        rows_, columns_ = rows_[0], columns_[0]
-        squared = np.empty(len(rows_))
-        chunks = range(0, len(rows_), _RERANK_PAIRS)
+            candidates.add(t, start)
+        return self._rank(query, *candidates.finish(), k, pool)
+
+    def search_all(self, k: int, memory_bytes: int = 256 << 20,
+                   block_rows: int | None = None):
+        """Yield (start, stop, ids, distances) of every base row's k nearest, in row order.
+
+        The same lists as search(base, ids, k), in about half the products: the
+        distance block of rows I and columns J also serves rows J and columns I.
+        """
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        n = len(self)
+        # Two square float32 blocks (one transposed) and their masks.
+        rows = block_rows or max(1, min(2048, int(np.sqrt(memory_bytes / 10))))
+        starts = range(0, n, rows)
+        waiting: dict[int, _Candidates] = {}
+        with ThreadPoolExecutor(self.threads) as pool:
+            for i_start in starts:
+                i_stop = min(i_start + rows, n)
+                query = self.vectors[i_start:i_stop]
+                mine = waiting.pop(i_start, None) or _Candidates(query, k, self)
+                minus_two_query = query * np.float32(-2)
+                for j_start in range(i_start, n, rows):
+                    j_stop = min(j_start + rows, n)
+                    t = minus_two_query @ self.vectors[j_start:j_stop].T
+                    if j_start != i_start:
+                        # Rows J against columns I: the transpose, with I's norms.
+                        theirs = t.T + self.squared_norms32[i_start:i_stop]
+                        other = waiting.get(j_start)
+                        if other is None:
+                            other = waiting[j_start] = _Candidates(
+                                self.vectors[j_start:j_stop], k, self)
+                        other.add(theirs, i_start)
+                        del theirs
+                    t += self.squared_norms32[j_start:j_stop]
+                    if j_start == i_start:
+                        np.fill_diagonal(t, np.nan)  # self excluded
+                    mine.add(t, j_start)
+                ids, distances = self._rank(query, *mine.finish(), k, pool)
+                yield i_start, i_stop, ids, distances
+
+    def _rank(self, query, rows, columns, k, pool):
+        """Return the k best of the candidates by exact float64 distance, then id."""
+        n = len(query)
+        squared = np.empty(len(rows))
 
         def rerank(at):
             part = slice(at, at + _RERANK_PAIRS)
-            squared[part] = exact_squared_distances(self.vectors[columns_[part]],
-                                                    query[rows_[part]])
-        list(pool.map(rerank, chunks))
+            squared[part] = exact_squared_distances(self.vectors[columns[part]],
+                                                    query[rows[part]])
+        list(pool.map(rerank, range(0, len(rows), _RERANK_PAIRS)))
         distance = np.sqrt(squared)
-        neighbour = self.ids[columns_]
-        order = np.lexsort((neighbour, distance, rows_))
-        rows_, distance, neighbour = rows_[order], distance[order], neighbour[order]
-        counts = np.bincount(rows_, minlength=n)
-        rank = np.arange(len(rows_)) - np.repeat(np.cumsum(counts) - counts, counts)
+        neighbour = self.ids[columns]
+        order = np.lexsort((neighbour, distance, rows))
+        rows, distance, neighbour = rows[order], distance[order], neighbour[order]
+        counts = np.bincount(rows, minlength=n)
+        rank = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
         take = rank < k
         ids = np.full((n, k), -1, dtype=np.int64)
         distances = np.full((n, k), np.inf)
-        ids[rows_[take], rank[take]] = neighbour[take]
-        distances[rows_[take], rank[take]] = distance[take]
+        ids[rows[take], rank[take]] = neighbour[take]
+        distances[rows[take], rank[take]] = distance[take]
         return ids, distances
+
+
+class _Candidates:
+    """A block of query rows' candidates: every entry within slack of the row's k-th t."""
+
+    def __init__(self, query: np.ndarray, k: int, index: ExactIndex):
+        self.n, self.k = len(query), k
+        query_norms = np.sqrt(_squared_norms(query))
+        # Twice the error bound of any t in these rows, in float64.
+        self.slack = 2 * (error_coefficient(index.dimensions)
+                          * (query_norms + index.max_norm) ** 2 + _TINY)
+        self.threshold = np.full(self.n, np.inf)
+        self.rows, self.columns, self.t = [], [], []
+        self.kept = 0
+
+    def add(self, t: np.ndarray, column_offset: int) -> None:
+        """Take the entries of t (rows × columns, NaN for none) that may be in a top k."""
+        k = self.k
+        unset = np.flatnonzero(~np.isfinite(self.threshold))
+        if len(unset) and t.shape[1] > k:
+            # The k-th value of any k+1 or more columns bounds the k-th of all of them;
+            # a sample of the block gives a threshold at a fraction of the cost of
+            # selecting over the whole block (_prune tightens it afterwards). About
+            # k/4096 of the other columns pass it.
+            sample = t[unset, :min(t.shape[1], max(4096, 8 * k))]
+            kth = np.partition(sample, k - 1, axis=1)[:, k - 1]
+            self.threshold[unset] = kth + self.slack[unset]
+        rows, columns = np.nonzero(t <= _round_up32(self.threshold)[:, None])
+        self.rows.append(rows.astype(np.int32))
+        self.columns.append(columns.astype(np.int64) + column_offset)
+        self.t.append(t[rows, columns])
+        self.kept += len(rows)
+        if self.kept > 2 * self.n * (k + 16):
+            self._prune()
+
+    def _prune(self) -> None:
+        self.rows, self.columns, self.t, self.threshold = _prune(
+            self.rows, self.columns, self.t, self.n, self.k, self.slack)
+        self.kept = len(self.rows[0])
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return (rows, columns) of the final candidates."""
+        self._prune()
+        return self.rows[0], self.columns[0]
 
 
 def _round_up32(values: np.ndarray) -> np.ndarray:

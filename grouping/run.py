@@ -152,7 +152,7 @@ def _compute_and_write(engine, settings, plan: Plan, ids, vectors, counts, job_i
                         ExactIndex(vectors[new_rows], plan.new_ids), plan.full_ids,
                         plan.k, settings.grouping_memory_mb << 20)
     progress = Progress(len(work), "lists", quiet)
-    written_lists = written_rows = 0
+    written_lists = written_rows = computed = 0
     pending: deque = deque()
 
     def finish_oldest():
@@ -165,11 +165,10 @@ def _compute_and_write(engine, settings, plan: Plan, ids, vectors, counts, job_i
     # the products release the GIL, the database round trips do not need it.
     with ThreadPoolExecutor(1) as writer:
         try:
-            for start in range(0, len(work), block_rows):
-                block = work[start:start + block_rows]
-                lists = compute_block(grouping, block)
+            for block, lists in _blocks(grouping, plan, work, block_rows):
+                computed += len(lists.image_ids)
                 # All lists up to the block's last id are now valid for this run's data.
-                progress_counts = {**counts, "valid_through":
+                progress_counts = {**counts, "lists_written": computed, "valid_through":
                                    max(plan.valid_through, int(block[-1]))}
                 pending.append(writer.submit(_write, engine, lists, job_id,
                                              progress_counts))
@@ -184,6 +183,20 @@ def _compute_and_write(engine, settings, plan: Plan, ids, vectors, counts, job_i
             progress.close()
     counts.update(lists_written=written_lists, rows_written=written_rows,
                   lists_merged=written_lists - len(plan.full_ids))
+
+
+def _blocks(grouping: Grouping, plan: Plan, work: np.ndarray, block_rows: int):
+    """Yield (block ids, lists) in ascending id order."""
+    if plan.mode == "full":
+        # Every list against every image: each distance block serves twice.
+        for start, stop, ids, distances in grouping.index.search_all(
+                plan.k, grouping.memory_bytes, block_rows):
+            block = grouping.ids[start:stop]
+            yield block, Lists(block, ids, distances)
+        return
+    for start in range(0, len(work), block_rows):
+        block = work[start:start + block_rows]
+        yield block, compute_block(grouping, block)
 
 
 def _write(engine, lists: Lists, job_id, progress_counts) -> tuple[int, int]:

@@ -158,3 +158,22 @@ def test_bad_input_is_refused_with_a_clear_error():
         ExactIndex(np.zeros((2, 2)), [1, 2]).search(np.zeros((1, 3)), [5], 1)
     with pytest.raises(ValueError, match="k must be at least 1"):
         ExactIndex(np.zeros((2, 2)), [1, 2]).search(np.zeros((1, 2)), [5], 0)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problems(small_integers), st.booleans())
+def test_search_all_uses_symmetry_and_gives_the_same_lists(problem, scaled):
+    # The full run's path: each distance block serves its rows and, transposed, its
+    # columns. Exact ties, duplicates, N < k, blocks that do not divide N.
+    base, ids, k, block_rows, _ = problem
+    if scaled:
+        base = base * np.float32(1e3) ** np.arange(len(base)).reshape(-1, 1) % 7
+    index = ExactIndex(base, ids)
+    blocks = list(index.search_all(k, block_rows=block_rows))
+    assert [start for start, *_ in blocks] == list(range(0, len(base), block_rows))
+    found_ids = np.vstack([b[2] for b in blocks])
+    found_distances = np.vstack([b[3] for b in blocks])
+    assert_exact(found_ids, found_distances, base, ids, base, ids, k, strict=not scaled)
+    same = index.search(base, ids, k)
+    np.testing.assert_array_equal(found_ids, same[0])
+    np.testing.assert_array_equal(found_distances, same[1])
