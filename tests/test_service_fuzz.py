@@ -7,17 +7,18 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
-from service_fixtures import settings_for_archive, sqlite_archive  # noqa: F401
+from service_fixtures import archive, settings_for_archive  # noqa: F401  (fixtures)
 
 from service import create_app
 from service.openapi import PATHS
 
-EXAMPLES = 25  # per operation and mode: seconds in all, on one core
+EXAMPLES = 20  # per operation, mode and database: seconds in all, on one core
 
 
 @pytest.fixture(scope="module")
-def api_schema(sqlite_archive, tmp_path_factory):
-    app = create_app(settings_for_archive(sqlite_archive, tmp_path_factory.mktemp("thumbs")))
+def api_schema(archive, tmp_path_factory):
+    """The OpenAPI document as served, over the fixture archive on SQLite and MariaDB."""
+    app = create_app(settings_for_archive(archive, tmp_path_factory.mktemp("thumbs")))
     yield schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
     app.extensions["db_engine"].dispose()
 
