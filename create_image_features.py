@@ -7,8 +7,10 @@
 
 Settings (DATABASE_URL, IMAGE_ROOT, BATCH_SIZE, ...) come from the environment and .env;
 the second form is the original scripts' command line and still works. A rerun does only
-the new work. Exit status 0 when the run completed (some files may have failed), 1 when
-it could not run, 2 for a bad command line.
+the new work. Results are committed batch by batch: a killed run loses at most its open
+batch, leaves its row in the jobs table at 'running', and the next run finishes its work.
+Exit status 0 when the run completed (some files may have failed), 1 when it could not
+run, 2 for a bad command line.
 """
 from __future__ import annotations
 

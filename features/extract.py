@@ -10,9 +10,9 @@ import hashlib
 import logging
 import os
 from collections import Counter, deque
-from itertools import islice
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -106,7 +106,8 @@ def extract(tasks: Iterable[FileTask], engine: Engine, extractor, *, batch_size:
     threads = threads or min(4, os.cpu_count() or 1)
     counts: Counter = Counter()
     batch: list[Prepared] = []
-    with ThreadPoolExecutor(threads, thread_name_prefix="decode") as pool:
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="decode")
+    try:
         for prepared in in_order(tasks, pool, 2 * batch_size + threads,
                                  lambda task: prepare(task, max_pixels)):
             batch.append(prepared)
@@ -114,6 +115,9 @@ def extract(tasks: Iterable[FileTask], engine: Engine, extractor, *, batch_size:
                 _finish(batch, engine, extractor, counts, on_batch)
                 batch = []
         _finish(batch, engine, extractor, counts, on_batch)
+    finally:
+        # On an error or Ctrl-C, files not yet started are not decoded for nothing.
+        pool.shutdown(wait=True, cancel_futures=True)
     return counts
 
 
@@ -142,6 +146,7 @@ def _count(prepared: Prepared, counts: Counter) -> None:
     if prepared.outcome == "reused":
         counts["unchanged" if kind == CHANGED else kind] += 1
         return
-    counts[{NEW: "new", CHANGED: "changed", REAPPEARED: "reappeared", RETRY: "retried"}[kind]] += 1
+    names = {NEW: "new", CHANGED: "changed", REAPPEARED: "reappeared", RETRY: "retried"}
+    counts[names[kind]] += 1
     if prepared.outcome == FAILED:
         counts["failed"] += 1

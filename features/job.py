@@ -44,8 +44,11 @@ def run(settings: Settings, *, quiet: bool = False, dry_run: bool = False,
     try:
         if extractor is None:
             extractor = _load_extractor(settings)
-        upgrade(engine)
-        job_id = start_job(engine, "features")
+        try:
+            upgrade(engine)
+            job_id = start_job(engine, "features")
+        except SQLAlchemyError as error:
+            raise JobError(f"cannot prepare the database: {_short(error)}") from None
         try:
             counts = _update(engine, settings, extractor, quiet=quiet, limit=limit,
                              retry_failed=retry_failed, threads=threads)
