@@ -1,4 +1,11 @@
-"""The grouping job: bring every image's top-k neighbour list up to date."""
+"""The grouping job: bring every image's top-k neighbour list up to date.
+
+compute_block(grouping, block_ids) is the partition seam (DESIGN, "Scaling past one
+machine"): it computes a block of query rows' lists from the vectors (and, for merges,
+their stored lists) with no global state; the caller writes them with
+db.neighbour_store.write_lists. A full run on one machine takes ExactIndex.search_all
+instead, which halves the products by symmetry but ties the blocks together.
+"""
 from __future__ import annotations
 
 import logging

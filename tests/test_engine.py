@@ -72,7 +72,7 @@ small_integers = st.integers(-3, 3).map(float)
 floats = st.floats(-1e3, 1e3, width=32, allow_subnormal=False)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problems(small_integers))
 def test_ties_and_duplicates_match_the_brute_force_exactly(problem):
     # Small integers: many duplicates (distance 0) and exact ties, all exact in float64.
@@ -82,7 +82,7 @@ def test_ties_and_duplicates_match_the_brute_force_exactly(problem):
     assert_exact(*found, base, ids, base, ids, k, strict=True)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problems(floats), st.data())
 def test_random_vectors_of_very_different_norms_match_the_brute_force(problem, data):
     base, ids, k, block_rows, block_columns = problem
@@ -94,7 +94,7 @@ def test_random_vectors_of_very_different_norms_match_the_brute_force(problem, d
     assert_exact(*found, base, ids, base, ids, k)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(problems(floats), st.integers(0, 5))
 def test_queries_outside_the_base(problem, count):
     # Merging new images into other lists: the queries are not in the base, nothing to skip.
@@ -160,7 +160,7 @@ def test_bad_input_is_refused_with_a_clear_error():
         ExactIndex(np.zeros((2, 2)), [1, 2]).search(np.zeros((1, 2)), [5], 0)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problems(small_integers), st.booleans())
 def test_search_all_uses_symmetry_and_gives_the_same_lists(problem, scaled):
     # The full run's path: each distance block serves its rows and, transposed, its
