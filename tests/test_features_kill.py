@@ -29,22 +29,25 @@ def extractor():
     return shared_extractor()
 
 
-def kill_when(url, root, condition, timeout=120.0):
+def kill_when(url, root, condition, log, timeout=120.0):
     """Start the job, SIGKILL it once `condition(connection)` holds; return the exit status."""
     env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"),
            "DATABASE_URL": url, "IMAGE_ROOT": str(root), "MODEL_CACHE": str(MODEL_CACHE),
            "BATCH_SIZE": "2", "LOG_LEVEL": "WARNING"}
+    # stderr to a file, not a pipe: a full pipe would stall the job, not the test.
+    stderr = open(log, "w+b")
     process = subprocess.Popen([sys.executable, "create_image_features.py", "--quiet"],
-                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
+                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
     engine = make_engine(url)
     deadline = time.monotonic() + timeout
+    met = False
     try:
         while process.poll() is None and time.monotonic() < deadline:
             try:
                 with engine.connect() as connection:
                     if condition(connection):
                         process.send_signal(signal.SIGKILL)
+                        met = True
                         break
             except Exception:  # noqa: BLE001 - tables not created yet
                 pass
@@ -52,9 +55,11 @@ def kill_when(url, root, condition, timeout=120.0):
         else:
             process.kill()
         process.wait(timeout=60)
-        return process.returncode, process.stderr.read().decode(errors="replace")
+        stderr.seek(0)
+        assert met, "the run ended before the kill point: " + stderr.read().decode()[-2000:]
+        return process.returncode, stderr.read().decode(errors="replace")
     finally:
-        process.stderr.close()
+        stderr.close()
         engine.dispose()
 
 
@@ -99,17 +104,19 @@ def test_killed_runs_finish_like_an_uninterrupted_run(settings_for, database_url
     for i in range(10):
         write_jpeg(root / f"batch{i // 4}" / f"{i}.jpg", i)
     reference = f"sqlite:///{tmp_path / 'reference.sqlite3'}"
+    log = tmp_path / "killed-run.log"
 
     def finish(url):
         return run(settings_for(database_url=url, image_root=root, batch_size=2),
                    quiet=True, extractor=extractor)
 
     finish(reference)
-    status, err = kill_when(database_url, root, lambda c: count(c) > 0)
+    status, err = kill_when(database_url, root, lambda c: count(c) > 0, log)
     assert status == -signal.SIGKILL, err
     registered = ids(database_url)
     assert registered  # killed after the pending rows were committed
-    status, err = kill_when(database_url, root, lambda c: count(c, Image.status == "ok") >= 4)
+    status, err = kill_when(database_url, root, lambda c: count(c, Image.status == "ok") >= 4,
+                             log)
     assert status == -signal.SIGKILL, err
     assert_ids_kept(registered, ids(database_url))
     assert finish(database_url)["new"] >= 1  # the rerun finishes the job
@@ -127,7 +134,7 @@ def test_killed_runs_finish_like_an_uninterrupted_run(settings_for, database_url
         write_jpeg(root / "batch3" / f"{i}.jpg", i)
     finish(reference)
     status, err = kill_when(database_url, root,
-                            lambda c: count(c, Image.status == "missing") >= 1)
+                            lambda c: count(c, Image.status == "missing") >= 1, log)
     assert status == -signal.SIGKILL, err
     finish(database_url)
     assert_same(database_url, reference)
