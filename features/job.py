@@ -14,7 +14,7 @@ from batch import Progress
 from db.engine import make_engine, upgrade
 from db.feature_store import load_known, mark_missing, paths_of, register, with_features
 from db.jobs import finish_job, start_job
-from db.models import OK
+from db.models import MISSING, OK
 from features.plan import CHANGED, NEW, REAPPEARED, FileTask, Plan, gone_ids, make_plan
 from features.scan import Scan, scan
 from settings import Settings
@@ -73,6 +73,13 @@ def _update(engine: Engine, settings: Settings, extractor, *, quiet: bool,
     """Scan, plan, mark missing, register new files, extract; return the counts."""
     found = _scan(settings.image_root)
     known = load_known(engine)
+    present = sum(row.status != MISSING for row in known.values())
+    if not found.files and present:
+        # An unmounted share looks like an empty folder; marking the whole archive missing
+        # would empty every neighbour list on the next grouping run.
+        raise JobError(f"IMAGE_ROOT {settings.image_root} holds no JPEG files, but the "
+                       f"database lists {present} present images; is it mounted? "
+                       "Nothing was changed")
     plan = _plan(engine, found, known, limit=limit, retry_failed=retry_failed)
     _log_plan(len(found.files), plan)
     mark_missing(engine, plan.missing)

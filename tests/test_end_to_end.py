@@ -13,7 +13,7 @@ from db.vectors import decode_vector
 from features.job import run as run_features
 from grouping.run import run as run_grouping
 from service import create_app
-from tests.features_support import ROOT, shared_extractor
+from features_support import ROOT, shared_extractor
 
 SAMPLES = ROOT / "sample_images"
 K = 10

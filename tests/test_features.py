@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 
 from db.engine import make_engine
 from db.models import Image, Job
-from features.job import run
+from features.job import JobError, run
 from features_support import by_path, feature_rows, image_rows, shared_extractor, write_jpeg
 from model.preprocess import load_image
 
@@ -172,3 +172,20 @@ def test_failed_files_are_retried_only_when_changed_or_asked(job):
     row = image_rows(job.url)["bad.jpg"]
     assert (row["status"], row["error"], row["id"]) == ("ok", None, bad_id)
     assert row["needs_grouping"]
+
+
+def test_an_emptied_image_root_marks_nothing_missing(job):
+    write_jpeg(job.root / "a.jpg", 1)
+    write_jpeg(job.root / "sub" / "b.jpg", 2)
+    job()
+    before = image_rows(job.url)
+    for path in (job.root / "a.jpg", job.root / "sub" / "b.jpg"):
+        path.unlink()
+    with pytest.raises(JobError, match="holds no JPEG files.*2 present images"):
+        job()
+    assert image_rows(job.url) == before
+    assert last_job(job.url).outcome == "failed"
+
+    write_jpeg(job.root / "c.jpg", 3)  # a folder with some files is taken as it is
+    counts = job()
+    assert (counts["new"], counts["missing"]) == (1, 2)
