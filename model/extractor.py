@@ -92,6 +92,11 @@ def _write_cache(model, cache_path: Path) -> None:
         with h5py.File(temp, "a") as file:
             file.attrs["archive_sha1"] = ARCHIVE_SHA1
             file.attrs["cache_format"] = CACHE_FORMAT
+        # mkstemp makes the file 0600; the service or a job may run as another user
+        # (the Docker image converts as root and runs unprivileged).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)
         os.replace(temp, cache_path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)

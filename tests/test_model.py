@@ -114,6 +114,8 @@ def test_damaged_cache_is_rebuilt(tmp_path, caplog):
         load_network(damaged)
     assert "cold start" in caplog.text
     assert cache_is_current(damaged)
+    # Readable by other users (the Docker image converts as root, runs unprivileged).
+    assert damaged.stat().st_mode & 0o044 == 0o044
 
 
 def _variants(path: Path) -> list[bytes]:
