@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Measure the neighbour engine and group_images.py against baselines run alongside.
 
-    .venv/bin/python bench/bench_grouping.py [--sections engine,legacy,e2e,incremental]
+    .venv/bin/python bench/bench_grouping.py [--sections engine,backend,legacy,e2e,incremental]
         [--n 50000] [--queries 8192] [--big-n 200000] [--legacy-n 3000] [--e2e-n 10000]
         [--inc-n 20000] [--inc-m 1000] [--k 100] [--rounds 3] [--mariadb-url URL]
 
@@ -109,6 +109,25 @@ def section_engine(args, report):
             except ImportError:
                 pass
         del base, index, flat
+
+
+def section_backend(args, report):
+    """Compare numpy (OpenBLAS) and tf.linalg.matmul on the engine's product, interleaved."""
+    import tensorflow as tf
+
+    base = pool3_like(args.n, seed=5)
+    query = base[:args.queries]
+    q, b = tf.constant(query), tf.constant(base)
+    flop = 2 * len(query) * len(base) * D
+    best = {"numpy": np.inf, "tensorflow": np.inf}
+    for _ in range(args.rounds + 1):  # the first TF call also builds its kernels
+        best["numpy"] = min(best["numpy"], timed(np.matmul, query, base.T)[0])
+        best["tensorflow"] = min(best["tensorflow"], timed(
+            lambda: tf.linalg.matmul(q, b, transpose_b=True).numpy())[0])
+    rates = {name: flop / seconds / 1e9 for name, seconds in best.items()}
+    report(f"backend, {len(query):,} x {len(base):,} x {D} float32 product, interleaved, best"
+           f" of {args.rounds + 1}: numpy {rates['numpy']:.1f} GFLOP/s, tf.linalg.matmul "
+           f"{rates['tensorflow']:.1f} GFLOP/s")
 
 
 def legacy_knn(json_batches: list[list[str]], k: int):
@@ -225,9 +244,10 @@ def section_e2e(args, report, databases):
     n = args.e2e_n
     base = pool3_like(n, seed=3)
     ids = np.arange(1, n + 1)
-    engine_seconds, _ = timed(lambda: ExactIndex(base, ids).search(
-        base, ids, args.k, args.memory_mb << 20))
-    report(f"engine alone N={n:,} k={args.k}: {engine_seconds:.1f} s")
+    # The same computation as the job's full run: search_all, in memory, no database.
+    engine_seconds, _ = timed(lambda: list(ExactIndex(base, ids).search_all(
+        args.k, args.memory_mb << 20)))
+    report(f"engine alone (search_all) N={n:,} k={args.k}: {engine_seconds:.1f} s")
     for label, url in databases.urls("e2e"):
         fill_database(url, base)
         seconds, summary = run_job(url, args.k)
@@ -250,7 +270,7 @@ def section_incremental(args, report, databases):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sections", default="engine,legacy,e2e,incremental")
+    parser.add_argument("--sections", default="engine,backend,legacy,e2e,incremental")
     parser.add_argument("--n", type=int, default=50_000)
     parser.add_argument("--queries", type=int, default=8192)
     parser.add_argument("--big-n", type=int, default=200_000)
@@ -275,6 +295,8 @@ def main() -> int:
     try:
         if "engine" in sections:
             section_engine(args, report)
+        if "backend" in sections:
+            section_backend(args, report)
         if "legacy" in sections:
             section_legacy(args, report)
         if "e2e" in sections:
