@@ -13,7 +13,6 @@ changed and removed images make; a killed run is taken up where it stopped. Exit
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from batch import legacy_database_url, setup_logging
@@ -62,8 +61,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
     setup_logging(settings.log_level, args.quiet)
-    # Alembic announces its plugins and an up-to-date schema at INFO on every run.
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.root.level))
     from sqlalchemy.exc import SQLAlchemyError
 
     from grouping.run import BLOCK_ROWS, run
