@@ -110,12 +110,15 @@ class ExactIndex:
         return rows, columns
 
     def search(self, query, query_ids, k: int, memory_bytes: int = 256 << 20,
-               block_rows: int | None = None, block_columns: int | None = None):
+               block_rows: int | None = None, block_columns: int | None = None,
+               bounds=None):
         """Return (ids, distances) of each query row's k nearest base rows, self excluded.
 
         ids is an (n, k) int64 array padded with −1 and distances an (n, k) float64 array
         of Euclidean distances padded with inf, where fewer than k base rows are left.
-        Rows are ordered by distance, then by neighbour id.
+        Rows are ordered by distance, then by neighbour id. bounds, if given, holds a
+        squared distance per query row: base rows farther than it may be left out (all
+        rows within it are kept), which spares their float64 re-ranking.
         """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
@@ -131,16 +134,19 @@ class ExactIndex:
         rows, columns = self.block_shape(len(query), memory_bytes)
         rows, columns = block_rows or rows, block_columns or columns
         positions = self._positions(query_ids)
+        bounds = (np.full(len(query), np.inf) if bounds is None
+                  else np.asarray(bounds, dtype=np.float64).reshape(len(query)))
         with ThreadPoolExecutor(self.threads) as pool:
             for start in range(0, len(query), rows):
                 stop = min(start + rows, len(query))
                 block_ids, block_distances = self._search_block(
-                    query[start:stop], positions[start:stop], k, columns, pool)
+                    query[start:stop], positions[start:stop], k, columns, pool,
+                    bounds[start:stop])
                 ids[start:stop], distances[start:stop] = block_ids, block_distances
         return ids, distances
 
-    def _search_block(self, query, positions, k, columns, pool):
-        candidates = _Candidates(query, k, self)
+    def _search_block(self, query, positions, k, columns, pool, bounds):
+        candidates = _Candidates(query, k, self, bounds)
         minus_two_query = query * np.float32(-2)  # exact: a power of two
         for start in range(0, len(self), columns):
             stop = min(start + columns, len(self))
@@ -218,13 +224,19 @@ class ExactIndex:
 class _Candidates:
     """A block of query rows' candidates: every entry within slack of the row's k-th t."""
 
-    def __init__(self, query: np.ndarray, k: int, index: ExactIndex):
+    def __init__(self, query: np.ndarray, k: int, index: ExactIndex, bounds=None):
         self.n, self.k = len(query), k
-        query_norms = np.sqrt(_squared_norms(query))
+        squared_norms = _squared_norms(query)
         # Twice the error bound of any t in these rows, in float64.
         self.slack = 2 * (error_coefficient(index.dimensions)
-                          * (query_norms + index.max_norm) ** 2 + _TINY)
-        self.threshold = np.full(self.n, np.inf)
+                          * (np.sqrt(squared_norms) + index.max_norm) ** 2 + _TINY)
+        # A squared distance bound b in terms of t is b − ‖a‖²; t errs by at most half
+        # the slack, so no entry whose exact distance is within the bound is cut (the
+        # float64 roundings of b and ‖a‖² are far below the slack).
+        self.bound = np.full(self.n, np.inf)
+        if bounds is not None:
+            self.bound = bounds - squared_norms + self.slack
+        self.threshold = self.bound.copy()
         self.rows, self.columns, self.t = [], [], []
         self.kept = 0
 
@@ -249,8 +261,9 @@ class _Candidates:
             self._prune()
 
     def _prune(self) -> None:
-        self.rows, self.columns, self.t, self.threshold = _prune(
+        self.rows, self.columns, self.t, threshold = _prune(
             self.rows, self.columns, self.t, self.n, self.k, self.slack)
+        self.threshold = np.minimum(threshold, self.bound)
         self.kept = len(self.rows[0])
 
     def finish(self) -> tuple[np.ndarray, np.ndarray]:

@@ -37,6 +37,7 @@ class Lists:
     image_ids: np.ndarray
     neighbour_ids: np.ndarray
     distances: np.ndarray
+    first_ranks: np.ndarray   # the stored list changes from this rank on (1: all of it)
 
 
 @dataclass
@@ -61,40 +62,49 @@ def compute_block(grouping: Grouping, block_ids: np.ndarray) -> Lists:
     rows = np.searchsorted(g.ids, full_ids)
     found_ids, found_distances = g.index.search(g.vectors[rows], full_ids, g.k,
                                                 g.memory_bytes)
-    parts = [Lists(full_ids, found_ids, found_distances)]
+    parts = [Lists(full_ids, found_ids, found_distances,
+                   np.ones(len(full_ids), dtype=np.int64))]
     if len(merge_ids):
         parts.append(_merge(g, merge_ids))
     image_ids = np.concatenate([p.image_ids for p in parts])
     order = np.argsort(image_ids)
     return Lists(image_ids[order],
                  np.concatenate([p.neighbour_ids for p in parts])[order],
-                 np.concatenate([p.distances for p in parts])[order])
+                 np.concatenate([p.distances for p in parts])[order],
+                 np.concatenate([p.first_ranks for p in parts])[order])
 
 
 def _merge(g: Grouping, merge_ids: np.ndarray) -> Lists:
     """Return the lists among merge_ids that a new image enters, with it merged in."""
-    rows = np.searchsorted(g.ids, merge_ids)
-    new_ids, new_distances = g.new_index.search(g.vectors[rows], merge_ids, g.k,
-                                                g.memory_bytes)
     last = store.load_entries(g.engine, merge_ids.tolist(), g.k)
-    enters = []
-    for i, image_id in enumerate(merge_ids.tolist()):
-        entry = last.get(image_id)
-        # A list without a k-th entry is short: every new image enters it.
-        if entry is None or (new_distances[i, 0], new_ids[i, 0]) < entry:
-            enters.append(i)
+    # A list without a k-th entry is short: every new image enters it.
+    entries = [last.get(image_id, (np.inf, -1)) for image_id in merge_ids.tolist()]
+    kth = np.array([distance for distance, _ in entries], dtype=np.float64)
+    rows = np.searchsorted(g.ids, merge_ids)
+    # A new image farther than a list's k-th entry cannot enter it: the engine leaves
+    # such images out before re-ranking (it keeps every one within the bound, so a tie
+    # with the k-th distance is still decided below, by neighbour id).
+    new_ids, new_distances = g.new_index.search(g.vectors[rows], merge_ids, g.k,
+                                                g.memory_bytes, bounds=kth * kth)
+    enters = [i for i, (distance, neighbour) in enumerate(entries)
+              if new_ids[i, 0] >= 0 and (distance == np.inf or
+                                         (new_distances[i, 0], new_ids[i, 0])
+                                         < (distance, neighbour))]
     old = store.load_lists(g.engine, merge_ids[enters].tolist())
     out_ids = np.full((len(enters), g.k), -1, dtype=np.int64)
     out_distances = np.full((len(enters), g.k), np.inf)
+    first_ranks = np.empty(len(enters), dtype=np.int64)
     for j, i in enumerate(enters):
         old_ids, old_distances = old[int(merge_ids[i])]
         take = new_ids[i] >= 0
-        ids = np.concatenate([np.asarray(old_ids, dtype=np.int64), new_ids[i][take]])
-        distances = np.concatenate([np.asarray(old_distances, dtype=np.float64),
-                                    new_distances[i][take]])
+        ids = np.concatenate([old_ids, new_ids[i][take]])
+        distances = np.concatenate([old_distances, new_distances[i][take]])
         order = np.lexsort((ids, distances))[:g.k]
         out_ids[j, :len(order)], out_distances[j, :len(order)] = ids[order], distances[order]
-    return Lists(merge_ids[enters], out_ids, out_distances)
+        # Ranks before the first new entry keep their rows: only the rest is rewritten.
+        differs = out_ids[j, :len(old_ids)] != old_ids
+        first_ranks[j] = 1 + (np.argmax(differs) if differs.any() else len(old_ids))
+    return Lists(merge_ids[enters], out_ids, out_distances, first_ranks)
 
 
 def run(settings: Settings, full: bool = False, k: int | None = None,
@@ -199,7 +209,7 @@ def _blocks(grouping: Grouping, plan: Plan, work: np.ndarray, block_rows: int):
         for start, stop, ids, distances in grouping.index.search_all(
                 plan.k, grouping.memory_bytes, block_rows):
             block = grouping.ids[start:stop]
-            yield block, Lists(block, ids, distances)
+            yield block, Lists(block, ids, distances, np.ones(len(block), dtype=np.int64))
         return
     for start in range(0, len(work), block_rows):
         block = work[start:start + block_rows]
@@ -208,5 +218,5 @@ def _blocks(grouping: Grouping, plan: Plan, work: np.ndarray, block_rows: int):
 
 def _write(engine, lists: Lists, job_id, progress_counts) -> tuple[int, int]:
     rows = store.write_lists(engine, lists.image_ids, lists.neighbour_ids, lists.distances,
-                             job_id, progress_counts)
+                             job_id, progress_counts, lists.first_ranks)
     return len(lists.image_ids), rows

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, text, update
 
 from db import neighbour_store as store
 from db.engine import make_engine, upgrade
@@ -248,3 +248,69 @@ def test_starting_point_after_completed_killed_and_failed_runs():
     assert starting_point([("failed", done)], 5, False) == 7
     # Killed before it recorded anything: it wrote nothing, look further back.
     assert starting_point([("running", None), ("completed", done)], 5, False) == ALL
+
+
+def log_writes(engine):
+    """Record every row the job inserts, deletes or updates in image_neighbours."""
+    rank = engine.dialect.identifier_preparer.quote("rank")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE touched (image_id BIGINT, neighbour_rank "
+                                "INT, operation VARCHAR(6))"))
+        for operation, row in (("INSERT", "NEW"), ("DELETE", "OLD"), ("UPDATE", "OLD")):
+            connection.execute(text(
+                f"CREATE TRIGGER log_{operation.lower()} AFTER {operation} ON "
+                f"image_neighbours FOR EACH ROW BEGIN INSERT INTO touched VALUES "
+                f"({row}.image_id, {row}.{rank}, '{operation}'); END"))
+
+
+def test_a_merge_rewrites_only_the_changed_suffix(db):
+    engine, settings = db
+    ids = add_images(engine, embed(np.arange(0, 40, 2, dtype=np.float32)[:, None]))
+    run(settings, k=6, quiet=True)
+    before = stored_lists(engine)
+    log_writes(engine)
+    new_id = add_images(engine, embed(np.array([[9]], dtype=np.float32)))[0]
+    counts = run(settings, k=6, quiet=True)
+    after = stored_lists(engine)
+    assert after == expected_lists(engine, 6)
+    with engine.connect() as connection:
+        touched = connection.execute(text("SELECT image_id, neighbour_rank, operation "
+                                          "FROM touched")).all()
+    assert not [row for row in touched if row[2] == "UPDATE"]
+    inserted = sorted((i, r) for i, r, op in touched if op == "INSERT")
+    deleted = sorted((i, r) for i, r, op in touched if op == "DELETE")
+    assert counts["rows_written"] == len(inserted)
+    want_inserted, want_deleted, suffixes = [], [], []
+    for image_id in ids:
+        old, new = before[image_id][0], after[image_id][0]
+        first = next((r for r, (a, b) in enumerate(zip(old, new)) if a != b), len(old))
+        want_deleted += [(image_id, r + 1) for r in range(first, len(old))]
+        want_inserted += [(image_id, r + 1) for r in range(first, len(new))]
+        if first < len(new):
+            suffixes.append(first + 1)
+    want_inserted += [(new_id, r) for r in range(1, 7)]  # its own list, whole
+    assert deleted == sorted(want_deleted) and inserted == sorted(want_inserted)
+    # The new image enters lists at rank 1 and further down: the lists entered only
+    # below rank 1 must keep their leading rows untouched.
+    assert 1 in suffixes and max(suffixes) > 1
+
+
+def test_bounds_leave_out_only_rows_beyond_them():
+    rng = np.random.default_rng(8)
+    base = embed(rng.integers(0, 3, size=(60, 3)).astype(np.float32))
+    ids = np.arange(100, 160)
+    query = embed(rng.integers(0, 3, size=(20, 3)).astype(np.float32))
+    index = ExactIndex(base, ids)
+    want_ids, want_distances = index.search(query, np.arange(20), 8)
+    # Bounds at a list's own distances (ties at the bound included) and between them.
+    bounds = want_distances[np.arange(20), rng.integers(0, 8, size=20)] ** 2
+    bounds[::3] += 0.5
+    bounds[1] = np.inf
+    got_ids, got_distances = index.search(query, np.arange(20), 8, bounds=bounds)
+    for row in range(20):
+        within = want_distances[row] ** 2 <= bounds[row]
+        assert np.array_equal(got_ids[row][within], want_ids[row][within])
+        assert np.array_equal(got_distances[row][within], want_distances[row][within])
+        # What is returned beyond the bound is still the true list, in order.
+        kept = got_ids[row] >= 0
+        assert np.array_equal(got_ids[row][kept], want_ids[row][:kept.sum()])
