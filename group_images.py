@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     label = "dry run, nothing changed; would do" if args.dry_run else "done"
-    print(f"{label}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    # valid_through is the resume point kept in the jobs row, not news for the operator.
+    print(f"{label}: " + ", ".join(f"{k} {v}" for k, v in counts.items()
+                                   if k != "valid_through"))
     return 0
 
 
