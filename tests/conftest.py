@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from db.scratch import scratch_database  # noqa: E402
 from settings import load_settings  # noqa: E402
 
 
@@ -34,18 +32,8 @@ def _mariadb_server_url() -> str:
 @pytest.fixture
 def mariadb_url():
     """Yield the URL of a new, empty MariaDB database; drop it afterwards."""
-    server = make_url(_mariadb_server_url())
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server.set(database=None))
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 "
-                                "COLLATE utf8mb4_bin"))
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
+    with scratch_database(_mariadb_server_url()) as url:
+        yield url
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,13 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image as PILImage
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from conftest import _mariadb_server_url
 from db.engine import make_engine, make_sessionmaker, upgrade
 from db.models import FAILED, MISSING, OK, PENDING, Image, ImageFeatures, ImageNeighbour, Job
 from db.read import path_hash
+from db.scratch import scratch_database
 from db.vectors import DIMENSIONS, MODEL_NAME, encode_vector
 from settings import load_settings
 
@@ -169,36 +167,16 @@ def settings_for_archive(archive: Archive, cache: Path, **overrides):
     return load_settings(values, env={}, env_file=None)
 
 
-def _mariadb_database():
-    """Create a fresh MariaDB database; return its URL and a function that drops it."""
-    server = make_url(_mariadb_server_url())
-    name = f"test_service_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server.set(database=None))
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 "
-                                "COLLATE utf8mb4_bin"))
-
-    def drop():
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
-    return server.set(database=name).render_as_string(hide_password=False), drop
-
 
 @pytest.fixture(scope="module", params=["sqlite", "mariadb"])
 def archive(request, tmp_path_factory):
     """The fixture archive, once on SQLite and once on MariaDB, per test module."""
     root = tmp_path_factory.mktemp(f"archive-{request.param}")
-    drop = None
     if request.param == "sqlite":
-        url = f"sqlite:///{root / 'images.sqlite3'}"
+        yield build_archive(f"sqlite:///{root / 'images.sqlite3'}", root)
     else:
-        url, drop = _mariadb_database()
-    try:
-        yield build_archive(url, root)
-    finally:
-        if drop:
-            drop()
+        with scratch_database(_mariadb_server_url(), prefix="test_service") as url:
+            yield build_archive(url, root)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from db.engine import make_engine
 from db.models import Image, Job
 from features.job import JobError, run
-from features_support import by_path, feature_rows, image_rows, shared_extractor, write_jpeg
+from features_support import feature_rows, image_rows, shared_extractor, write_jpeg
 from model.preprocess import load_image
 
 

@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import re
-import uuid
 from pathlib import Path
 
 import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import make_url
 
 from db.engine import MIGRATIONS, make_engine, make_sessionmaker, upgrade
+from db.scratch import scratch_database
 from db.models import Base, Image
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,22 +62,11 @@ def revision_of(database_url: str) -> list[str]:
 @pytest.fixture
 def migrated_mariadb_url(mariadb_url):
     """Yield a second fresh MariaDB database, brought to head by the migrations."""
-    server = make_url(mariadb_url)
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server.set(database=None))
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 "
-                                "COLLATE utf8mb4_bin"))
-    try:
-        url = server.set(database=name).render_as_string(hide_password=False)
+    with scratch_database(mariadb_url) as url:
         engine = make_engine(url)
         upgrade(engine)
         engine.dispose()
         yield url
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
 
 
 def test_sql_file_builds_the_same_tables_as_the_migrations(mariadb_url, migrated_mariadb_url):

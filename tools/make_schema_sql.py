@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import re
 import sys
-import uuid
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from db.engine import make_engine, upgrade  # noqa: E402
+from db.scratch import scratch_database  # noqa: E402
 from db.models import Base  # noqa: E402
 
 TARGET = ROOT / "db" / "schema_mariadb.sql"
@@ -70,22 +69,11 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
-    server = make_url(argv[1])
-    name = f"schema_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server.set(database=None))
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 "
-                                "COLLATE utf8mb4_bin"))
-    try:
-        url = server.set(database=name).render_as_string(hide_password=False)
+    with scratch_database(argv[1], prefix="schema") as url:
         engine = make_engine(url)
         upgrade(engine)
         engine.dispose()
         revision, statements = dump(url)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
     TARGET.write_text(render(revision, statements), encoding="utf-8")
     print(f"wrote {TARGET} at revision {revision}")
     return 0
