@@ -50,10 +50,12 @@ def starting_point(jobs: list[tuple[str, dict | None]], k: int, full: bool) -> i
     return NONE
 
 
-def make_plan(engine, ok_ids: np.ndarray, k: int, full: bool) -> Plan:
-    """Return what a run over the 'ok' images ok_ids (ascending) has to do."""
+def make_plan(engine, ok_ids: np.ndarray, k: int, full: bool, changed=None) -> Plan:
+    """Return what a run over the 'ok' images ok_ids (ascending) has to do, given the
+    flagged images `changed` (read from the database when not given)."""
     valid_through = starting_point(store.recent_grouping_jobs(engine), k, full)
-    changed = store.load_changed(engine)
+    if changed is None:
+        changed = store.load_changed(engine)
     changed_ids = np.array([c.id for c in changed], dtype=np.int64)
     new_ids = np.intersect1d(changed_ids, ok_ids)
     if valid_through == NONE:

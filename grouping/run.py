@@ -129,9 +129,13 @@ def _run(engine, settings, k, full, quiet, block_rows) -> dict:
     job_id = start_job(engine, "grouping")
     counts: dict = {"k": k}
     try:
+        # The flags are read before the vectors: an image the feature job commits while
+        # the vectors load keeps its flag (its updated_at moves) for the next run, instead
+        # of having it cleared without its vector having been seen.
+        changed = store.load_changed(engine)
         ids, vectors = store.load_vectors(engine)
         log.info("loaded %d vectors in %.1f s", len(ids), time.monotonic() - started)
-        plan = make_plan(engine, ids, k, full)
+        plan = make_plan(engine, ids, k, full, changed)
         counts = {**plan.counts(), "images": len(ids), "valid_through": plan.valid_through,
                   "lists_written": 0, "rows_written": 0}
         store.set_job_counts(engine, job_id, counts)

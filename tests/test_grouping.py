@@ -314,3 +314,26 @@ def test_bounds_leave_out_only_rows_beyond_them():
         # What is returned beyond the bound is still the true list, in order.
         kept = got_ids[row] >= 0
         assert np.array_equal(got_ids[row][kept], want_ids[row][:kept.sum()])
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_an_image_committed_while_vectors_load_is_grouped_by_the_next_run(db, monkeypatch,
+                                                                          full):
+    engine, settings = db
+    rng = np.random.default_rng(7)
+    add_images(engine, embed(rng.random((12, 4)).astype(np.float32)))
+    run(settings, k=5, quiet=True)
+    load_vectors = store.load_vectors
+
+    def load_then_feature_job_commits(*args, **kwargs):
+        loaded = load_vectors(*args, **kwargs)
+        add_images(engine, embed(rng.random((1, 4)).astype(np.float32)))
+        return loaded
+
+    monkeypatch.setattr(store, "load_vectors", load_then_feature_job_commits)
+    run(settings, k=5, full=full, quiet=True)
+    monkeypatch.setattr(store, "load_vectors", load_vectors)
+    assert flagged(engine) == 1  # not seen by that run, so not cleared by it
+    run(settings, k=5, quiet=True)
+    assert stored_lists(engine) == expected_lists(engine, 5)
+    assert flagged(engine) == 0
