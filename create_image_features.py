@@ -57,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {}
     try:
         if args.positional:
-            overrides["IMAGE_ROOT"] = args.positional[0]
+            # From the caller's folder, as the original script took it (settings resolve
+            # relative paths from the project folder).
+            overrides["IMAGE_ROOT"] = os.path.abspath(args.positional[0])
         if len(args.positional) == 6:
             overrides["DATABASE_URL"] = legacy_database_url(*args.positional[1:])
         if args.batch_size is not None:

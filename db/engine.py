@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
@@ -17,7 +18,9 @@ def make_engine(database_url: str, read_only: bool = False) -> Engine:
         database = url.database or ""
         if read_only and database and database != ":memory:":
             # mode=ro makes the file itself refuse writes, whatever the caller does.
-            url = url.set(database=f"file:{Path(database).resolve()}?mode=ro",
+            # Quoted: a '#' or '?' in the path would otherwise end it early.
+            path = quote(str(Path(database).resolve()))
+            url = url.set(database=f"file:{path}?mode=ro",
                           query={**url.query, "uri": "true"})
         elif database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,8 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
         # Only the JSON API and the original endpoints are meant for other sites.
         origins = "*" if "*" in settings.cors_origins else list(settings.cors_origins)
         CORS(app, resources={r"/api/*": {"origins": origins},
-                             r"/image_*": {"origins": origins}})
+                             # A regex matched at the start: not /images/... pages.
+                             r"/image_(count|name|fingerprint)": {"origins": origins}})
     for blueprint in (api.bp, legacy.bp, media.bp, pages.bp):
         app.register_blueprint(blueprint)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 from flask import Blueprint, Response, current_app, request, send_file
 
@@ -59,4 +60,9 @@ def file(image_id: str):
     path = thumbnails.image_file(row, current_app.config["SETTINGS"].image_root)
     etag = row.content_hash or f"{row.id}-{row.size}"
     return send_file(path, mimetype="image/jpeg", etag=etag, conditional=True,
-                     max_age=DAY, download_name=row.file_name)
+                     max_age=DAY, download_name=_header_safe(row.file_name))
+
+
+def _header_safe(name: str) -> str:
+    """Return a file name fit for a header: Linux names may hold CR, LF and other controls."""
+    return re.sub(r"[\x00-\x1f\x7f]", "_", name)

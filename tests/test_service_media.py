@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from service_fixtures import OUTSIDE_ID, SPECS, SYMLINK_ID, app, archive, client  # noqa: F401
+from service_fixtures import (OUTSIDE_ID, SPECS, SYMLINK_ID, Spec, app, archive,  # noqa: F401
+                              build_archive, client, settings_for_archive)
 
 from db.models import OK
+from service import create_app
 from service.plots import PALETTE, levels
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -169,3 +171,13 @@ def test_file_deleted_after_the_scan_is_410(client, archive):
             assert client.get(url).status_code == 410
     finally:
         path.write_bytes(data)
+
+
+def test_a_file_name_with_control_characters_is_served(tmp_path):
+    specs = SPECS + (Spec("odd/line\nbreak\r.jpg"),)
+    archive = build_archive(f"sqlite:///{tmp_path / 'images.sqlite3'}", tmp_path, specs)
+    client = create_app(settings_for_archive(archive, tmp_path)).test_client()
+    response = client.get(f"/images/{len(specs)}/file")
+    assert response.status_code == 200
+    assert response.data == archive.files[len(specs)]
+    assert "line_break_.jpg" in response.headers["Content-Disposition"]
