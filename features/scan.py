@@ -42,7 +42,7 @@ def display_text(name: str) -> str:
 
 def path_hash(rel: str) -> str:
     """Return the identity of a relative path: sha256 hex of its raw bytes."""
-    return sha256(os.fsencode(rel)).hexdigest()
+    return sha256(_encode(rel)).hexdigest()
 
 
 @dataclass
@@ -83,7 +83,7 @@ def scan(root: Path) -> Scan:
                     folders.append((rel + "/", entry.path))
                 elif is_jpeg_name(entry.name) and entry.is_file():
                     stat = entry.stat()
-                    files.append(ScannedFile(rel, sha256(_encode(rel)).hexdigest(),
+                    files.append(ScannedFile(rel, path_hash(rel),
                                              stat.st_size, stat.st_mtime_ns))
             except OSError as error:
                 # Vanished between listing and stat, or a dangling symlink: not a file now.

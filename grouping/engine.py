@@ -169,7 +169,8 @@ class ExactIndex:
             raise ValueError(f"k must be at least 1, got {k}")
         n = len(self)
         # Two square float32 blocks (one transposed) and their masks.
-        rows = block_rows or max(1, min(2048, int(np.sqrt(memory_bytes / 10))))
+        # block_rows (--batch-size) may ask for fewer rows, never for more memory.
+        rows = max(1, min(block_rows or 2048, int(np.sqrt(memory_bytes / 10))))
         starts = range(0, n, rows)
         waiting: dict[int, _Candidates] = {}
         with ThreadPoolExecutor(self.threads) as pool:

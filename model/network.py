@@ -18,7 +18,6 @@ from keras import layers
 
 BATCHNORM_EPSILON = 0.001
 INPUT_SIZE = 299
-FEATURES = 2048
 
 
 class Builder:

@@ -44,20 +44,20 @@ def int_param(name: str, default: int, minimum: int, maximum: int) -> int:
     return int(text)
 
 
-def check_image(image_id: int, row, allow_missing: bool = False):
+def check_image(image_id: int, row):
     """Return `row` (a row with a status), or raise 404 if None, 410 if its file is gone."""
     if row is None:
         raise ApiError(404, f"no image with id {image_id}", id=image_id)
-    if row.status == MISSING and not allow_missing:
+    if row.status == MISSING:
         raise ApiError(410, f"the file of image {image_id} is missing from the archive",
                        id=image_id, status=row.status)
     return row
 
 
-def get_image_or_error(image_id_text: str, allow_missing: bool = False):
+def get_image_or_error(image_id_text: str):
     """Return the image row for the id in the URL, or raise 400/404/410."""
     image_id = parse_id(image_id_text)
-    return check_image(image_id, read.get_image(database.session(), image_id), allow_missing)
+    return check_image(image_id, read.get_image(database.session(), image_id))
 
 
 def require_grouped(image_id: int, status: str) -> None:
@@ -79,8 +79,7 @@ def wants_html() -> bool:
 
 def _respond(status: int, message: str, extra: dict | None = None):
     if wants_html():
-        return render_template("error.html", status=status, message=message,
-                               extra=extra or {}), status
+        return render_template("error.html", status=status, message=message), status
     return jsonify({"error": message, **(extra or {})}), status
 
 
