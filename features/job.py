@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import inspect
@@ -14,6 +15,7 @@ from batch import Progress
 from db.engine import make_engine, upgrade
 from db.feature_store import load_known, mark_missing, paths_of, register, with_features
 from db.jobs import finish_job, start_job
+from db.locks import LockHeld, run_lock
 from db.models import MISSING, OK
 from features.plan import CHANGED, NEW, REAPPEARED, FileTask, Plan, gone_ids, make_plan
 from features.scan import Scan, scan
@@ -44,28 +46,45 @@ def run(settings: Settings, *, quiet: bool = False, dry_run: bool = False,
     try:
         if extractor is None:
             extractor = _load_extractor(settings)
-        try:
-            upgrade(engine)
-            job_id = start_job(engine, "features")
-        except SQLAlchemyError as error:
-            raise JobError(f"cannot prepare the database: {_short(error)}") from None
-        try:
-            counts = _update(engine, settings, extractor, quiet=quiet, limit=limit,
-                             retry_failed=retry_failed, threads=threads)
-        except BaseException as error:
-            message = "interrupted" if isinstance(error, KeyboardInterrupt) else \
-                f"{type(error).__name__}: {error}"
-            try:
-                finish_job(engine, job_id, "failed", {}, message[:1000])
-            except SQLAlchemyError:
-                log.warning("could not record the failed run in the jobs table")
-            if isinstance(error, SQLAlchemyError):
-                raise JobError(f"database error during the run: {_short(error)}") from error
-            raise
-        finish_job(engine, job_id, "completed", counts)
-        return counts
+        with _one_run_at_a_time(engine):
+            return _locked_run(engine, settings, extractor, limit=limit,
+                               retry_failed=retry_failed, quiet=quiet, threads=threads)
     finally:
         engine.dispose()
+
+
+def _locked_run(engine: Engine, settings: Settings, extractor, *, limit: int | None,
+                retry_failed: bool, quiet: bool, threads: int | None) -> dict[str, int]:
+    try:
+        upgrade(engine)
+        job_id = start_job(engine, "features")
+    except SQLAlchemyError as error:
+        raise JobError(f"cannot prepare the database: {_short(error)}") from None
+    try:
+        counts = _update(engine, settings, extractor, quiet=quiet, limit=limit,
+                         retry_failed=retry_failed, threads=threads)
+    except BaseException as error:
+        message = "interrupted" if isinstance(error, KeyboardInterrupt) else \
+            f"{type(error).__name__}: {error}"
+        try:
+            finish_job(engine, job_id, "failed", {}, message[:1000])
+        except SQLAlchemyError:
+            log.warning("could not record the failed run in the jobs table")
+        if isinstance(error, SQLAlchemyError):
+            raise JobError(f"database error during the run: {_short(error)}") from error
+        raise
+    finish_job(engine, job_id, "completed", counts)
+    return counts
+
+
+@contextmanager
+def _one_run_at_a_time(engine: Engine):
+    try:
+        with run_lock(engine, "features"):
+            yield
+    except LockHeld:
+        raise JobError("another create_image_features.py run is working on this database; "
+                       "nothing was changed") from None
 
 
 def _update(engine: Engine, settings: Settings, extractor, *, quiet: bool,

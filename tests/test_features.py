@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from sqlalchemy import select, update
 
-from db.engine import make_engine
+from db.engine import make_engine, upgrade
+from db.locks import run_lock
 from db.models import Image, Job
 from features.job import JobError, run
 from features_support import feature_rows, image_rows, shared_extractor, write_jpeg
@@ -189,3 +190,15 @@ def test_an_emptied_image_root_marks_nothing_missing(job):
     write_jpeg(job.root / "c.jpg", 3)  # a folder with some files is taken as it is
     counts = job()
     assert (counts["new"], counts["missing"]) == (1, 2)
+
+
+def test_a_second_run_waits_for_no_one_and_changes_nothing(job):
+    write_jpeg(job.root / "a.jpg", 1)
+    engine = make_engine(job.url)
+    upgrade(engine)
+    with run_lock(engine, "features"):  # a first run still working
+        with pytest.raises(JobError, match="another create_image_features.py run"):
+            job()
+        assert image_rows(job.url) == {}
+    assert job()["new"] == 1  # the lock went with the first run
+    engine.dispose()
