@@ -63,6 +63,7 @@ def scan(root: Path) -> Scan:
     unreadable: list[str] = []
     # A stack, not recursion: 100,000s of files in deep trees, walked once per run.
     stack = [("", os.fspath(root))]
+    real_root = os.path.realpath(root)
     while stack:
         prefix, top = stack.pop()
         try:
@@ -82,6 +83,12 @@ def scan(root: Path) -> Scan:
                 if entry.is_dir(follow_symlinks=False):
                     folders.append((rel + "/", entry.path))
                 elif is_jpeg_name(entry.name) and entry.is_file():
+                    # The service serves only files inside the root; a link leading out
+                    # would be grouped but never shown.
+                    if entry.is_symlink() and not _inside(entry.path, real_root):
+                        log.warning("skipping %s: links to a file outside IMAGE_ROOT",
+                                    display_text(rel))
+                        continue
                     stat = entry.stat()
                     files.append(ScannedFile(rel, path_hash(rel),
                                              stat.st_size, stat.st_mtime_ns))
@@ -90,6 +97,11 @@ def scan(root: Path) -> Scan:
                 log.warning("skipping %s: %s", display_text(rel), error.strerror or error)
         stack.extend(reversed(folders))
     return Scan(files=files, unreadable_dirs=unreadable)
+
+
+def _inside(path: str, real_root: str) -> bool:
+    """Return whether `path`, links resolved, lies under the resolved root."""
+    return os.path.commonpath([os.path.realpath(path), real_root]) == real_root
 
 
 def _encode(name: str) -> bytes:

@@ -131,3 +131,13 @@ def test_plan_does_not_mark_files_under_unreadable_folders_missing():
     assert plan.missing == [2]
     with pytest.raises(ValueError):
         make_plan(Scan([], ["a"]), rows)
+
+
+def test_a_file_link_leading_out_of_the_root_is_skipped(tmp_path):
+    root = tmp_path / "root"
+    touch(root / "inside.jpg")
+    touch(tmp_path / "outside.jpg")
+    os.symlink(tmp_path / "outside.jpg", root / "out.jpg")
+    os.symlink("/etc/passwd", root / "passwd.jpg")
+    os.symlink(root / "inside.jpg", root / "again.jpg")
+    assert sorted(f.rel for f in scan(root).files) == ["again.jpg", "inside.jpg"]
