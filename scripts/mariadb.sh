@@ -24,7 +24,11 @@ install_server() {
     command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] && return 0
     log "installing mariadb-server with apt-get"
     local sudo=()
-    [ "$(id -u)" = 0 ] || sudo=(sudo)
+    if [ "$(id -u)" != 0 ]; then
+        command -v sudo >/dev/null 2>&1 \
+            || { log "mariadb-server is missing; install it as root or install sudo"; exit 1; }
+        sudo=(sudo)
+    fi
     export DEBIAN_FRONTEND=noninteractive
     "${sudo[@]}" apt-get update -q >&2
     "${sudo[@]}" apt-get install -y -q mariadb-server mariadb-client >&2

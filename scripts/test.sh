@@ -14,7 +14,10 @@ cd "$(dirname "$0")/.."
 log() { echo "test.sh: $*" >&2; }
 
 as_root() {
-    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+    if [ "$(id -u)" = 0 ]; then "$@"
+    elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+    else echo "$0: needs root to run: $*; run as root or install sudo" >&2; exit 1
+    fi
 }
 
 ./scripts/setup.sh --dev
