@@ -32,9 +32,9 @@ def _chunks(values, size=_IN_CHUNK):
 
 def load_vectors(engine: Engine, batch_rows: int = 2000) -> tuple[np.ndarray, np.ndarray]:
     """Return (ids, vectors) of every image with status 'ok', ordered by id."""
-    query = (select(Image.id, ImageFeatures.vector)
-             .join(ImageFeatures, ImageFeatures.image_id == Image.id)
-             .where(Image.status == OK).order_by(Image.id))
+    page = (select(Image.id, ImageFeatures.vector)
+            .join(ImageFeatures, ImageFeatures.image_id == Image.id)
+            .where(Image.status == OK).order_by(Image.id).limit(batch_rows))
     with engine.connect() as connection:
         expected = connection.execute(
             select(func.count()).select_from(Image)
@@ -45,12 +45,11 @@ def load_vectors(engine: Engine, batch_rows: int = 2000) -> tuple[np.ndarray, np
         # meanwhile) grow the arrays.
         ids = np.empty(expected, dtype=np.int64)
         vectors = np.empty((expected, DIMENSIONS), dtype=np.float32)
-        filled = 0
-        # stream_results: a server-side cursor on MariaDB, so the client never buffers
-        # the whole result.
-        result = connection.execution_options(stream_results=True,
-                                              yield_per=batch_rows).execute(query)
-        for rows in result.partitions():
+        filled = last = 0
+        # Keyset pages, not stream_results: mysql-connector's dialect has no server-side
+        # cursors, so a streamed result would be buffered whole in the client.
+        while True:
+            rows = connection.execute(page.where(Image.id > last)).all()
             end = filled + len(rows)
             if end > len(ids):
                 ids = np.resize(ids, max(end, len(ids) * 2))
@@ -58,6 +57,9 @@ def load_vectors(engine: Engine, batch_rows: int = 2000) -> tuple[np.ndarray, np
             ids[filled:end] = [row[0] for row in rows]
             vectors[filled:end] = decode_vectors([row[1] for row in rows])
             filled = end
+            if len(rows) < batch_rows:
+                break
+            last = rows[-1][0]
     return ids[:filled], vectors[:filled]
 
 

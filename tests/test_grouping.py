@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import delete, event, func, insert, select, text, update
 
 from db import neighbour_store as store
 from db.engine import make_engine, upgrade
@@ -112,6 +112,32 @@ def clear(engine):
     with engine.begin() as connection:
         for table in (ImageNeighbour, ImageFeatures, Image, Job):
             connection.execute(delete(table))
+
+
+def test_vectors_load_in_bounded_pages(db):
+    engine, _ = db
+    vectors = np.random.default_rng(2).random((10, DIMENSIONS)).astype(np.float32)
+    ids = add_images(engine, vectors)
+    for row in (0, 4, 5):
+        change_image(engine, ids[row], status=MISSING)
+    ok = [row for row in range(10) if row not in (0, 4, 5)]
+    statements = []
+
+    def record(_connection, _cursor, statement, *_args):
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        got_ids, got_vectors = store.load_vectors(engine, batch_rows=3)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert got_ids.tolist() == [ids[row] for row in ok]
+    assert got_vectors.dtype == np.float32 and np.array_equal(got_vectors, vectors[ok])
+    # 7 'ok' images in pages of at most 3: three bounded queries, none for the whole.
+    assert len([s for s in statements if "LIMIT" in s.upper()]) == 3
+    default_ids, default_vectors = store.load_vectors(engine)
+    assert np.array_equal(default_ids, got_ids)
+    assert np.array_equal(default_vectors, got_vectors)
 
 
 def test_first_run_is_full_then_only_new_work(db):
