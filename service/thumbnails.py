@@ -65,13 +65,17 @@ def thumbnail(row, size: int, image_root: Path, cache: Path,
     if cached.is_file():
         return cached, None, key
     data = render(image_file(row, image_root), size, max_pixels)
+    temp = None
     try:
         cache.mkdir(parents=True, exist_ok=True)
         # Write then rename: a concurrent reader sees no file or a whole one.
         with tempfile.NamedTemporaryFile(dir=cache, prefix=".tmp-", delete=False) as out:
+            temp = out.name
             out.write(data)
-        os.replace(out.name, cached)
+        os.replace(temp, cached)
     except OSError as error:
         current_app.logger.warning("thumbnail cache %s not writable: %s", cache, error)
+        if temp is not None:
+            Path(temp).unlink(missing_ok=True)  # a full disk must not fill up further
         return None, data, key
     return cached, None, key
