@@ -4,9 +4,10 @@ The state between runs is described by one number, valid_through: the list of ev
 image with an id at or below it is the exact top k of the vectors as they were at some
 moment, and every change since that moment is flagged needs_grouping. Lists above it
 are unknown. Incremental runs clear the flags they read when they complete; a full run
-clears them as it starts, since it reads every vector anyway. A completed run leaves everything valid. A run writes its lists in ascending
-id order and records max(valid_through at its start, last id written) with each write,
-so a killed run, full or not, is taken up by the next run where it stopped.
+clears them as it starts, since it reads every vector anyway. A completed run leaves
+everything valid. A run writes its lists in ascending id order and records
+max(valid_through at its start, last id written) with each write, and a failed run its
+last one, so a killed or failed run, full or not, is taken up where it stopped.
 """
 from __future__ import annotations
 

@@ -173,37 +173,50 @@ def _compute_and_write(engine, settings, plan: Plan, ids, vectors, counts, job_i
                         ExactIndex(vectors[new_rows], plan.new_ids), plan.full_ids,
                         plan.k, settings.grouping_memory_mb << 20)
     progress = Progress(len(work), "lists", quiet)
-    written_lists = written_rows = computed = 0
-    pending: deque = deque()
+    computed = 0
+    pending: deque = deque()  # (write, its progress counts), oldest first
 
     def finish_oldest():
-        nonlocal written_lists, written_rows
-        lists, rows = pending.popleft().result()
-        written_lists += lists
-        written_rows += rows
+        # counts follow the committed writes, so that a failed run records where it
+        # stopped and the next one resumes there. Popped only once committed: an
+        # interrupted wait leaves the write to be counted below.
+        write, progress_counts = pending[0]
+        lists, rows = write.result()
+        pending.popleft()
+        counts.update(valid_through=progress_counts["valid_through"],
+                      lists_written=counts["lists_written"] + lists,
+                      rows_written=counts["rows_written"] + rows)
 
-    # Writes go to one background thread, in order, while the next block is computed:
-    # the products release the GIL, the database round trips do not need it.
-    with ThreadPoolExecutor(1) as writer:
-        try:
-            for block, lists in _blocks(grouping, plan, work, block_rows):
-                computed += len(lists.image_ids)
-                # All lists up to the block's last id are now valid for this run's data.
-                progress_counts = {**counts, "lists_written": computed, "valid_through":
-                                   max(plan.valid_through, int(block[-1]))}
-                pending.append(writer.submit(_write, engine, lists, job_id,
-                                             progress_counts))
-                while len(pending) > 1:
+    try:
+        # Writes go to one background thread, in order, while the next block is
+        # computed: the products release the GIL, the database round trips don't need it.
+        with ThreadPoolExecutor(1) as writer:
+            try:
+                previous = None
+                for block, lists in _blocks(grouping, plan, work, block_rows):
+                    computed += len(lists.image_ids)
+                    # All lists up to the block's last id are now valid for this run.
+                    progress_counts = {**counts, "lists_written": computed,
+                                       "valid_through": max(plan.valid_through,
+                                                            int(block[-1]))}
+                    previous = writer.submit(_write, engine, lists, job_id,
+                                             progress_counts, previous)
+                    pending.append((previous, progress_counts))
+                    while len(pending) > 1:
+                        finish_oldest()
+                    progress.update(len(block))
+                while pending:
                     finish_oldest()
-                progress.update(len(block))
-            while pending:
-                finish_oldest()
-        finally:
-            for future in pending:
-                future.cancel()
-            progress.close()
-    counts.update(lists_written=written_lists, rows_written=written_rows,
-                  lists_merged=written_lists - len(plan.full_ids))
+            finally:
+                for write, _ in pending:
+                    write.cancel()
+    finally:
+        # The executor has waited for the write under way when the run failed: if it
+        # committed, it counts too.
+        while pending and _committed(pending[0][0]):
+            finish_oldest()
+        progress.close()
+    counts["lists_merged"] = counts["lists_written"] - len(plan.full_ids)
 
 
 def _blocks(grouping: Grouping, plan: Plan, work: np.ndarray, block_rows: int):
@@ -220,7 +233,15 @@ def _blocks(grouping: Grouping, plan: Plan, work: np.ndarray, block_rows: int):
         yield block, compute_block(grouping, block)
 
 
-def _write(engine, lists: Lists, job_id, progress_counts) -> tuple[int, int]:
+def _committed(write) -> bool:
+    """Return whether a submitted write has finished without error."""
+    return write.done() and not write.cancelled() and write.exception() is None
+
+
+def _write(engine, lists: Lists, job_id, progress_counts, previous) -> tuple[int, int]:
+    # Not after a failed write: this block's counts would claim the lists before it.
+    if previous is not None:
+        previous.result()
     rows = store.write_lists(engine, lists.image_ids, lists.neighbour_ids, lists.distances,
                              job_id, progress_counts, lists.first_ranks)
     return len(lists.image_ids), rows

@@ -246,6 +246,44 @@ def test_a_flag_set_again_during_a_run_is_kept(db):
     assert flagged(engine) == 1
 
 
+def run_interrupted(monkeypatch, settings, writes) -> list[tuple[list[int], int]]:
+    """Run with a KeyboardInterrupt in the write after `writes` blocks; return those."""
+    write_lists = store.write_lists
+    written = []
+
+    def interrupting(engine, image_ids, *args, **kwargs):
+        if len(written) == writes:
+            raise KeyboardInterrupt
+        rows = write_lists(engine, image_ids, *args, **kwargs)
+        written.append((image_ids.tolist(), rows))
+        return rows
+
+    monkeypatch.setattr(store, "write_lists", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        run(settings, k=4, quiet=True, block_rows=4)
+    monkeypatch.setattr(store, "write_lists", write_lists)
+    return written
+
+
+def test_an_interrupted_run_records_what_it_wrote_and_the_next_resumes(db, monkeypatch):
+    engine, settings = db
+    rng = np.random.default_rng(12)
+    ids = add_images(engine, embed(rng.integers(0, 5, size=(30, 4)).astype(np.float32)))
+    for mode, writes in (("full", 3), ("resume", 2)):
+        written = run_interrupted(monkeypatch, settings, writes)
+        outcome, counts = job_rows(engine)[-1]
+        counts = json.loads(counts)
+        assert outcome == "failed" and counts["mode"] == mode
+        assert counts["valid_through"] == max(written[-1][0])
+        assert counts["lists_written"] == sum(len(lists) for lists, _ in written)
+        assert counts["rows_written"] == sum(rows for _, rows in written)
+    counts = run(settings, k=4, quiet=True)
+    assert counts["mode"] == "resume"
+    assert counts["lists_full"] == len(ids) - 5 * 4  # taken up where it stopped
+    assert stored_lists(engine) == expected_lists(engine, 4)
+    assert flagged(engine) == 0
+
+
 def test_dry_run_changes_nothing(db):
     engine, settings = db
     add_images(engine, embed(np.eye(3, dtype=np.float32)))
