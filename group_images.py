@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     label = "dry run, nothing changed; would do" if args.dry_run else "done"
     # valid_through is the resume point kept in the jobs row, not news for the operator.
     print(f"{label}: " + ", ".join(f"{k} {v}" for k, v in counts.items()
-                                   if k != "valid_through"))
+                                   if k not in ("valid_through", "note")))
+    if "note" in counts:
+        print(f"note: {counts['note']}")
     return 0
 
 

@@ -13,14 +13,17 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-from sqlalchemy.engine import Engine
+from sqlalchemy import inspect
+from sqlalchemy.engine import Engine, make_url
 
 from batch import Progress
 from db import neighbour_store as store
 from db.engine import make_engine, upgrade
 from db.jobs import finish_job, start_job
+from db.models import Image, ImageFeatures, ImageNeighbour, Job
 from grouping.engine import ExactIndex
 from grouping.plan import ALL, Plan, make_plan
 from settings import Settings
@@ -113,13 +116,36 @@ def run(settings: Settings, full: bool = False, k: int | None = None,
     k = settings.neighbours_k if k is None else k
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
+    if dry_run:
+        return _dry_run(settings.database_url, k, full)
     engine = make_engine(settings.database_url)
     try:
         upgrade(engine)
-        if dry_run:
-            plan = make_plan(engine, store.load_ok_ids(engine), k, full)
-            return {**plan.counts(), "dry_run": True}
         return _run(engine, settings, k, full, quiet, block_rows)
+    finally:
+        engine.dispose()
+
+
+def _dry_run(database_url: str, k: int, full: bool) -> dict:
+    """Return the counts of what a run would do, without writing to the database."""
+    # No upgrade() here: migrations, even creating the tables, are writes.
+    nothing = {"mode": "full", "k": k, "lists_full": 0, "lists_checked": 0,
+               "new_images": 0, "changed_images": 0, "dry_run": True}
+    url = make_url(database_url)
+    database = url.database or ":memory:"
+    if url.get_backend_name() == "sqlite" and (database == ":memory:"
+                                               or not Path(database).exists()):
+        # Opening a missing SQLite file, even read-only, would fail or create it.
+        return {**nothing, "note": f"no database file {database} yet: nothing to group"}
+    engine = make_engine(database_url, read_only=True)
+    try:
+        tables = {model.__tablename__ for model in (Image, ImageFeatures, ImageNeighbour,
+                                                    Job)}
+        if not tables <= set(inspect(engine).get_table_names()):
+            return {**nothing, "note": "the database has no image tables yet: nothing "
+                                       "to group (a run would create them)"}
+        plan = make_plan(engine, store.load_ok_ids(engine), k, full)
+        return {**plan.counts(), "dry_run": True}
     finally:
         engine.dispose()
 

@@ -5,11 +5,13 @@ import hashlib
 import itertools
 import json
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
-from sqlalchemy import delete, event, func, insert, select, text, update
+from sqlalchemy import delete, event, func, insert, inspect, select, text, update
+from sqlalchemy.engine import make_url
 
 from db import neighbour_store as store
 from db.engine import make_engine, upgrade
@@ -290,6 +292,24 @@ def test_dry_run_changes_nothing(db):
     counts = run(settings, k=2, dry_run=True)
     assert counts["dry_run"] and counts["mode"] == "full" and counts["lists_full"] == 3
     assert stored_lists(engine) == {} and job_rows(engine) == [] and flagged(engine) == 3
+
+
+def test_dry_run_on_an_empty_database_creates_nothing(database_url, settings_for):
+    settings = settings_for(database_url=database_url)
+    counts = run(settings, k=3, dry_run=True)
+    if database_url.startswith("sqlite"):
+        path = Path(make_url(database_url).database)
+        assert not path.exists()
+        path.touch()  # an empty SQLite file: a database without tables
+        again = run(settings, k=3, dry_run=True)
+        assert path.stat().st_size == 0 and "nothing to group" in again["note"]
+    engine = make_engine(database_url)
+    try:
+        assert inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()
+    assert counts["dry_run"] and counts["lists_full"] == 0
+    assert "nothing to group" in counts["note"]
 
 
 def test_another_k_recomputes_everything(db):

@@ -50,6 +50,14 @@ def test_dry_run_then_run_then_summary(sqlite_url):
     assert len(stored_lists(engine)) == 4
 
 
+def test_dry_run_on_a_missing_sqlite_file_creates_nothing(tmp_path):
+    path = tmp_path / "new" / "images.sqlite3"
+    dry = run_script("--dry-run", database_url=f"sqlite:///{path}")
+    assert dry.returncode == 0, dry.stderr
+    assert not path.parent.exists()
+    assert "lists_full 0" in dry.stdout and "note: no database file" in dry.stdout
+
+
 def test_legacy_positional_form(mariadb_url):
     url = make_url(mariadb_url)
     engine = make_engine(mariadb_url)
