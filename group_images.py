@@ -63,10 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings.log_level, args.quiet)
     from sqlalchemy.exc import SQLAlchemyError
 
+    from db.locks import LockHeld
     from grouping.run import BLOCK_ROWS, run
     try:
         counts = run(settings, full=args.full, dry_run=args.dry_run, quiet=args.quiet,
                      block_rows=args.batch_size or BLOCK_ROWS)
+    except LockHeld:
+        print(f"{PROG}: error: another group_images.py run is working on this database; "
+              "nothing was changed", file=sys.stderr)
+        return 1
     except (SQLAlchemyError, ValueError, MemoryError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
         print(f"{PROG}: error: {type(error).__name__}: {reason}", file=sys.stderr)

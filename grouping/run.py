@@ -23,6 +23,7 @@ from batch import Progress
 from db import neighbour_store as store
 from db.engine import make_engine, upgrade
 from db.jobs import finish_job, start_job
+from db.locks import run_lock
 from db.models import Image, ImageFeatures, ImageNeighbour, Job
 from grouping.engine import ExactIndex
 from grouping.plan import ALL, Plan, make_plan
@@ -120,8 +121,10 @@ def run(settings: Settings, full: bool = False, k: int | None = None,
         return _dry_run(settings.database_url, k, full)
     engine = make_engine(settings.database_url)
     try:
-        upgrade(engine)
-        return _run(engine, settings, k, full, quiet, block_rows)
+        # Raises LockHeld while another run works on this database.
+        with run_lock(engine, "grouping"):
+            upgrade(engine)
+            return _run(engine, settings, k, full, quiet, block_rows)
     finally:
         engine.dispose()
 

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from db.engine import make_engine, upgrade
+from db.locks import run_lock
 from db.models import ImageNeighbour
 from grouping.engine import ExactIndex
 from test_grouping import add_images, embed, job_rows, stored_lists
@@ -125,4 +126,20 @@ def test_kill_9_while_writing_then_rerun_completes(database_url):
     assert set(lists) == set(ids)
     for row, image_id in enumerate(ids):
         assert lists[image_id] == (want_ids[row].tolist(), want_distances[row].tolist())
+    engine.dispose()
+
+
+def test_a_second_run_fails_with_one_line_while_the_first_works(database_url):
+    engine = make_engine(database_url)
+    upgrade(engine)
+    add_images(engine, embed(np.eye(3, dtype=np.float32)))
+    with run_lock(engine, "grouping"):  # a first run still working
+        busy = run_script(database_url=database_url)
+    assert busy.returncode == 1
+    assert busy.stderr.strip().splitlines() == [
+        "group_images.py: error: another group_images.py run is working on this database; "
+        "nothing was changed"]
+    assert stored_lists(engine) == {}
+    assert run_script(database_url=database_url).returncode == 0
+    assert len(stored_lists(engine)) == 3
     engine.dispose()
