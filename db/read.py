@@ -1,7 +1,7 @@
 """The read queries of the service: images, neighbour lists, features, counts, jobs.
 
-Every function takes a SQLAlchemy Session and returns plain values (Row tuples or
-dicts), so views never see ORM state and nothing here can write.
+Every function takes a SQLAlchemy Connection and returns plain values (Row tuples or
+dicts); nothing here writes.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import random
 import re
 
 from sqlalchemy import bindparam, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection
 
 from db.models import OK, STATUSES, Image, ImageFeatures, ImageNeighbour, Job
 
@@ -41,41 +41,41 @@ def _stored_path_hashes(path: str) -> list[str]:
     return hashes
 
 
-def get_image(session: Session, image_id: int):
+def get_image(connection: Connection, image_id: int):
     """Return the image row with this id, or None."""
-    return session.execute(select(*IMAGE_COLUMNS).where(Image.id == image_id)).first()
+    return connection.execute(select(*IMAGE_COLUMNS).where(Image.id == image_id)).first()
 
 
-def list_images(session: Session, after_id: int, limit: int) -> list:
+def list_images(connection: Connection, after_id: int, limit: int) -> list:
     """Return up to `limit` image rows with id > after_id, in id order (keyset paging)."""
     query = (select(*IMAGE_COLUMNS).where(Image.id > after_id)
              .order_by(Image.id).limit(limit))
-    return session.execute(query).all()
+    return connection.execute(query).all()
 
 
-def find_by_path(session: Session, path: str) -> list:
+def find_by_path(connection: Connection, path: str) -> list:
     """Return the image stored under this path relative to IMAGE_ROOT (0 or 1 rows)."""
     # The hash finds the row through its index; comparing the text as well guards
     # against a (theoretical) hash collision.
     query = select(*IMAGE_COLUMNS).where(Image.path_hash.in_(_stored_path_hashes(path)))
-    return [row for row in session.execute(query).all() if row.path == path]
+    return [row for row in connection.execute(query).all() if row.path == path]
 
 
-def find_by_name(session: Session, name: str, after_id: int, limit: int) -> list:
+def find_by_name(connection: Connection, name: str, after_id: int, limit: int) -> list:
     """Return up to `limit` images with this exact file name and id > after_id."""
     query = (select(*IMAGE_COLUMNS)
              .where(Image.file_name == name, Image.id > after_id)
              .order_by(Image.id).limit(limit))
-    return session.execute(query).all()
+    return connection.execute(query).all()
 
 
-def find_by_name_prefix(session: Session, prefix: str, limit: int) -> list:
+def find_by_name_prefix(connection: Connection, prefix: str, limit: int) -> list:
     """Return up to `limit` images whose file name starts with `prefix`."""
     # autoescape makes % and _ in the user's text match literally.
     query = (select(*IMAGE_COLUMNS)
              .where(Image.file_name.startswith(prefix, autoescape=True))
              .order_by(Image.file_name, Image.id).limit(limit))
-    return session.execute(query).all()
+    return connection.execute(query).all()
 
 
 def _image_and_neighbours_query():
@@ -96,14 +96,14 @@ def _image_and_neighbours_query():
 _IMAGE_AND_NEIGHBOURS = _image_and_neighbours_query()
 
 
-def image_and_neighbours(session: Session, image_id: int, first_rank: int = 1,
+def image_and_neighbours(connection: Connection, image_id: int, first_rank: int = 1,
                          last_rank: int = 2**15 - 1) -> tuple:
     """Return (status and file name of the image or None, its neighbours with ranks in
     [first_rank, last_rank]: rank, id, distance, file name), nearest first."""
     # One statement, hence one round trip and one snapshot: the grouping job replaces a
     # list in one transaction, so a reader sees the old list or the new one, never a mix.
     # Ranks run 1..k without gaps, so a rank range pages without OFFSET.
-    rows = session.execute(_IMAGE_AND_NEIGHBOURS, {"image_id": image_id,
+    rows = connection.execute(_IMAGE_AND_NEIGHBOURS, {"image_id": image_id,
                                                    "first_rank": first_rank,
                                                    "last_rank": last_rank}).all()
     if not rows:
@@ -111,69 +111,70 @@ def image_and_neighbours(session: Session, image_id: int, first_rank: int = 1,
     return rows[0], [row for row in rows if row.rank is not None]
 
 
-def has_neighbours(session: Session, image_id: int) -> bool:
+def has_neighbours(connection: Connection, image_id: int) -> bool:
     """Return whether the grouping job has stored a neighbour list for this image."""
     query = select(ImageNeighbour.rank).where(ImageNeighbour.image_id == image_id).limit(1)
-    return session.execute(query).first() is not None
+    return connection.execute(query).first() is not None
 
 
-def features(session: Session, image_id: int) -> bytes | None:
+def features(connection: Connection, image_id: int) -> bytes | None:
     """Return the stored feature vector bytes of an image, or None."""
     query = select(ImageFeatures.vector).where(ImageFeatures.image_id == image_id)
-    return session.execute(query).scalar()
+    return connection.execute(query).scalar()
 
 
-def has_features(session: Session, image_id: int) -> bool:
+def has_features(connection: Connection, image_id: int) -> bool:
     """Return whether an image has a stored feature vector."""
     query = select(ImageFeatures.image_id).where(ImageFeatures.image_id == image_id)
-    return session.execute(query).first() is not None
+    return connection.execute(query).first() is not None
 
 
-def count_by_status(session: Session) -> dict[str, int]:
+def count_by_status(connection: Connection) -> dict[str, int]:
     """Return the number of images in each status (every status present, maybe 0)."""
     counts = dict.fromkeys(STATUSES, 0)
     query = select(Image.status, func.count()).group_by(Image.status)
-    counts.update({status: number for status, number in session.execute(query).all()})
+    counts.update({status: number for status, number in connection.execute(query).all()})
     return counts
 
 
-def count_ok(session: Session) -> int:
+def count_ok(connection: Connection) -> int:
     """Return the number of images whose features are current (status ok)."""
-    return session.execute(select(func.count()).where(Image.status == OK)).scalar_one()
+    return connection.execute(select(func.count()).where(Image.status == OK)).scalar_one()
 
 
-def last_jobs(session: Session) -> dict[str, dict | None]:
+def last_jobs(connection: Connection) -> dict[str, dict | None]:
     """Return the latest run of each job kind as a dict, or None if it never ran."""
     result = {}
     for kind in JOB_KINDS:
-        query = (select(Job).where(Job.kind == kind)
+        query = (select(Job.id, Job.started_at, Job.finished_at, Job.outcome, Job.counts,
+                        Job.message).where(Job.kind == kind)
                  .order_by(Job.started_at.desc(), Job.id.desc()).limit(1))
-        job = session.execute(query).scalar()
+        job = connection.execute(query).first()
         result[kind] = None if job is None else {
             "id": job.id, "started_at": job.started_at, "finished_at": job.finished_at,
             "outcome": job.outcome, "counts": job.counts, "message": job.message}
     return result
 
 
-def previous_id(session: Session, image_id: int) -> int | None:
+def previous_id(connection: Connection, image_id: int) -> int | None:
     """Return the largest image id below `image_id`, or None."""
-    return session.execute(select(func.max(Image.id)).where(Image.id < image_id)).scalar()
+    return connection.execute(select(func.max(Image.id)).where(Image.id < image_id)).scalar()
 
 
-def next_id(session: Session, image_id: int) -> int | None:
+def next_id(connection: Connection, image_id: int) -> int | None:
     """Return the smallest image id above `image_id`, or None."""
-    return session.execute(select(func.min(Image.id)).where(Image.id > image_id)).scalar()
+    return connection.execute(select(func.min(Image.id)).where(Image.id > image_id)).scalar()
 
 
-def random_ok_id(session: Session, rng: random.Random | None = None) -> int | None:
+def random_ok_id(connection: Connection, rng: random.Random | None = None) -> int | None:
     """Return the id of a random image with status ok, or None if there is none."""
     # A random point in the id range and the next ok id at or after it: two index
     # look-ups, where ORDER BY RAND() would sort the whole table.
-    low, high = session.execute(select(func.min(Image.id), func.max(Image.id))
+    low, high = connection.execute(select(func.min(Image.id), func.max(Image.id))
                                 .where(Image.status == OK)).one()
     if low is None:
         return None
     start = (rng or random).randint(low, high)
     query = (select(Image.id).where(Image.status == OK, Image.id >= start)
              .order_by(Image.id).limit(1))
-    return session.execute(query).scalar()
+    return connection.execute(query).scalar()

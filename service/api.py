@@ -42,7 +42,7 @@ def images():
     """List images in id order, `limit` at a time; `next` continues after the last."""
     limit = int_param("limit", 100, 1, MAX_PAGE)
     cursor = int_param("cursor", 0, 0, MAX_ID)
-    rows = read.list_images(database.session(), cursor, limit)
+    rows = read.list_images(database.connection(), cursor, limit)
     next_url = (_page_url("/api/v1/images", limit=limit, cursor=rows[-1].id)
                 if len(rows) == limit else None)
     return jsonify({"images": [serialize.image(row) for row in rows], "limit": limit,
@@ -60,11 +60,11 @@ def lookup():
         raise ApiError(400, f"path or name must be 1 to {MAX_LOOKUP_TEXT} characters")
     limit = int_param("limit", 100, 1, MAX_PAGE)
     cursor = int_param("cursor", 0, 0, MAX_ID)
-    session = database.session()
+    connection = database.connection()
     if path is not None:  # paths are unique: one page says it all
-        rows = [row for row in read.find_by_path(session, path) if row.id > cursor]
+        rows = [row for row in read.find_by_path(connection, path) if row.id > cursor]
         return jsonify({"images": [serialize.image(row) for row in rows], "next": None})
-    rows = read.find_by_name(session, name, cursor, limit)
+    rows = read.find_by_name(connection, name, cursor, limit)
     next_url = None
     if len(rows) == limit:
         next_url = _page_url("/api/v1/images/lookup", name=quote(name, safe=""),
@@ -84,12 +84,12 @@ def neighbours(image_id: str):
     limit = int_param("limit", 20, 1, MAX_NEIGHBOURS)
     offset = int_param("offset", 0, 0, MAX_NEIGHBOURS)
     number = parse_id(image_id)
-    session = database.session()
+    connection = database.connection()
     # One more than asked for tells whether there is a next page.
-    owner, rows = read.image_and_neighbours(session, number, offset + 1, offset + limit + 1)
+    owner, rows = read.image_and_neighbours(connection, number, offset + 1, offset + limit + 1)
     check_image(number, owner)
     require_grouped(number, owner.status)
-    if not rows and (offset == 0 or not read.has_neighbours(session, number)):
+    if not rows and (offset == 0 or not read.has_neighbours(connection, number)):
         raise ApiError(404, f"image {number} has no neighbours yet: the grouping job has "
                             "not run since its features were computed", id=number)
     next_url = (_page_url(f"/api/v1/images/{number}/neighbours", limit=limit,
@@ -102,7 +102,7 @@ def neighbours(image_id: str):
 def vector_or_error(row) -> np.ndarray:
     """Return the feature vector of an image row, or raise a 404."""
     require_grouped(row.id, row.status)
-    data = read.features(database.session(), row.id)
+    data = read.features(database.connection(), row.id)
     if data is None:
         raise ApiError(404, f"image {row.id} has no features yet", id=row.id)
     return decode_vector(data)
@@ -128,17 +128,17 @@ def features(image_id: str):
 @bp.get("/stats")
 def stats():
     """Return image counts by status and the last run of each job."""
-    session = database.session()
-    by_status = read.count_by_status(session)
+    connection = database.connection()
+    by_status = read.count_by_status(connection)
     return jsonify({"images": {"total": sum(by_status.values()), "by_status": by_status},
                     "jobs": {kind: serialize.job(run)
-                             for kind, run in read.last_jobs(session).items()}})
+                             for kind, run in read.last_jobs(connection).items()}})
 
 
 @bp.get("/healthz")
 def healthz():
     """Answer 200 when the database is reachable and has its tables."""
-    database.session().execute(select(Image.id).limit(1)).first()
+    database.connection().execute(select(Image.id).limit(1)).first()
     return jsonify({"status": "ok"})
 
 

@@ -57,7 +57,7 @@ def check_image(image_id: int, row):
 def get_image_or_error(image_id_text: str):
     """Return the image row for the id in the URL, or raise 400/404/410."""
     image_id = parse_id(image_id_text)
-    return check_image(image_id, read.get_image(database.session(), image_id))
+    return check_image(image_id, read.get_image(database.connection(), image_id))
 
 
 def require_grouped(image_id: int, status: str) -> None:

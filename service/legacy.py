@@ -17,7 +17,7 @@ bp.add_url_rule("/healthz", view_func=healthz)
 @bp.get("/image_count")
 def image_count():
     """Return the number of images with current features, as a bare integer."""
-    return jsonify(read.count_ok(database.session()))
+    return jsonify(read.count_ok(database.connection()))
 
 
 @bp.get("/image_name/<image_id>")
@@ -30,7 +30,7 @@ def image_name(image_id: str):
 def image_name_and_neighbours(image_id: str):
     """Return `[file_name, [{"id": ..., "distance": ...}, ...]]` with every neighbour."""
     number = parse_id(image_id)
-    owner, rows = read.image_and_neighbours(database.session(), number)
+    owner, rows = read.image_and_neighbours(database.connection(), number)
     check_image(number, owner)
     require_grouped(number, owner.status)
     if not rows:

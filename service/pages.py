@@ -17,10 +17,10 @@ SEARCH_LIMIT = 50
 @bp.get("/")
 def home():
     """Show counts, the last job runs, a search box and a random image link."""
-    session = database.session()
-    by_status = read.count_by_status(session)
-    jobs = {kind: serialize.job(run) for kind, run in read.last_jobs(session).items()}
-    first = read.next_id(session, 0)
+    connection = database.connection()
+    by_status = read.count_by_status(connection)
+    jobs = {kind: serialize.job(run) for kind, run in read.last_jobs(connection).items()}
+    first = read.next_id(connection, 0)
     return render_template("index.html", by_status=by_status,
                            total=sum(by_status.values()), jobs=jobs, first=first)
 
@@ -28,7 +28,7 @@ def home():
 @bp.get("/random")
 def random_image():
     """Redirect to a random image with status ok."""
-    image_id = read.random_ok_id(database.session())
+    image_id = read.random_ok_id(database.connection())
     if image_id is None:
         raise ApiError(404, "there are no processed images yet")
     return redirect(url_for("pages.image", image_id=image_id), code=302)
@@ -42,16 +42,16 @@ def search():
         return redirect(url_for("pages.home"))
     if len(query) > 4096:
         raise ApiError(400, "the search text is longer than 4096 characters")
-    session = database.session()
+    connection = database.connection()
     if query.isascii() and query.isdigit() and len(query) < 20 and 1 <= int(query) <= MAX_ID:
-        if read.get_image(session, int(query)) is not None:
+        if read.get_image(connection, int(query)) is not None:
             return redirect(url_for("pages.image", image_id=int(query)))
-    by_path = read.find_by_path(session, query)
+    by_path = read.find_by_path(connection, query)
     if by_path:
         return redirect(url_for("pages.image", image_id=by_path[0].id))
-    exact = read.find_by_name(session, query, 0, SEARCH_LIMIT)
+    exact = read.find_by_name(connection, query, 0, SEARCH_LIMIT)
     seen = {row.id for row in exact}
-    prefix = [row for row in read.find_by_name_prefix(session, query, SEARCH_LIMIT)
+    prefix = [row for row in read.find_by_name_prefix(connection, query, SEARCH_LIMIT)
               if row.id not in seen]
     results = (list(exact) + prefix)[:SEARCH_LIMIT]
     if len(results) == 1:
@@ -64,17 +64,17 @@ def search():
 def image(image_id: str):
     """Show an image, its fingerprint and its nearest neighbours."""
     number = parse_id(image_id)
-    session = database.session()
-    row = read.get_image(session, number)
+    connection = database.connection()
+    row = read.get_image(connection, number)
     if row is None:
         raise ApiError(404, f"There is no image with id {number}.")
     neighbours = []
     if row.status == OK:
-        _, neighbours = read.image_and_neighbours(session, row.id, 1, FIRST_NEIGHBOURS)
-    has_features = row.status == OK and read.has_features(session, row.id)
+        _, neighbours = read.image_and_neighbours(connection, row.id, 1, FIRST_NEIGHBOURS)
+    has_features = row.status == OK and read.has_features(connection, row.id)
     status = 410 if row.status == MISSING else 200
     return render_template("image.html", image=row, neighbours=neighbours,
                            has_features=has_features,
-                           previous_id=read.previous_id(session, row.id),
-                           next_id=read.next_id(session, row.id),
+                           previous_id=read.previous_id(connection, row.id),
+                           next_id=read.next_id(connection, row.id),
                            page_size=FIRST_NEIGHBOURS), status
