@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import (BigInteger, Boolean, DateTime, Double, ForeignKey, Index,
                         Integer, LargeBinary, SmallInteger, String, Text)
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Image status values.
@@ -13,6 +14,9 @@ STATUSES = (PENDING, OK, FAILED, MISSING)
 
 # BIGINT on MariaDB, INTEGER (a rowid alias, so AUTOINCREMENT works) on SQLite.
 Id = BigInteger().with_variant(Integer(), "sqlite")
+# Microseconds on MariaDB too (SQLite keeps them anyway): the grouping job tells an image
+# changed during its run by updated_at, and two changes within one second must differ.
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 def utcnow() -> datetime:
@@ -50,8 +54,8 @@ class Image(Base):
     # Set when the image's features appear, change or leave the grouping (status change);
     # cleared by the grouping job once every list it affects is rewritten.
     needs_grouping: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow,
+    created_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False, default=utcnow,
                                                  onupdate=utcnow)
 
 
@@ -64,7 +68,7 @@ class ImageFeatures(Base):
     image_id: Mapped[int] = mapped_column(Id, ForeignKey("images.id"), primary_key=True)
     model: Mapped[str] = mapped_column(String(64), nullable=False)
     vector: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False, default=utcnow)
 
 
 class ImageNeighbour(Base):
@@ -90,8 +94,8 @@ class Job(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(16), nullable=False)  # features | grouping
-    started_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    started_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
     # running | completed | failed; a row left 'running' means the run was killed.
     outcome: Mapped[str] = mapped_column(String(16), nullable=False, default="running")
     counts: Mapped[str | None] = mapped_column(Text)  # JSON object of named counts
