@@ -25,8 +25,10 @@ def setup_logging(level: str, quiet: bool = False) -> None:
     logging.basicConfig(level=logging.WARNING if quiet else getattr(logging, level),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
-    # Alembic announces its plugins and an up-to-date schema at INFO on every run.
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.root.level))
+    # Alembic announces its plugins and an up-to-date schema, mysql-connector its
+    # authentication plugin, at INFO on every run.
+    for noisy in ("alembic", "mysql.connector"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
 
 
 class Progress:

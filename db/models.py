@@ -72,7 +72,12 @@ class ImageFeatures(Base):
 
 
 class ImageNeighbour(Base):
-    """One of an image's nearest neighbours; rank 1 is the nearest."""
+    """One entry of an image's top-k list; the list's order is (distance, neighbour_id).
+
+    The rank is not stored: it is the entry's position in that order. A stored rank
+    would make every entry behind a newcomer move (up to k rows rewritten per list an
+    incremental run touches); without it a newcomer costs one insert and one delete.
+    """
 
     __tablename__ = "image_neighbours"
     __table_args__ = (Index("ix_image_neighbours_neighbour_id", "neighbour_id"),
@@ -80,9 +85,27 @@ class ImageNeighbour(Base):
 
     image_id: Mapped[int] = mapped_column(Id, ForeignKey("images.id"), primary_key=True,
                                           autoincrement=False)
-    rank: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
-    neighbour_id: Mapped[int] = mapped_column(Id, ForeignKey("images.id"), nullable=False)
+    neighbour_id: Mapped[int] = mapped_column(Id, ForeignKey("images.id"), primary_key=True,
+                                              autoincrement=False)
     distance: Mapped[float] = mapped_column(Double, nullable=False)
+
+
+class NeighbourList(Base):
+    """An image's list as a whole: its length and its last (k-th) entry.
+
+    Written in the same transaction as the list's rows. The grouping job reads it to
+    know, for every list, how far a new image may be and still enter it: finding the
+    last entry among the rows would read all of them.
+    """
+
+    __tablename__ = "neighbour_lists"
+    __table_args__ = ({"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"},)
+
+    image_id: Mapped[int] = mapped_column(Id, ForeignKey("images.id"), primary_key=True,
+                                          autoincrement=False)
+    length: Mapped[int] = mapped_column(SmallInteger, nullable=False)
+    last_distance: Mapped[float] = mapped_column(Double, nullable=False)
+    last_neighbour_id: Mapped[int] = mapped_column(Id, nullable=False)
 
 
 class Job(Base):

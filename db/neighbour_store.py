@@ -9,7 +9,7 @@ import numpy as np
 from sqlalchemy import bindparam, delete, func, select, text, tuple_, update
 from sqlalchemy.engine import Connection, Engine
 
-from db.models import OK, Image, ImageFeatures, ImageNeighbour, Job
+from db.models import OK, Image, ImageFeatures, ImageNeighbour, Job, NeighbourList
 from db.vectors import DIMENSIONS, decode_vectors
 
 _IN_CHUNK = 1000      # ids per IN (...) list
@@ -92,110 +92,163 @@ def lists_containing(engine: Engine, neighbour_ids) -> set[int]:
     return found
 
 
-def load_entries(engine: Engine, image_ids, rank: int) -> dict[int, tuple[float, int]]:
-    """Return {image id: (distance, neighbour id)} of the entries at `rank`."""
-    query = (select(ImageNeighbour.image_id, ImageNeighbour.distance,
-                    ImageNeighbour.neighbour_id)
-             .where(ImageNeighbour.image_id.in_(bindparam("ids", expanding=True)),
-                    ImageNeighbour.rank == rank))
-    entries = {}
+def load_list_ends(engine: Engine, image_ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (length, last distance, last neighbour id) of each image's stored list,
+    as arrays in the order of image_ids; (0, inf, −1) where there is none."""
+    image_ids = np.asarray(image_ids, dtype=np.int64)
+    length = np.zeros(len(image_ids), dtype=np.int64)
+    last_distance = np.full(len(image_ids), np.inf)
+    last_id = np.full(len(image_ids), -1, dtype=np.int64)
+    query = (select(NeighbourList.image_id, NeighbourList.length,
+                    NeighbourList.last_distance, NeighbourList.last_neighbour_id)
+             .where(NeighbourList.image_id.in_(bindparam("ids", expanding=True))))
+    order = np.argsort(image_ids)
     with engine.connect() as connection:
-        for chunk in _chunks(image_ids):
-            for image_id, distance, neighbour_id in connection.execute(query,
-                                                                      {"ids": chunk}):
-                entries[image_id] = (distance, neighbour_id)
-    return entries
-
-
-def load_lists(engine: Engine, image_ids) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Return {image id: (neighbour ids, distances)} in rank order; empty for no list."""
-    lists = {int(i): (np.empty(0, dtype=np.int64), np.empty(0)) for i in image_ids}
-    query = (select(ImageNeighbour.image_id, ImageNeighbour.neighbour_id,
-                    ImageNeighbour.distance)
-             .where(ImageNeighbour.image_id.in_(bindparam("ids", expanding=True)))
-             .order_by(ImageNeighbour.image_id, ImageNeighbour.rank))
-    with engine.connect() as connection:
-        for chunk in _chunks(lists):
-            # All rows of a chunk at once, into arrays: a loop over rows in Python was
-            # most of an incremental run's reading time.
+        for chunk in _chunks(image_ids.tolist()):
             rows = connection.execute(query, {"ids": chunk}).all()
             if not rows:
                 continue
-            owners, neighbours, distances = zip(*rows)
-            owners = np.array(owners, dtype=np.int64)
-            starts = np.flatnonzero(np.diff(owners)) + 1
-            for image_id, ids, values in zip(
-                    owners[np.r_[0, starts]].tolist(),
-                    np.split(np.array(neighbours, dtype=np.int64), starts),
-                    np.split(np.array(distances, dtype=np.float64), starts)):
-                lists[image_id] = (ids, values)
-    return lists
+            owners, lengths, distances, ids = (np.array(column) for column in zip(*rows))
+            at = order[np.searchsorted(image_ids, owners, sorter=order)]
+            length[at], last_distance[at], last_id[at] = lengths, distances, ids
+    return length, last_distance, last_id
+
+
+def load_lists(engine: Engine, image_ids, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return (neighbour ids, distances) of each image's stored list as (n, k) arrays in
+    the order of image_ids, each row in list order and padded with −1 and inf."""
+    image_ids = np.asarray(image_ids, dtype=np.int64)
+    ids = np.full((len(image_ids), k), -1, dtype=np.int64)
+    distances = np.full((len(image_ids), k), np.inf)
+    query = (select(ImageNeighbour.image_id, ImageNeighbour.neighbour_id,
+                    ImageNeighbour.distance)
+             .where(ImageNeighbour.image_id.in_(bindparam("ids", expanding=True))))
+    order = np.argsort(image_ids)
+    with engine.connect() as connection:
+        for start in range(0, len(image_ids), _IN_CHUNK):
+            chunk = image_ids[start:start + _IN_CHUNK]
+            # All rows of a chunk at once, into arrays: a loop over rows in Python was
+            # most of an incremental run's reading time.
+            rows = connection.execute(query, {"ids": chunk.tolist()}).all()
+            if not rows:
+                continue
+            owners, neighbours, values = (np.array(column) for column in zip(*rows))
+            sort = np.lexsort((neighbours, values, owners))
+            owners, neighbours, values = owners[sort], neighbours[sort], values[sort]
+            first = np.searchsorted(owners, owners)  # each owner's first row
+            at = order[np.searchsorted(image_ids, owners, sorter=order)]
+            position = np.arange(len(owners)) - first
+            ids[at, position], distances[at, position] = neighbours, values
+    return ids, distances
+
+
+@dataclass
+class ListChanges:
+    """What a transaction changes in some images' lists.
+
+    replaced: images whose rows are all deleted first (lists recomputed whole);
+    removed: (image id, neighbour id) rows deleted (entries pushed out of a list);
+    added: (image id, neighbour id, distance) rows inserted;
+    ends: (image id, length, last distance, last neighbour id) of every list touched.
+    """
+
+    replaced: list[int]
+    removed: list[tuple[int, int]]
+    added: list[tuple[int, int, float]]
+    ends: list[tuple[int, int, float, int]]
+
+    @classmethod
+    def replacing(cls, image_ids, neighbour_ids, distances) -> "ListChanges":
+        """Return the changes that store these whole lists (rows padded with −1)."""
+        image_ids = np.asarray(image_ids, dtype=np.int64)
+        valid = neighbour_ids >= 0
+        owner = np.broadcast_to(image_ids[:, None], neighbour_ids.shape)
+        lengths = valid.sum(axis=1)
+        last = np.maximum(lengths - 1, 0)
+        rows = np.arange(len(image_ids))
+        has = lengths > 0
+        # Plain Python numbers: the drivers do not take numpy scalars.
+        return cls(image_ids.tolist(), [],
+                   list(zip(owner[valid].tolist(), neighbour_ids[valid].tolist(),
+                            distances[valid].tolist())),
+                   list(zip(image_ids[has].tolist(), lengths[has].tolist(),
+                            distances[rows, last][has].tolist(),
+                            neighbour_ids[rows, last][has].tolist())))
+
+    def lists(self) -> int:
+        return len(self.ends) + len(set(self.replaced) - {end[0] for end in self.ends})
 
 
 # MariaDB: the rows travel as one JSON parameter and JSON_TABLE (MariaDB 10.6+) unpacks
-# them on the server. The pure-Python driver otherwise escapes every value on its own,
-# which made writing the lists several times slower than computing them. JSON numbers
-# round-trip doubles exactly (shortest repr out, correctly rounded parse in).
-_INSERT_JSON = text(
-    "INSERT INTO image_neighbours (image_id, `rank`, neighbour_id, distance) "
-    "SELECT j.image_id, j.neighbour_rank, j.neighbour_id, j.distance "
-    "FROM JSON_TABLE(:rows, '$[*]' COLUMNS ("
-    "image_id BIGINT PATH '$[0]', neighbour_rank INT PATH '$[1]', "
-    "neighbour_id BIGINT PATH '$[2]', distance DOUBLE PATH '$[3]')) AS j")
+# them on the server. The driver otherwise sends every row as its own statement or
+# escapes every value on its own, which made writing the lists several times slower than
+# computing them. JSON numbers round-trip doubles exactly (shortest repr out, correctly
+# rounded parse in).
+def _json_table(columns: str) -> str:
+    return f"JSON_TABLE(:rows, '$[*]' COLUMNS ({columns})) AS j"
+
+
+_PAIR_COLUMNS = "image_id BIGINT PATH '$[0]', neighbour_id BIGINT PATH '$[1]'"
+_ROW_COLUMNS = f"{_PAIR_COLUMNS}, distance DOUBLE PATH '$[2]'"
+_END_COLUMNS = ("image_id BIGINT PATH '$[0]', length INT PATH '$[1]', "
+                "last_distance DOUBLE PATH '$[2]', last_neighbour_id BIGINT PATH '$[3]'")
+_MARIADB = {
+    "added": text("INSERT INTO image_neighbours (image_id, neighbour_id, distance) "
+                  f"SELECT j.image_id, j.neighbour_id, j.distance FROM {_json_table(_ROW_COLUMNS)}"),
+    "removed": text("DELETE n FROM image_neighbours AS n JOIN "
+                    f"{_json_table(_PAIR_COLUMNS)} "
+                    "ON n.image_id = j.image_id AND n.neighbour_id = j.neighbour_id"),
+    "ends": text("INSERT INTO neighbour_lists (image_id, length, last_distance, "
+                 "last_neighbour_id) SELECT j.image_id, j.length, j.last_distance, "
+                 f"j.last_neighbour_id FROM {_json_table(_END_COLUMNS)}"),
+}
 # SQLite: the driver's executemany steps one prepared statement in C.
-_INSERT_SQLITE = ('INSERT INTO image_neighbours (image_id, "rank", neighbour_id, distance) '
-                  "VALUES (?, ?, ?, ?)")
+_SQLITE = {
+    "added": "INSERT INTO image_neighbours (image_id, neighbour_id, distance) VALUES (?, ?, ?)",
+    "removed": "DELETE FROM image_neighbours WHERE image_id = ? AND neighbour_id = ?",
+    "ends": "INSERT INTO neighbour_lists (image_id, length, last_distance, "
+            "last_neighbour_id) VALUES (?, ?, ?, ?)",
+}
 _JSON_ROWS = 20000  # rows per JSON_TABLE statement (about 1 MB of JSON)
 
 
-def write_lists(engine: Engine, image_ids: np.ndarray, neighbour_ids: np.ndarray,
-                distances: np.ndarray, job_id: int | None = None,
-                progress: dict | None = None, first_ranks: np.ndarray | None = None) -> int:
-    """Replace the lists of image_ids in one transaction; return the rows written.
+def write_lists(engine: Engine, changes: ListChanges, job_id: int | None = None,
+                progress: dict | None = None) -> int:
+    """Apply changes to some lists in one transaction; return the rows inserted.
 
-    Row i of neighbour_ids/distances is image_ids[i]'s list in rank order, padded with
-    −1. Where first_ranks is given, only ranks from first_ranks[i] on are replaced: the
-    caller knows the stored ranks before it are the same. Readers see each list whole,
-    old or new. The job's progress counts are updated in the same transaction, so they
-    never claim more than was written.
+    Readers see each list whole, old or new. The job's progress counts are updated in
+    the same transaction, so they never claim more than was written.
     """
-    image_ids = np.asarray(image_ids, dtype=np.int64)
-    first_ranks = (np.ones(len(image_ids), dtype=np.int64) if first_ranks is None
-                   else np.asarray(first_ranks, dtype=np.int64))
-    rank = np.broadcast_to(np.arange(1, neighbour_ids.shape[1] + 1), neighbour_ids.shape)
-    valid = (neighbour_ids >= 0) & (rank >= first_ranks[:, None])
-    owner = np.broadcast_to(image_ids[:, None], neighbour_ids.shape)
-    # Plain Python numbers: the drivers do not take numpy scalars.
-    rows = list(zip(owner[valid].tolist(), rank[valid].tolist(),
-                    neighbour_ids[valid].tolist(), distances[valid].tolist()))
-    table = ImageNeighbour.__table__
+    touched = sorted(set(changes.replaced) | {end[0] for end in changes.ends})
     with engine.begin() as connection:
-        # One statement per first rank (at most k) and thousand lists, not one per list.
-        for first in np.unique(first_ranks).tolist():
-            for chunk in _chunks(image_ids[first_ranks == first].tolist()):
-                connection.execute(delete(table).where(table.c.image_id.in_(chunk),
-                                                       table.c.rank >= first))
-        if connection.dialect.name == "sqlite":
-            if rows:
-                connection.exec_driver_sql(_INSERT_SQLITE, rows)
-        else:
-            for start in range(0, len(rows), _JSON_ROWS):
-                connection.execute(_INSERT_JSON,
-                                   {"rows": json.dumps(rows[start:start + _JSON_ROWS])})
+        for chunk in _chunks(changes.replaced):
+            connection.execute(delete(ImageNeighbour).where(ImageNeighbour.image_id.in_(chunk)))
+        for chunk in _chunks(touched):
+            connection.execute(delete(NeighbourList).where(NeighbourList.image_id.in_(chunk)))
+        for name in ("removed", "added", "ends"):
+            rows = getattr(changes, name)
+            if not rows:
+                continue
+            if connection.dialect.name == "sqlite":
+                connection.exec_driver_sql(_SQLITE[name], rows)
+            else:
+                for start in range(0, len(rows), _JSON_ROWS):
+                    connection.execute(_MARIADB[name],
+                                       {"rows": json.dumps(rows[start:start + _JSON_ROWS])})
         if job_id is not None and progress is not None:
             _set_counts(connection, job_id, progress)
-    return len(rows)
+    return len(changes.added)
 
 
 def delete_lists_of_unavailable(engine: Engine) -> int:
     """Delete the lists of images whose status is not 'ok'; return the lists deleted."""
     gone = select(Image.id).where(Image.status != OK)
-    table = ImageNeighbour.__table__
     with engine.begin() as connection:
-        owners = connection.execute(select(table.c.image_id).distinct()
-                                    .where(table.c.image_id.in_(gone))).scalars().all()
+        owners = connection.execute(select(NeighbourList.image_id)
+                                    .where(NeighbourList.image_id.in_(gone))).scalars().all()
         for chunk in _chunks(owners):
-            connection.execute(delete(table).where(table.c.image_id.in_(chunk)))
+            for table in (ImageNeighbour, NeighbourList):
+                connection.execute(delete(table).where(table.image_id.in_(chunk)))
     return len(owners)
 
 

@@ -83,14 +83,20 @@ def _image_and_neighbours_query():
     # (aliases, joins) costs more CPU than MariaDB spends answering it.
     owner, neighbour = Image.__table__.alias("owner"), Image.__table__.alias("neighbour")
     link = ImageNeighbour.__table__
-    ranks = link.c.rank.between(bindparam("first_rank"), bindparam("last_rank"))
+    # A rank is a position in the list's order; numbering the list's (at most k) rows
+    # in the database keeps the page one statement.
+    ranked = (select(link.c.neighbour_id, link.c.distance,
+                     func.row_number().over(order_by=(link.c.distance, link.c.neighbour_id))
+                     .label("rank"))
+              .where(link.c.image_id == bindparam("image_id")).subquery("ranked"))
+    ranks = ranked.c.rank.between(bindparam("first_rank"), bindparam("last_rank"))
     return (select(owner.c.status, owner.c.file_name.label("owner_file_name"),
-                   link.c.rank, link.c.neighbour_id.label("id"), link.c.distance,
+                   ranked.c.rank, ranked.c.neighbour_id.label("id"), ranked.c.distance,
                    neighbour.c.file_name)
             .select_from(owner
-                         .outerjoin(link, (link.c.image_id == owner.c.id) & ranks)
-                         .outerjoin(neighbour, neighbour.c.id == link.c.neighbour_id))
-            .where(owner.c.id == bindparam("image_id")).order_by(link.c.rank))
+                         .outerjoin(ranked, ranks)
+                         .outerjoin(neighbour, neighbour.c.id == ranked.c.neighbour_id))
+            .where(owner.c.id == bindparam("image_id")).order_by(ranked.c.rank))
 
 
 _IMAGE_AND_NEIGHBOURS = _image_and_neighbours_query()
@@ -100,9 +106,8 @@ def image_and_neighbours(connection: Connection, image_id: int, first_rank: int 
                          last_rank: int = 2**15 - 1) -> tuple:
     """Return (status and file name of the image or None, its neighbours with ranks in
     [first_rank, last_rank]: rank, id, distance, file name), nearest first."""
-    # One statement, hence one round trip and one snapshot: the grouping job replaces a
+    # One statement, hence one round trip and one snapshot: the grouping job changes a
     # list in one transaction, so a reader sees the old list or the new one, never a mix.
-    # Ranks run 1..k without gaps, so a rank range pages without OFFSET.
     rows = connection.execute(_IMAGE_AND_NEIGHBOURS, {"image_id": image_id,
                                                    "first_rank": first_rank,
                                                    "last_rank": last_rank}).all()
@@ -113,7 +118,8 @@ def image_and_neighbours(connection: Connection, image_id: int, first_rank: int 
 
 def has_neighbours(connection: Connection, image_id: int) -> bool:
     """Return whether the grouping job has stored a neighbour list for this image."""
-    query = select(ImageNeighbour.rank).where(ImageNeighbour.image_id == image_id).limit(1)
+    query = (select(ImageNeighbour.image_id).where(ImageNeighbour.image_id == image_id)
+             .limit(1))
     return connection.execute(query).first() is not None
 
 

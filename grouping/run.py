@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from batch import Progress
 from db import neighbour_store as store
+from db.neighbour_store import ListChanges
 from db.engine import make_engine, upgrade
 from db.jobs import finish_job, start_job
 from db.locks import run_lock
@@ -32,16 +33,6 @@ from settings import Settings
 log = logging.getLogger(__name__)
 
 BLOCK_ROWS = 2048  # lists per computed block and per write transaction
-
-
-@dataclass
-class Lists:
-    """Neighbour lists of image_ids: row i padded with −1 ids and inf distances."""
-
-    image_ids: np.ndarray
-    neighbour_ids: np.ndarray
-    distances: np.ndarray
-    first_ranks: np.ndarray   # the stored list changes from this rank on (1: all of it)
 
 
 @dataclass
@@ -58,57 +49,64 @@ class Grouping:
     memory_bytes: int
 
 
-def compute_block(grouping: Grouping, block_ids: np.ndarray) -> Lists:
-    """Return the lists of block_ids (ascending) that this run changes."""
+def compute_block(grouping: Grouping, block_ids: np.ndarray) -> ListChanges:
+    """Return the changes this run makes to the lists of block_ids (ascending)."""
     g = grouping
     is_full = np.isin(block_ids, g.full_ids)
     full_ids, merge_ids = block_ids[is_full], block_ids[~is_full]
     rows = np.searchsorted(g.ids, full_ids)
     found_ids, found_distances = g.index.search(g.vectors[rows], full_ids, g.k,
                                                 g.memory_bytes)
-    parts = [Lists(full_ids, found_ids, found_distances,
-                   np.ones(len(full_ids), dtype=np.int64))]
+    changes = ListChanges.replacing(full_ids, found_ids, found_distances)
     if len(merge_ids):
-        parts.append(_merge(g, merge_ids))
-    image_ids = np.concatenate([p.image_ids for p in parts])
-    order = np.argsort(image_ids)
-    return Lists(image_ids[order],
-                 np.concatenate([p.neighbour_ids for p in parts])[order],
-                 np.concatenate([p.distances for p in parts])[order],
-                 np.concatenate([p.first_ranks for p in parts])[order])
+        merged = _merge(g, merge_ids)
+        changes = ListChanges(changes.replaced, merged.removed, changes.added + merged.added,
+                              changes.ends + merged.ends)
+    return changes
 
 
-def _merge(g: Grouping, merge_ids: np.ndarray) -> Lists:
-    """Return the lists among merge_ids that a new image enters, with it merged in."""
-    last = store.load_entries(g.engine, merge_ids.tolist(), g.k)
-    # A list without a k-th entry is short: every new image enters it.
-    entries = [last.get(image_id, (np.inf, -1)) for image_id in merge_ids.tolist()]
-    kth = np.array([distance for distance, _ in entries], dtype=np.float64)
+def _merge(g: Grouping, merge_ids: np.ndarray) -> ListChanges:
+    """Return the changes to the lists among merge_ids that new images enter."""
+    length, last_distance, last_id = store.load_list_ends(g.engine, merge_ids)
+    short = length < g.k  # every new image enters a list that is not full
     rows = np.searchsorted(g.ids, merge_ids)
     # A new image farther than a list's k-th entry cannot enter it: the engine leaves
     # such images out before re-ranking (it keeps every one within the bound, so a tie
     # with the k-th distance is still decided below, by neighbour id).
-    new_ids, new_distances = g.new_index.search(g.vectors[rows], merge_ids, g.k,
-                                                g.memory_bytes, bounds=kth * kth)
-    enters = [i for i, (distance, neighbour) in enumerate(entries)
-              if new_ids[i, 0] >= 0 and (distance == np.inf or
-                                         (new_distances[i, 0], new_ids[i, 0])
-                                         < (distance, neighbour))]
-    old = store.load_lists(g.engine, merge_ids[enters].tolist())
-    out_ids = np.full((len(enters), g.k), -1, dtype=np.int64)
-    out_distances = np.full((len(enters), g.k), np.inf)
-    first_ranks = np.empty(len(enters), dtype=np.int64)
-    for j, i in enumerate(enters):
-        old_ids, old_distances = old[int(merge_ids[i])]
-        take = new_ids[i] >= 0
-        ids = np.concatenate([old_ids, new_ids[i][take]])
-        distances = np.concatenate([old_distances, new_distances[i][take]])
-        order = np.lexsort((ids, distances))[:g.k]
-        out_ids[j, :len(order)], out_distances[j, :len(order)] = ids[order], distances[order]
-        # Ranks before the first new entry keep their rows: only the rest is rewritten.
-        differs = out_ids[j, :len(old_ids)] != old_ids
-        first_ranks[j] = 1 + (np.argmax(differs) if differs.any() else len(old_ids))
-    return Lists(merge_ids[enters], out_ids, out_distances, first_ranks)
+    new_ids, new_distances = g.new_index.search(
+        g.vectors[rows], merge_ids, g.k, g.memory_bytes,
+        bounds=np.where(short, np.inf, last_distance * last_distance))
+    last_d, last_n = last_distance[:, None], last_id[:, None]
+    enters = (new_ids >= 0) & (short[:, None] | (new_distances < last_d)
+                                | ((new_distances == last_d) & (new_ids < last_n)))
+    touched = np.flatnonzero(enters.any(axis=1))
+    owners = merge_ids[touched]
+    old_ids, old_distances = store.load_lists(g.engine, owners, g.k)
+    # Old and new entries side by side, each row sorted by (distance, id): the first k
+    # are the merged list. Old entries past k leave it; new entries within k enter it.
+    new_ids, new_distances = new_ids[touched], new_distances[touched]
+    new_ids[~enters[touched]], new_distances[~enters[touched]] = -1, np.inf
+    ids = np.concatenate([old_ids, new_ids], axis=1)
+    distances = np.concatenate([old_distances, new_distances], axis=1)
+    is_new = np.zeros(ids.shape, dtype=bool)
+    is_new[:, g.k:] = True
+    # Padding (−1, inf) sorts after every real entry: no distance is infinite.
+    order = np.lexsort((np.where(ids < 0, np.iinfo(np.int64).max, ids), distances), axis=1)
+    ids, distances, is_new = (np.take_along_axis(a, order, axis=1)
+                              for a in (ids, distances, is_new))
+    kept = np.zeros(ids.shape, dtype=bool)
+    kept[:, :g.k] = True
+    real = ids >= 0
+    owner = np.broadcast_to(owners[:, None], ids.shape)
+    removed = real & ~is_new & ~kept
+    added = real & is_new & kept
+    lengths = (real & kept).sum(axis=1)
+    last = np.arange(len(owners)), lengths - 1
+    return ListChanges(
+        [], list(zip(owner[removed].tolist(), ids[removed].tolist())),
+        list(zip(owner[added].tolist(), ids[added].tolist(), distances[added].tolist())),
+        list(zip(owners.tolist(), lengths.tolist(), distances[last].tolist(),
+                 ids[last].tolist())))
 
 
 def run(settings: Settings, full: bool = False, k: int | None = None,
@@ -222,13 +220,13 @@ def _compute_and_write(engine, settings, plan: Plan, ids, vectors, counts, job_i
         with ThreadPoolExecutor(1) as writer:
             try:
                 previous = None
-                for block, lists in _blocks(grouping, plan, work, block_rows):
-                    computed += len(lists.image_ids)
+                for block, changes in _blocks(grouping, plan, work, block_rows):
+                    computed += changes.lists()
                     # All lists up to the block's last id are now valid for this run.
                     progress_counts = {**counts, "lists_written": computed,
                                        "valid_through": max(plan.valid_through,
                                                             int(block[-1]))}
-                    previous = writer.submit(_write, engine, lists, job_id,
+                    previous = writer.submit(_write, engine, changes, job_id,
                                              progress_counts, previous)
                     pending.append((previous, progress_counts))
                     while len(pending) > 1:
@@ -255,7 +253,7 @@ def _blocks(grouping: Grouping, plan: Plan, work: np.ndarray, block_rows: int):
         for start, stop, ids, distances in grouping.index.search_all(
                 plan.k, grouping.memory_bytes, block_rows):
             block = grouping.ids[start:stop]
-            yield block, Lists(block, ids, distances, np.ones(len(block), dtype=np.int64))
+            yield block, ListChanges.replacing(block, ids, distances)
         return
     for start in range(0, len(work), block_rows):
         block = work[start:start + block_rows]
@@ -267,10 +265,10 @@ def _committed(write) -> bool:
     return write.done() and not write.cancelled() and write.exception() is None
 
 
-def _write(engine, lists: Lists, job_id, progress_counts, previous) -> tuple[int, int]:
+def _write(engine, changes: ListChanges, job_id, progress_counts,
+           previous) -> tuple[int, int]:
     # Not after a failed write: this block's counts would claim the lists before it.
     if previous is not None:
         previous.result()
-    rows = store.write_lists(engine, lists.image_ids, lists.neighbour_ids, lists.distances,
-                             job_id, progress_counts, lists.first_ranks)
-    return len(lists.image_ids), rows
+    rows = store.write_lists(engine, changes, job_id, progress_counts)
+    return changes.lists(), rows

@@ -142,9 +142,8 @@ def build_archive(url: str, root: Path, specs: tuple[Spec, ...] = SPECS) -> Arch
         grouped = {i: v for i, v in archive.vectors.items() if specs[i - 1].grouped}
         archive.neighbours = brute_force(grouped, k=100)
         for image_id, entries in archive.neighbours.items():
-            session.add_all(ImageNeighbour(image_id=image_id, rank=rank, neighbour_id=n,
-                                           distance=d)
-                            for rank, (n, d) in enumerate(entries, 1))
+            session.add_all(ImageNeighbour(image_id=image_id, neighbour_id=n, distance=d)
+                            for n, d in entries)
         session.add_all([
             Job(kind="features", started_at=datetime(2026, 11, 1, 10), outcome="completed",
                 finished_at=datetime(2026, 11, 1, 10, 5),

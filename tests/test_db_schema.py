@@ -55,3 +55,52 @@ def test_timestamps_keep_microseconds_also_after_upgrading_an_older_database(dat
     assert rows["b.jpg"] == stamp  # the grouping job tells changes apart by updated_at
     assert rows["a.jpg"].replace(microsecond=0) == stamp.replace(microsecond=0)  # kept
     engine.dispose()
+
+
+def test_upgrading_keeps_the_lists_and_records_their_ends(database_url):
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import insert, select, table, column
+
+    from db.engine import MIGRATIONS
+    from db.models import Image, ImageNeighbour, NeighbourList
+
+    engine = make_engine(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+
+    def migrate(step, revision):
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            step(config, revision)
+
+    migrate(command.upgrade, "0002")
+    ranked = table("image_neighbours", column("image_id"), column("rank"),
+                   column("neighbour_id"), column("distance"))
+    # Lists as revision 0002 stored them: image 1 has a tie at its last distance.
+    lists = {1: [(3, 0.5), (2, 0.75), (4, 0.75)], 2: [(1, 0.75)], 3: [(1, 0.5), (4, 2.0)]}
+    with engine.begin() as connection:
+        for image_id in range(1, 5):
+            connection.execute(insert(Image).values(
+                id=image_id, path=f"{image_id}.jpg", path_hash=f"{image_id:064d}",
+                file_name=f"{image_id}.jpg", status="ok", needs_grouping=False,
+                created_at=datetime(2026, 1, 1), updated_at=datetime(2026, 1, 1)))
+        connection.execute(insert(ranked), [
+            {"image_id": i, "rank": r, "neighbour_id": n, "distance": d}
+            for i, entries in lists.items() for r, (n, d) in enumerate(entries, 1)])
+    upgrade(engine)
+    with engine.connect() as connection:
+        rows = connection.execute(select(ImageNeighbour.image_id, ImageNeighbour.neighbour_id,
+                                         ImageNeighbour.distance)).all()
+        ends = connection.execute(select(NeighbourList.image_id, NeighbourList.length,
+                                         NeighbourList.last_distance,
+                                         NeighbourList.last_neighbour_id)).all()
+    assert sorted(rows) == sorted((i, n, d) for i, e in lists.items() for n, d in e)
+    assert sorted(ends) == [(1, 3, 0.75, 4), (2, 1, 0.75, 1), (3, 2, 2.0, 4)]
+    migrate(command.downgrade, "0002")  # ranks come back from the list order
+    with engine.connect() as connection:
+        back = connection.execute(select(ranked.c.image_id, ranked.c.rank,
+                                         ranked.c.neighbour_id, ranked.c.distance)).all()
+    assert sorted(back) == sorted((i, r, n, d) for i, e in lists.items()
+                                  for r, (n, d) in enumerate(e, 1))
+    engine.dispose()

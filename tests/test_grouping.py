@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 
 from db import neighbour_store as store
 from db.engine import make_engine, upgrade
-from db.models import MISSING, OK, Image, ImageFeatures, ImageNeighbour, Job
+from db.models import MISSING, OK, Image, ImageFeatures, ImageNeighbour, Job, NeighbourList
 from db.vectors import DIMENSIONS, MODEL_NAME, encode_vector
 from grouping.engine import ExactIndex
 from grouping.plan import ALL, NONE, starting_point
@@ -62,17 +62,23 @@ def change_image(engine, image_id, vector=None, status=None):
 
 
 def stored_lists(engine) -> dict[int, tuple[list[int], list[float]]]:
-    """Return every stored list; ranks must run 1, 2, 3... without gaps."""
+    """Return every stored list in list order; each list's neighbour_lists row must
+    hold its length and last entry."""
     lists: dict = {}
     with engine.connect() as connection:
-        for image_id, rank, neighbour_id, distance in connection.execute(
-                select(ImageNeighbour.image_id, ImageNeighbour.rank,
-                       ImageNeighbour.neighbour_id, ImageNeighbour.distance)
-                .order_by(ImageNeighbour.image_id, ImageNeighbour.rank)):
+        for image_id, neighbour_id, distance in connection.execute(
+                select(ImageNeighbour.image_id, ImageNeighbour.neighbour_id,
+                       ImageNeighbour.distance)
+                .order_by(ImageNeighbour.image_id, ImageNeighbour.distance,
+                          ImageNeighbour.neighbour_id)):
             ids, distances = lists.setdefault(image_id, ([], []))
-            assert rank == len(ids) + 1
             ids.append(neighbour_id)
             distances.append(distance)
+        ends = {row[0]: tuple(row[1:]) for row in connection.execute(
+            select(NeighbourList.image_id, NeighbourList.length,
+                   NeighbourList.last_distance, NeighbourList.last_neighbour_id))}
+    assert ends == {image_id: (len(ids), distances[-1], ids[-1])
+                    for image_id, (ids, distances) in lists.items()}
     return lists
 
 
@@ -112,7 +118,7 @@ def db(database_url, settings_for):
 
 def clear(engine):
     with engine.begin() as connection:
-        for table in (ImageNeighbour, ImageFeatures, Image, Job):
+        for table in (ImageNeighbour, NeighbourList, ImageFeatures, Image, Job):
             connection.execute(delete(table))
 
 
@@ -253,11 +259,11 @@ def run_interrupted(monkeypatch, settings, writes) -> list[tuple[list[int], int]
     write_lists = store.write_lists
     written = []
 
-    def interrupting(engine, image_ids, *args, **kwargs):
+    def interrupting(engine, changes, *args, **kwargs):
         if len(written) == writes:
             raise KeyboardInterrupt
-        rows = write_lists(engine, image_ids, *args, **kwargs)
-        written.append((image_ids.tolist(), rows))
+        rows = write_lists(engine, changes, *args, **kwargs)
+        written.append((sorted(changes.replaced), rows))
         return rows
 
     monkeypatch.setattr(store, "write_lists", interrupting)
@@ -336,18 +342,17 @@ def test_starting_point_after_completed_killed_and_failed_runs():
 
 def log_writes(engine):
     """Record every row the job inserts, deletes or updates in image_neighbours."""
-    rank = engine.dialect.identifier_preparer.quote("rank")
     with engine.begin() as connection:
-        connection.execute(text("CREATE TABLE touched (image_id BIGINT, neighbour_rank "
-                                "INT, operation VARCHAR(6))"))
+        connection.execute(text("CREATE TABLE touched (image_id BIGINT, neighbour_id "
+                                "BIGINT, operation VARCHAR(6))"))
         for operation, row in (("INSERT", "NEW"), ("DELETE", "OLD"), ("UPDATE", "OLD")):
             connection.execute(text(
                 f"CREATE TRIGGER log_{operation.lower()} AFTER {operation} ON "
                 f"image_neighbours FOR EACH ROW BEGIN INSERT INTO touched VALUES "
-                f"({row}.image_id, {row}.{rank}, '{operation}'); END"))
+                f"({row}.image_id, {row}.neighbour_id, '{operation}'); END"))
 
 
-def test_a_merge_rewrites_only_the_changed_suffix(db):
+def test_a_merge_writes_only_the_entries_that_enter_and_leave(db):
     engine, settings = db
     ids = add_images(engine, embed(np.arange(0, 40, 2, dtype=np.float32)[:, None]))
     run(settings, k=6, quiet=True)
@@ -358,25 +363,25 @@ def test_a_merge_rewrites_only_the_changed_suffix(db):
     after = stored_lists(engine)
     assert after == expected_lists(engine, 6)
     with engine.connect() as connection:
-        touched = connection.execute(text("SELECT image_id, neighbour_rank, operation "
+        touched = connection.execute(text("SELECT image_id, neighbour_id, operation "
                                           "FROM touched")).all()
     assert not [row for row in touched if row[2] == "UPDATE"]
-    inserted = sorted((i, r) for i, r, op in touched if op == "INSERT")
-    deleted = sorted((i, r) for i, r, op in touched if op == "DELETE")
+    inserted = sorted((i, n) for i, n, op in touched if op == "INSERT")
+    deleted = sorted((i, n) for i, n, op in touched if op == "DELETE")
     assert counts["rows_written"] == len(inserted)
-    want_inserted, want_deleted, suffixes = [], [], []
+    want_inserted, want_deleted = [], []
     for image_id in ids:
-        old, new = before[image_id][0], after[image_id][0]
-        first = next((r for r, (a, b) in enumerate(zip(old, new)) if a != b), len(old))
-        want_deleted += [(image_id, r + 1) for r in range(first, len(old))]
-        want_inserted += [(image_id, r + 1) for r in range(first, len(new))]
-        if first < len(new):
-            suffixes.append(first + 1)
-    want_inserted += [(new_id, r) for r in range(1, 7)]  # its own list, whole
+        old, new = set(before[image_id][0]), set(after[image_id][0])
+        want_deleted += [(image_id, n) for n in old - new]
+        want_inserted += [(image_id, n) for n in new - old]
+    want_inserted += [(new_id, n) for n in after[new_id][0]]  # its own list, whole
     assert deleted == sorted(want_deleted) and inserted == sorted(want_inserted)
-    # The new image enters lists at rank 1 and further down: the lists entered only
-    # below rank 1 must keep their leading rows untouched.
-    assert 1 in suffixes and max(suffixes) > 1
+    # The new image enters lists at their top and further down, and each costs one
+    # inserted and one deleted row, wherever it enters.
+    entered = [i for i in ids if new_id in after[i][0]]
+    positions = {after[i][0].index(new_id) for i in entered}
+    assert 0 in positions and max(positions) > 1
+    assert len(deleted) == len(entered) and len(inserted) == len(entered) + 6
 
 
 def test_bounds_leave_out_only_rows_beyond_them():
