@@ -77,17 +77,22 @@ class ImageNeighbour(Base):
     The rank is not stored: it is the entry's position in that order. A stored rank
     would make every entry behind a newcomer move (up to k rows rewritten per list an
     incremental run touches); without it a newcomer costs one insert and one delete.
+    The key is the list order itself, so a list is one range of the table in the order
+    it is read, and its last entries are the end of that range. A neighbour appears once
+    per list: the grouping job writes lists so (its tests check it).
     """
 
     __tablename__ = "image_neighbours"
+    # WITHOUT ROWID on SQLite: the rows are stored in key order, as in InnoDB.
     __table_args__ = (Index("ix_image_neighbours_neighbour_id", "neighbour_id"),
-                      {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"})
+                      {"sqlite_with_rowid": False,
+                       "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"})
 
     image_id: Mapped[int] = mapped_column(Id, ForeignKey("images.id"), primary_key=True,
                                           autoincrement=False)
+    distance: Mapped[float] = mapped_column(Double, primary_key=True)
     neighbour_id: Mapped[int] = mapped_column(Id, ForeignKey("images.id"), primary_key=True,
                                               autoincrement=False)
-    distance: Mapped[float] = mapped_column(Double, nullable=False)
 
 
 class NeighbourList(Base):

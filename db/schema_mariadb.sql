@@ -51,7 +51,7 @@ CREATE TABLE `image_neighbours` (
   `image_id` bigint(20) NOT NULL,
   `neighbour_id` bigint(20) NOT NULL,
   `distance` double NOT NULL,
-  PRIMARY KEY (`image_id`,`neighbour_id`),
+  PRIMARY KEY (`image_id`,`distance`,`neighbour_id`),
   KEY `ix_image_neighbours_neighbour_id` (`neighbour_id`),
   CONSTRAINT `image_neighbours_ibfk_1` FOREIGN KEY (`image_id`) REFERENCES `images` (`id`),
   CONSTRAINT `image_neighbours_ibfk_2` FOREIGN KEY (`neighbour_id`) REFERENCES `images` (`id`)

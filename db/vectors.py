@@ -24,8 +24,9 @@ def decode_vector(data: bytes) -> np.ndarray:
 
 
 def decode_vectors(blobs: list[bytes]) -> np.ndarray:
-    """Return an (n, DIMENSIONS) float32 matrix from stored vectors."""
+    """Return a read-only (n, DIMENSIONS) float32 matrix over the joined stored vectors."""
     if not blobs:
         return np.empty((0, DIMENSIONS), dtype=np.float32)
+    # No copy beyond the join: the caller copies the rows where it keeps them.
     return np.frombuffer(b"".join(blobs), dtype=_DTYPE).reshape(len(blobs), DIMENSIONS) \
-        .astype(np.float32)
+        .astype(np.float32, copy=False)

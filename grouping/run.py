@@ -80,33 +80,39 @@ def _merge(g: Grouping, merge_ids: np.ndarray) -> ListChanges:
     enters = (new_ids >= 0) & (short[:, None] | (new_distances < last_d)
                                 | ((new_distances == last_d) & (new_ids < last_n)))
     touched = np.flatnonzero(enters.any(axis=1))
-    owners = merge_ids[touched]
-    old_ids, old_distances = store.load_lists(g.engine, owners, g.k)
-    # Old and new entries side by side, each row sorted by (distance, id): the first k
-    # are the merged list. Old entries past k leave it; new entries within k enter it.
+    owners, length = merge_ids[touched], length[touched]
     new_ids, new_distances = new_ids[touched], new_distances[touched]
     new_ids[~enters[touched]], new_distances[~enters[touched]] = -1, np.inf
+    entering = enters[touched].sum(axis=1)
+    # Each entering entry pushes at most one old entry out, and those leave from the
+    # end of the list; one entry more is read, so that the new last entry is known
+    # even where every old entry read is pushed out.
+    tail = np.minimum(length, entering + 1)
+    old_ids, old_distances = store.load_tails(g.engine, owners, tail)
+    # The tail and the new entries side by side, each row sorted by (distance, id):
+    # the first `slots` stay in the list with the untouched entries before the tail.
+    # Old entries past them leave it; new entries within them enter it.
+    slots = g.k - (length - tail)
     ids = np.concatenate([old_ids, new_ids], axis=1)
     distances = np.concatenate([old_distances, new_distances], axis=1)
     is_new = np.zeros(ids.shape, dtype=bool)
-    is_new[:, g.k:] = True
+    is_new[:, old_ids.shape[1]:] = True
     # Padding (−1, inf) sorts after every real entry: no distance is infinite.
     order = np.lexsort((np.where(ids < 0, np.iinfo(np.int64).max, ids), distances), axis=1)
     ids, distances, is_new = (np.take_along_axis(a, order, axis=1)
                               for a in (ids, distances, is_new))
-    kept = np.zeros(ids.shape, dtype=bool)
-    kept[:, :g.k] = True
+    kept = np.arange(ids.shape[1]) < slots[:, None]
     real = ids >= 0
     owner = np.broadcast_to(owners[:, None], ids.shape)
     removed = real & ~is_new & ~kept
     added = real & is_new & kept
-    lengths = (real & kept).sum(axis=1)
-    last = np.arange(len(owners)), lengths - 1
+    in_tail = (real & kept).sum(axis=1)
+    last = np.arange(len(owners)), in_tail - 1
     return ListChanges(
         [], list(zip(owner[removed].tolist(), ids[removed].tolist())),
         list(zip(owner[added].tolist(), ids[added].tolist(), distances[added].tolist())),
-        list(zip(owners.tolist(), lengths.tolist(), distances[last].tolist(),
-                 ids[last].tolist())))
+        list(zip(owners.tolist(), (length - tail + in_tail).tolist(),
+                 distances[last].tolist(), ids[last].tolist())))
 
 
 def run(settings: Settings, full: bool = False, k: int | None = None,

@@ -1,4 +1,5 @@
-"""Neighbour rows keyed by (image_id, neighbour_id), no stored rank; neighbour_lists
+"""Neighbour rows keyed by (image_id, distance, neighbour_id), no stored rank;
+neighbour_lists
 
 Revision ID: 0003
 Revises: 0002
@@ -17,7 +18,7 @@ TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 
 def _neighbours_table(name, with_rank):
     rank = [sa.Column('rank', sa.SmallInteger(), autoincrement=False, nullable=False)]
-    key = ('image_id', 'rank') if with_rank else ('image_id', 'neighbour_id')
+    key = ('image_id', 'rank') if with_rank else ('image_id', 'distance', 'neighbour_id')
     return op.create_table(
         name,
         sa.Column('image_id', ID, autoincrement=False, nullable=False),
@@ -27,6 +28,7 @@ def _neighbours_table(name, with_rank):
         sa.ForeignKeyConstraint(['image_id'], ['images.id']),
         sa.ForeignKeyConstraint(['neighbour_id'], ['images.id']),
         sa.PrimaryKeyConstraint(*key),
+        sqlite_with_rowid=with_rank,
         **TABLE_OPTIONS)
 
 
