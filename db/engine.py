@@ -12,7 +12,8 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def make_engine(database_url: str, read_only: bool = False) -> Engine:
-    """Return an engine; on SQLite with WAL, a busy timeout and, if asked, read-only."""
+    """Return an engine; on SQLite with WAL and a busy timeout. read_only: SQLite opens
+    the file read-only, MariaDB makes each session READ ONLY."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         database = url.database or ""
@@ -37,7 +38,14 @@ def make_engine(database_url: str, read_only: bool = False) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_recycle=3600)
+    engine = create_engine(url, pool_pre_ping=True, pool_recycle=3600)
+    if read_only:
+        @event.listens_for(engine, "connect")
+        def _read_only_session(dbapi_connection, _record):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SET SESSION TRANSACTION READ ONLY")
+            cursor.close()
+    return engine
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker:

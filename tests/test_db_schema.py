@@ -104,3 +104,19 @@ def test_upgrading_keeps_the_lists_and_records_their_ends(database_url):
     assert sorted(back) == sorted((i, r, n, d) for i, e in lists.items()
                                   for r, (n, d) in enumerate(e, 1))
     engine.dispose()
+
+
+def test_a_read_only_engine_refuses_writes(database_url):
+    """The dry runs read through such an engine: SQLite mode=ro, MariaDB READ ONLY."""
+    import pytest
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    upgrade(make_engine(database_url))
+    reader = make_engine(database_url, read_only=True)
+    with reader.connect() as connection:
+        assert connection.execute(text("SELECT COUNT(*) FROM images")).scalar_one() == 0
+    with pytest.raises(DBAPIError, match="(?i)read.?only"):
+        with reader.begin() as connection:
+            connection.execute(text("DELETE FROM jobs"))
+    reader.dispose()
