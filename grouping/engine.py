@@ -1,18 +1,20 @@
 """Exact k nearest neighbours by Euclidean distance, in blocked float32 matrix products.
 
-Candidates come from float32 products, t = ‖b‖² − 2a·b (‖a‖² is the same for the whole
-row, so it is left out). Each t is within a proven bound e of the exact value, so every
-entry that can belong to the true top k lies within 2e of the k-th smallest t; all of
-those are kept (not a fixed number) and re-ranked with exact float64 distances. The
-result therefore equals a float64 brute force: same neighbours, same order, ties broken
-by neighbour id.
+Candidates come from float32 products: v = (−2a·b + ‖b‖²) + ‖a‖², an estimate of the
+squared distance, the same for (a, b) and (b, a). Each v is within a proven bound e of
+the exact value, so every entry that can belong to the true top k lies within 2e of the
+k-th smallest v; all of those are kept (not a fixed number) and re-ranked with exact
+float64 distances. The result therefore equals a float64 brute force: same neighbours,
+same order, ties broken by neighbour id.
 """
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
+
+from grouping import kernels
 
 _UNIT = 2.0 ** -24  # float32 unit roundoff
 # The float64 re-ranking errs by at most about d·2⁻⁵³ relative; this slack (relative to
@@ -21,16 +23,21 @@ _UNIT = 2.0 ** -24  # float32 unit roundoff
 _FLOAT64_SLACK = 1e-11
 # Absolute slack for subnormal products, where relative bounds do not hold.
 _TINY = 1e-30
-# Bytes per element of a distance block: the float32 block and its boolean mask.
+# Bytes per element of a distance block: the float32 products, and room for candidates.
 _BYTES_PER_ELEMENT = 5
-_RERANK_PAIRS = 256  # pairs per re-ranking chunk: 256 × d float64 stays in cache
+# Rows of the sub-blocks of search_all's diagonal blocks: only those on and above the
+# diagonal are computed (10 of 16 in a block of 2048 rows), and at 512 rows the float32
+# products still run at about 95 % of the rate of large ones.
+_DIAGONAL_STEP = 512
 
 
 def error_coefficient(dimensions: int) -> float:
-    """Return c such that |t − (‖b‖² − 2a·b)| ≤ c·(‖a‖ + ‖b‖)² for float32 t."""
+    """Return c with |v − ‖a − b‖²| ≤ c·(‖a‖ + ‖b‖)² for the float32 estimate v."""
     # Any float32 inner product of length d errs by at most γ_d·Σ|a_i b_i| ≤ γ_d‖a‖‖b‖
-    # (Higham, Accuracy and Stability, 3.1), whatever the summation order or FMA use.
-    # Rounding ‖b‖² to float32 and the subtraction add at most 2u(‖a‖ + ‖b‖)².
+    # (Higham, Accuracy and Stability, 3.1), whatever the summation order or FMA use;
+    # 2‖a‖‖b‖ ≤ (‖a‖ + ‖b‖)²/2. Rounding ‖a‖² and ‖b‖² to float32 adds u(‖a‖² + ‖b‖²),
+    # and each of the two additions u times a sum below (1 + γ_d)(‖a‖ + ‖b‖)²: in all
+    # less than (γ_d/2 + 3u(1 + γ_d))(‖a‖ + ‖b‖)², which γ_d + 3u covers with room.
     gamma = dimensions * _UNIT / (1 - dimensions * _UNIT)
     return (gamma + 3 * _UNIT) * 1.01 + _FLOAT64_SLACK
 
@@ -60,13 +67,13 @@ def _as_ids(ids, count: int, name: str) -> np.ndarray:
 
 
 def exact_squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Return Σ(a_i − b_i)² row by row in float64, the same for a pair whatever the call."""
-    # Differences of float32 values in float64 and a contiguous per-row sum: a pair's
-    # result never depends on which other pairs share the call (no BLAS blocking).
-    diff = a.astype(np.float64)
-    diff -= b
-    np.square(diff, out=diff)
-    return diff.sum(axis=1)
+    """Return Σ(a_i − b_i)² row by row in float64, bit for bit as the searches do."""
+    a, b = _as_matrix(a, "vectors"), _as_matrix(b, "vectors")
+    out = np.empty(len(a))
+    # The argument types of _rank's call, so that the same compiled loop runs.
+    kernels.squared_distances(a, b, np.arange(len(a), dtype=np.int32),
+                              np.arange(len(a), dtype=np.int64), out)
+    return out
 
 
 class ExactIndex:
@@ -78,12 +85,13 @@ class ExactIndex:
         if len(np.unique(self.ids)) != len(self.ids):
             raise ValueError("base ids must be unique")
         self.dimensions = self.vectors.shape[1]
-        squared = _squared_norms(self.vectors)
-        self.max_norm = float(np.sqrt(squared.max())) if len(squared) else 0.0
+        self.squared_norms = _squared_norms(self.vectors)
+        self.max_norm = (float(np.sqrt(self.squared_norms.max()))
+                         if len(self.squared_norms) else 0.0)
         # Stay far from float32 overflow so that no product or sum becomes infinite.
         if self.max_norm > 1e18:
             raise ValueError(f"vector norm {self.max_norm:.3g} is too large")
-        self.squared_norms32 = squared.astype(np.float32)
+        self.squared_norms32 = self.squared_norms.astype(np.float32)
         self._order = np.argsort(self.ids, kind="stable")
         self._sorted_ids = self.ids[self._order]
         self.threads = threads or os.cpu_count() or 1
@@ -99,6 +107,11 @@ class ExactIndex:
         at = np.minimum(at, len(self._sorted_ids) - 1)
         found = self._sorted_ids[at] == query_ids
         return np.where(found, self._order[at], -1)
+
+    def _slack(self, squared_norms: np.ndarray) -> np.ndarray:
+        """Twice the error bound of any estimate v in rows of these norms, in float64."""
+        return 2 * (error_coefficient(self.dimensions)
+                    * (np.sqrt(squared_norms) + self.max_norm) ** 2 + _TINY)
 
     def block_shape(self, query_rows: int, memory_bytes: int) -> tuple[int, int]:
         """Return (rows, columns) of the distance blocks that fit in memory_bytes."""
@@ -131,32 +144,35 @@ class ExactIndex:
         distances = np.full((len(query), k), np.inf)
         if not len(query) or not len(self):
             return ids, distances
+        numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
         rows, columns = self.block_shape(len(query), memory_bytes)
         rows, columns = block_rows or rows, block_columns or columns
         positions = self._positions(query_ids)
         bounds = (np.full(len(query), np.inf) if bounds is None
                   else np.asarray(bounds, dtype=np.float64).reshape(len(query)))
-        with ThreadPoolExecutor(self.threads) as pool:
-            for start in range(0, len(query), rows):
-                stop = min(start + rows, len(query))
-                block_ids, block_distances = self._search_block(
-                    query[start:stop], positions[start:stop], k, columns, pool,
-                    bounds[start:stop])
-                ids[start:stop], distances[start:stop] = block_ids, block_distances
+        for start in range(0, len(query), rows):
+            stop = min(start + rows, len(query))
+            ids[start:stop], distances[start:stop] = self._search_block(
+                query[start:stop], positions[start:stop], k, columns, bounds[start:stop])
         return ids, distances
 
-    def _search_block(self, query, positions, k, columns, pool, bounds):
-        candidates = _Candidates(query, k, self, bounds)
+    def _search_block(self, query, positions, k, columns, bounds):
+        squared_norms = _squared_norms(query)
+        query_norms = squared_norms.astype(np.float32)
+        candidates = _Candidates(k, self._slack(squared_norms), bounds)
         minus_two_query = query * np.float32(-2)  # exact: a power of two
+        no_columns = np.full(columns, -np.inf)
         for start in range(0, len(self), columns):
             stop = min(start + columns, len(self))
-            t = minus_two_query @ self.vectors[start:stop].T
-            t += self.squared_norms32[start:stop]
-            own = np.flatnonzero((positions >= start) & (positions < stop))
-            # NaN, not inf: it fails every comparison, even with an infinite threshold.
-            t[own, positions[own] - start] = np.nan
-            candidates.add(t, start)
-        return self._rank(query, *candidates.finish(), k, pool)
+            products = minus_two_query @ self.vectors[start:stop].T
+            inside = (positions >= start) & (positions < stop)
+            own = np.where(inside, positions - start, -1)
+            candidates.seed(products, query_norms, self.squared_norms32[start:stop], own)
+            mine, _ = kernels.select(products, query_norms,
+                                     self.squared_norms32[start:stop],
+                                     candidates.threshold, no_columns[:stop - start], own)
+            candidates.extend(*mine, start)
+        return self._rank(query, *candidates.finish(), k)
 
     def search_all(self, k: int, memory_bytes: int = 256 << 20,
                    block_rows: int | None = None):
@@ -168,102 +184,116 @@ class ExactIndex:
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         n = len(self)
-        # Two square float32 blocks (one transposed) and their masks.
-        # block_rows (--batch-size) may ask for fewer rows, never for more memory.
-        rows = max(1, min(block_rows or 2048, int(np.sqrt(memory_bytes / 10))))
-        starts = range(0, n, rows)
+        # One square float32 block and room for its candidates; block_rows
+        # (--batch-size) may ask for fewer rows, never for more memory.
+        rows = max(1, min(block_rows or 2048, int(np.sqrt(memory_bytes / 5))))
+        slack = self._slack(self.squared_norms)
         waiting: dict[int, _Candidates] = {}
-        with ThreadPoolExecutor(self.threads) as pool:
-            for i_start in starts:
-                i_stop = min(i_start + rows, n)
-                query = self.vectors[i_start:i_stop]
-                mine = waiting.pop(i_start, None) or _Candidates(query, k, self)
-                minus_two_query = query * np.float32(-2)
-                for j_start in range(i_start, n, rows):
-                    j_stop = min(j_start + rows, n)
-                    t = minus_two_query @ self.vectors[j_start:j_stop].T
-                    if j_start != i_start:
-                        # Rows J against columns I: the transpose, with I's norms.
-                        theirs = t.T + self.squared_norms32[i_start:i_stop]
-                        other = waiting.get(j_start)
-                        if other is None:
-                            other = waiting[j_start] = _Candidates(
-                                self.vectors[j_start:j_stop], k, self)
-                        other.add(theirs, i_start)
-                        del theirs
-                    t += self.squared_norms32[j_start:j_stop]
-                    if j_start == i_start:
-                        np.fill_diagonal(t, np.nan)  # self excluded
-                    mine.add(t, j_start)
-                ids, distances = self._rank(query, *mine.finish(), k, pool)
-                yield i_start, i_stop, ids, distances
+        for i_start in range(0, n, rows):
+            numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
+            i_stop = min(i_start + rows, n)
+            mine = waiting.pop(i_start, None) or _Candidates(k, slack[i_start:i_stop])
+            # Sub-blocks of the diagonal block on and above its diagonal, then the blocks
+            # to its right: each block off the diagonal serves both of its sides.
+            for a in range(i_start, i_stop, _DIAGONAL_STEP):
+                a_stop = min(a + _DIAGONAL_STEP, i_stop)
+                for b in range(a, i_stop, _DIAGONAL_STEP):
+                    self._symmetric_block(a, a_stop, b, min(b + _DIAGONAL_STEP, i_stop),
+                                          mine, i_start, mine, i_start)
+            for j_start in range(i_stop, n, rows):
+                j_stop = min(j_start + rows, n)
+                other = waiting.get(j_start)
+                if other is None:
+                    other = waiting[j_start] = _Candidates(k, slack[j_start:j_stop])
+                self._symmetric_block(i_start, i_stop, j_start, j_stop, mine, i_start,
+                                      other, j_start)
+            yield (i_start, i_stop,
+                   *self._rank(self.vectors[i_start:i_stop], *mine.finish(), k))
 
-    def _rank(self, query, rows, columns, k, pool):
+    def _symmetric_block(self, a, a_stop, b, b_stop, rows_a, offset_a, rows_b, offset_b):
+        """Add the distance block of base rows a..a_stop against b..b_stop (a ≤ b) to
+        the candidates of both: rows_a holds rows from offset_a on, rows_b from offset_b."""
+        products = (self.vectors[a:a_stop] * np.float32(-2)) @ self.vectors[b:b_stop].T
+        norms_a, norms_b = self.squared_norms32[a:a_stop], self.squared_norms32[b:b_stop]
+        if a == b:  # the same rows: self excluded, and one side is enough
+            own = np.arange(a_stop - a)
+            rows_a.seed(products, norms_a, norms_b, own, a - offset_a)
+            found, _ = kernels.select(products, norms_a, norms_b,
+                                      rows_a.threshold[a - offset_a:a_stop - offset_a],
+                                      np.full(b_stop - b, -np.inf), own)
+            rows_a.extend(*found, b, a - offset_a)
+            return
+        none = np.full(a_stop - a, -1)
+        rows_a.seed(products, norms_a, norms_b, none, a - offset_a)
+        rows_b.seed(products.T, norms_b, norms_a, np.full(b_stop - b, -1), b - offset_b)
+        found, theirs = kernels.select(
+            products, norms_a, norms_b, rows_a.threshold[a - offset_a:a_stop - offset_a],
+            rows_b.threshold[b - offset_b:b_stop - offset_b], none)
+        rows_a.extend(*found, b, a - offset_a)
+        rows_b.extend(*theirs, a, b - offset_b)
+
+    def _rank(self, query, rows, columns, k):
         """Return the k best of the candidates by exact float64 distance, then id."""
-        n = len(query)
         squared = np.empty(len(rows))
-
-        def rerank(at):
-            part = slice(at, at + _RERANK_PAIRS)
-            squared[part] = exact_squared_distances(self.vectors[columns[part]],
-                                                    query[rows[part]])
-        list(pool.map(rerank, range(0, len(rows), _RERANK_PAIRS)))
-        distance = np.sqrt(squared)
-        neighbour = self.ids[columns]
-        order = np.lexsort((neighbour, distance, rows))
-        rows, distance, neighbour = rows[order], distance[order], neighbour[order]
-        counts = np.bincount(rows, minlength=n)
-        rank = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
-        take = rank < k
-        ids = np.full((n, k), -1, dtype=np.int64)
-        distances = np.full((n, k), np.inf)
-        ids[rows[take], rank[take]] = neighbour[take]
-        distances[rows[take], rank[take]] = distance[take]
+        # In the order of the base rows, so that a base row's several pairs in a row
+        # block share one fetch from memory.
+        by_column = np.argsort(columns, kind="stable")
+        part = np.empty(len(rows))
+        kernels.squared_distances(query, self.vectors, rows[by_column],
+                                  columns[by_column], part)
+        squared[by_column] = part
+        ids = np.full((len(query), k), -1, dtype=np.int64)
+        distances = np.full((len(query), k), np.inf)
+        kernels.best_by_row(squared, self.ids[columns],
+                            *kernels.group_by_row(rows, len(query)), k, ids, distances)
         return ids, distances
 
 
 class _Candidates:
-    """A block of query rows' candidates: every entry within slack of the row's k-th t."""
+    """A block of query rows' candidates: every entry within slack of the row's k-th v."""
 
-    def __init__(self, query: np.ndarray, k: int, index: ExactIndex, bounds=None):
-        self.n, self.k = len(query), k
-        squared_norms = _squared_norms(query)
-        # Twice the error bound of any t in these rows, in float64.
-        self.slack = 2 * (error_coefficient(index.dimensions)
-                          * (np.sqrt(squared_norms) + index.max_norm) ** 2 + _TINY)
-        # A squared distance bound b in terms of t is b − ‖a‖²; t errs by at most half
-        # the slack, so no entry whose exact distance is within the bound is cut (the
-        # float64 roundings of b and ‖a‖² are far below the slack).
-        self.bound = np.full(self.n, np.inf)
-        if bounds is not None:
-            self.bound = bounds - squared_norms + self.slack
+    def __init__(self, k: int, slack: np.ndarray, bounds=None):
+        self.n, self.k, self.slack = len(slack), k, slack
+        # A squared-distance bound b: no v of an entry within it exceeds b + slack / 2.
+        self.bound = np.full(self.n, np.inf) if bounds is None else bounds + slack
         self.threshold = self.bound.copy()
-        self.rows, self.columns, self.t = [], [], []
+        self.rows, self.columns, self.values = [], [], []
         self.kept = 0
 
-    def add(self, t: np.ndarray, column_offset: int) -> None:
-        """Take the entries of t (rows × columns, NaN for none) that may be in a top k."""
-        k = self.k
-        unset = np.flatnonzero(~np.isfinite(self.threshold))
-        if len(unset) and t.shape[1] > k:
-            # The k-th value of any k+1 or more columns bounds the k-th of all of them;
-            # a sample of the block gives a threshold at a fraction of the cost of
-            # selecting over the whole block (_prune tightens it afterwards). About
-            # k/4096 of the other columns pass it.
-            sample = t[unset, :min(t.shape[1], max(4096, 8 * k))]
-            kth = np.partition(sample, k - 1, axis=1)[:, k - 1]
-            self.threshold[unset] = kth + self.slack[unset]
-        rows, columns = np.nonzero(t <= _round_up32(self.threshold)[:, None])
-        self.rows.append(rows.astype(np.int32))
+    def seed(self, products, row_norms, column_norms, own, row_offset: int = 0) -> None:
+        """Give rows without a threshold one from a sample of this block's columns.
+
+        products holds rows row_offset.. of these candidates."""
+        if products.shape[1] <= self.k:
+            return
+        thresholds = self.threshold[row_offset:row_offset + len(products)]  # a view
+        unset = np.flatnonzero(np.isinf(thresholds))
+        if not len(unset):
+            return
+        # The k-th value of any k + 1 or more columns bounds the k-th of all of them; a
+        # sample of the block gives a threshold at a fraction of the cost of selecting
+        # over the whole block (_prune tightens it afterwards). About k/4096 of the
+        # other columns pass it.
+        width = min(products.shape[1], max(4096, 8 * self.k))
+        sample = (products[unset, :width] + column_norms[:width]) + row_norms[unset, None]
+        own = own[unset]
+        mine = np.flatnonzero((own >= 0) & (own < width))
+        sample[mine, own[mine]] = np.inf
+        kth = kernels.kth_smallest(sample, self.k)
+        thresholds[unset] = np.minimum(thresholds[unset],
+                                       kth + self.slack[row_offset + unset])
+
+    def extend(self, rows, columns, values, column_offset: int, row_offset: int = 0):
+        self.rows.append(rows + np.int32(row_offset) if row_offset else rows)
         self.columns.append(columns.astype(np.int64) + column_offset)
-        self.t.append(t[rows, columns])
+        self.values.append(values)
         self.kept += len(rows)
-        if self.kept > 2 * self.n * (k + 16):
+        if self.kept > 2 * self.n * (self.k + 16):
             self._prune()
 
     def _prune(self) -> None:
-        self.rows, self.columns, self.t, threshold = _prune(
-            self.rows, self.columns, self.t, self.n, self.k, self.slack)
+        self.rows, self.columns, self.values, threshold = _prune(
+            self.rows, self.columns, self.values, self.n, self.k, self.slack)
         self.threshold = np.minimum(threshold, self.bound)
         self.kept = len(self.rows[0])
 
@@ -273,30 +303,11 @@ class _Candidates:
         return self.rows[0], self.columns[0]
 
 
-def _round_up32(values: np.ndarray) -> np.ndarray:
-    """Return float32 values not below the float64 ones, so no candidate is cut."""
-    rounded = values.astype(np.float32)
-    low = rounded.astype(np.float64) < values
-    rounded[low] = np.nextafter(rounded[low], np.float32(np.inf))
-    return rounded
-
-
-def _prune(rows, columns, t, n, k, slack):
-    """Keep the entries within slack of each row's k-th smallest t; return new threshold."""
-    rows, columns, t = np.concatenate(rows), np.concatenate(columns), np.concatenate(t)
-    counts = np.bincount(rows, minlength=n)
-    threshold = np.full(n, np.inf)
-    full = counts >= k
-    if full.any():
-        # Each block's entries arrive sorted by row, so a stable sort by row is cheap;
-        # the k-th per row then comes from one partition of a padded (n, widest) array.
-        order = np.argsort(rows, kind="stable")
-        starts = np.cumsum(counts) - counts
-        rank = np.empty(len(rows), dtype=np.int64)
-        rank[order] = np.arange(len(rows)) - starts[rows[order]]
-        padded = np.full((n, counts.max()), np.inf, dtype=np.float32)
-        padded[rows, rank] = t
-        kth = np.partition(padded, k - 1, axis=1)[:, k - 1]
-        threshold[full] = kth[full].astype(np.float64) + slack[full]
-    keep = t.astype(np.float64) <= threshold[rows]
-    return [rows[keep]], [columns[keep]], [t[keep]], threshold
+def _prune(rows, columns, values, n, k, slack):
+    """Keep the entries within slack of each row's k-th smallest v; return new threshold."""
+    rows = np.concatenate(rows) if rows else np.empty(0, dtype=np.int32)
+    columns = np.concatenate(columns) if columns else np.empty(0, dtype=np.int64)
+    values = np.concatenate(values) if values else np.empty(0, dtype=np.float32)
+    threshold = kernels.kth_by_row(values, *kernels.group_by_row(rows, n), k) + slack
+    keep = values <= threshold[rows]
+    return [rows[keep]], [columns[keep]], [values[keep]], threshold

@@ -1,13 +1,16 @@
 """The exact k-NN engine against a float64 brute force (scipy cdist)."""
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.spatial.distance import cdist
 
-from grouping.engine import ExactIndex, error_coefficient
+from grouping import engine, kernels
+from grouping.engine import ExactIndex, error_coefficient, exact_squared_distances
 
 
 def brute_force(query, query_ids, base, base_ids, k):
@@ -139,14 +142,66 @@ def test_block_shape_stays_within_the_memory_bound():
 
 
 def test_error_bound_is_above_the_float32_error_seen():
+    # The estimate as the selection computes it: (−2a·b + ‖b‖²) + ‖a‖², in float32.
     rng = np.random.default_rng(3)
     a = np.abs(rng.normal(size=(64, 2048))).astype(np.float32)
     b = np.abs(rng.normal(size=(64, 2048))).astype(np.float32)
-    t = (b.astype(np.float64) ** 2).sum(1).astype(np.float32) - 2 * (a @ b.T)
-    exact = (b.astype(np.float64) ** 2).sum(1) - 2 * (a.astype(np.float64) @ b.T.astype(
-        np.float64))
+    a_norms = (a.astype(np.float64) ** 2).sum(1).astype(np.float32)
+    b_norms = (b.astype(np.float64) ** 2).sum(1).astype(np.float32)
+    v = ((a * np.float32(-2)) @ b.T + b_norms) + a_norms[:, None]
+    assert v.dtype == np.float32
+    exact = cdist(a.astype(np.float64), b.astype(np.float64), "sqeuclidean")
     norms = np.linalg.norm(a, axis=1)[:, None] + np.linalg.norm(b, axis=1)[None, :]
-    assert (np.abs(t - exact) <= error_coefficient(2048) * norms ** 2).all()
+    assert (np.abs(v - exact) <= error_coefficient(2048) * norms ** 2).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 70), st.integers(1, 70), st.integers(0, 2 ** 32 - 1), st.booleans())
+def test_select_takes_exactly_the_entries_within_either_threshold(n, m, seed, one_side):
+    # The block's entries for its rows and, without a transposed copy, for its columns.
+    rng = np.random.default_rng(seed)
+    products = rng.normal(size=(n, m)).astype(np.float32)
+    products[rng.random((n, m)) < 0.3] = 0.5  # ties with the thresholds below
+    row_norms = rng.random(n).astype(np.float32)
+    column_norms = rng.random(m).astype(np.float32)
+    v = (products + column_norms) + row_norms[:, None]
+    row_threshold = v[np.arange(n), rng.integers(0, m, n)].astype(np.float64)
+    column_threshold = v[rng.integers(0, n, m), np.arange(m)].astype(np.float64)
+    row_threshold[rng.random(n) < 0.2] = np.inf
+    if one_side:
+        column_threshold[:] = -np.inf
+    own = np.where(rng.random(n) < 0.5, rng.integers(0, m, n), -1)
+    (rows, columns, values), (their_rows, their_columns, their_values) = kernels.select(
+        products, row_norms, column_norms, row_threshold, column_threshold, own)
+    allowed = np.ones((n, m), dtype=bool)
+    allowed[np.flatnonzero(own >= 0), own[own >= 0]] = False
+    want = np.nonzero((v <= row_threshold[:, None]) & allowed)
+    np.testing.assert_array_equal(rows, want[0])
+    np.testing.assert_array_equal(columns, want[1])
+    np.testing.assert_array_equal(values, v[want])
+    want = np.nonzero((v <= column_threshold[None, :]) & allowed)
+    np.testing.assert_array_equal(their_rows, want[1])
+    np.testing.assert_array_equal(their_columns, want[0])
+    np.testing.assert_array_equal(their_values, v[want])
+
+
+def test_exact_distances_have_the_same_bits_whatever_the_call():
+    # Searches compute a pair in different calls, batches and orders, and with either
+    # vector as the query: incremental runs must equal full ones bit for bit.
+    rng = np.random.default_rng(5)
+    a = np.abs(rng.normal(size=(50, 2051))).astype(np.float32)
+    b = np.abs(rng.normal(size=(50, 2051))).astype(np.float32)
+    b[0] = a[0]
+    b[1] = a[1] + np.float32(1e-6)
+    together = exact_squared_distances(a, b)
+    one_by_one = np.concatenate([exact_squared_distances(a[i:i + 1], b[i:i + 1])
+                                 for i in range(len(a))])
+    reordered = exact_squared_distances(b[::-1], a[::-1])[::-1]
+    np.testing.assert_array_equal(together, one_by_one)
+    np.testing.assert_array_equal(together, reordered)
+    reference = ((a.astype(np.float64) - b) ** 2).sum(axis=1)
+    np.testing.assert_allclose(together, reference, rtol=1e-13)
+    assert together[0] == 0 and 0 < together[1] < 1e-8
 
 
 def test_bad_input_is_refused_with_a_clear_error():
@@ -161,19 +216,42 @@ def test_bad_input_is_refused_with_a_clear_error():
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(problems(small_integers), st.booleans())
-def test_search_all_uses_symmetry_and_gives_the_same_lists(problem, scaled):
-    # The full run's path: each distance block serves its rows and, transposed, its
-    # columns. Exact ties, duplicates, N < k, blocks that do not divide N.
+@given(problems(small_integers), st.booleans(), st.integers(1, 5))
+def test_search_all_uses_symmetry_and_gives_the_same_lists(problem, scaled, step):
+    # The full run's path: each distance block serves its rows and its columns, and the
+    # diagonal blocks are computed in sub-blocks on and above the diagonal. Exact ties,
+    # duplicates, N < k, blocks and sub-blocks that do not divide N.
     base, ids, k, block_rows, _ = problem
     if scaled:
         base = base * np.float32(1e3) ** np.arange(len(base)).reshape(-1, 1) % 7
     index = ExactIndex(base, ids)
-    blocks = list(index.search_all(k, block_rows=block_rows))
+    with mock.patch.object(engine, "_DIAGONAL_STEP", step):
+        blocks = list(index.search_all(k, block_rows=block_rows))
     assert [start for start, *_ in blocks] == list(range(0, len(base), block_rows))
     found_ids = np.vstack([b[2] for b in blocks])
     found_distances = np.vstack([b[3] for b in blocks])
     assert_exact(found_ids, found_distances, base, ids, base, ids, k, strict=not scaled)
     same = index.search(base, ids, k)
+    np.testing.assert_array_equal(found_ids, same[0])
+    np.testing.assert_array_equal(found_distances, same[1])
+
+
+@pytest.mark.parametrize("step", [512, 100])
+def test_search_all_on_pool3_like_vectors(step):
+    # Blocks large enough for sampled thresholds, pruning and the default sub-blocks.
+    rng = np.random.default_rng(11)
+    centres = rng.normal(size=(20, 64))
+    base = np.maximum(centres[rng.integers(0, 20, 1500)] + rng.normal(size=(1500, 64)),
+                      0).astype(np.float32)
+    base[700] = base[3]
+    base[701] = base[3] + np.float32(1e-5)
+    ids = rng.permutation(10 ** 6)[:1500]
+    index = ExactIndex(base, ids)
+    with mock.patch.object(engine, "_DIAGONAL_STEP", step):
+        blocks = list(index.search_all(100, block_rows=600))
+    found_ids = np.vstack([b[2] for b in blocks])
+    found_distances = np.vstack([b[3] for b in blocks])
+    assert_exact(found_ids, found_distances, base, ids, base, ids, 100)
+    same = index.search(base, ids, 100, block_rows=256, block_columns=700)
     np.testing.assert_array_equal(found_ids, same[0])
     np.testing.assert_array_equal(found_distances, same[1])

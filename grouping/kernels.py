@@ -1,0 +1,153 @@
+"""Compiled loops of the neighbour engine (numba), for what numpy does in many passes.
+
+Both run on all cores (numba's own threads, between the BLAS calls) and release the GIL.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+# reassoc lets LLVM vectorize the sum (about 4× the scalar loop). The order it picks is
+# fixed in the compiled loop, the same for every pair and call on a machine (the
+# vectorized loop and its remainder depend on d only), though it may differ between
+# CPUs of different vector widths, in the last bits.
+@numba.njit(nogil=True, parallel=True, cache=True, fastmath={"reassoc", "nsz"})
+def squared_distances(query, base, rows, columns, out):
+    """out[p] = Σ(query[rows[p]] − base[columns[p]])², in float64.
+
+    Differences of float32 values are exact in float64, so near-duplicates keep their
+    tiny distances, and the terms are non-negative, so the sum errs by at most about
+    d·2⁻⁵³ relative in any order. (a − b)² = (b − a)², so a pair gets the same bits
+    whichever side is the query, in every search.
+    """
+    d = query.shape[1]
+    for p in numba.prange(len(rows)):
+        a = query[rows[p]]
+        b = base[columns[p]]
+        total = 0.0
+        for i in range(d):
+            x = np.float64(a[i]) - np.float64(b[i])
+            total += x * x
+        out[p] = total
+
+
+@numba.njit(nogil=True, parallel=True, cache=True)
+def _count(products, row_norms, column_norms, row_threshold, column_threshold, own):
+    n, m = products.shape
+    counts = np.zeros((n, 2), dtype=np.int64)
+    for i in numba.prange(n):
+        rows_kept = 0
+        columns_kept = 0
+        limit = row_threshold[i]
+        for j in range(m):
+            v = (products[i, j] + column_norms[j]) + row_norms[i]
+            rows_kept += np.float64(v) <= limit
+            columns_kept += np.float64(v) <= column_threshold[j]
+        if 0 <= own[i] < m:
+            v = (products[i, own[i]] + column_norms[own[i]]) + row_norms[i]
+            rows_kept -= np.float64(v) <= limit
+            columns_kept -= np.float64(v) <= column_threshold[own[i]]
+        counts[i, 0] = rows_kept
+        counts[i, 1] = columns_kept
+    return counts
+
+
+@numba.njit(nogil=True, parallel=True, cache=True)
+def _fill(products, row_norms, column_norms, row_threshold, column_threshold, own,
+          starts, rows, columns, values):
+    n, m = products.shape
+    for i in numba.prange(n):
+        at_row = starts[i, 0]
+        at_column = starts[i, 1]
+        limit = row_threshold[i]
+        for j in range(m):
+            if j == own[i]:
+                continue
+            v = (products[i, j] + column_norms[j]) + row_norms[i]
+            if np.float64(v) <= limit:
+                rows[at_row] = i
+                columns[at_row] = j
+                values[at_row] = v
+                at_row += 1
+            if np.float64(v) <= column_threshold[j]:
+                rows[at_column] = j
+                columns[at_column] = i
+                values[at_column] = v
+                at_column += 1
+
+
+def select(products, row_norms, column_norms, row_threshold, column_threshold, own):
+    """Return the entries of a block that pass a threshold, for its rows and its columns.
+
+    The block's value at (i, j) is the float32 v = (products[i, j] + column_norms[j])
+    + row_norms[i], an estimate of the squared distance, the same for both sides. Returns
+    ((rows, columns, values) of the entries with v ≤ row_threshold[i], and the same, as
+    (j, i, v), of those with v ≤ column_threshold[j]), each in row order; the entry
+    (i, own[i]) is left out (own[i] = −1 for none). Thresholds are float64 and compared
+    exactly; pass −inf thresholds for a side that is not wanted.
+    """
+    counts = _count(products, row_norms, column_norms, row_threshold, column_threshold,
+                    own)
+    totals = counts.sum(axis=0)
+    starts = np.empty_like(counts)
+    starts[:, 0] = np.cumsum(counts[:, 0]) - counts[:, 0]
+    starts[:, 1] = np.cumsum(counts[:, 1]) - counts[:, 1] + totals[0]
+    total = int(totals.sum())
+    rows = np.empty(total, dtype=np.int32)
+    columns = np.empty(total, dtype=np.int32)
+    values = np.empty(total, dtype=np.float32)
+    _fill(products, row_norms, column_norms, row_threshold, column_threshold, own,
+          starts, rows, columns, values)
+    split = int(totals[0])
+    return ((rows[:split], columns[:split], values[:split]),
+            (rows[split:], columns[split:], values[split:]))
+
+
+@numba.njit(nogil=True, parallel=True, cache=True)
+def kth_smallest(sample, k):
+    """Return each row's k-th smallest value (k counted from 1) as float64."""
+    out = np.empty(sample.shape[0])
+    for i in numba.prange(sample.shape[0]):
+        out[i] = np.partition(sample[i], k - 1)[k - 1]
+    return out
+
+
+@numba.njit(nogil=True, cache=True)
+def group_by_row(rows, n):
+    """Return (order, starts): order lists the entries row by row (stable), row r's
+    entries being order[starts[r]:starts[r + 1]]."""
+    starts = np.zeros(n + 1, dtype=np.int64)
+    for r in rows:
+        starts[r + 1] += 1
+    for r in range(n):
+        starts[r + 1] += starts[r]
+    at = starts[:-1].copy()
+    order = np.empty(len(rows), dtype=np.int64)
+    for e in range(len(rows)):
+        order[at[rows[e]]] = e
+        at[rows[e]] += 1
+    return order, starts
+
+
+@numba.njit(nogil=True, parallel=True, cache=True)
+def kth_by_row(values, order, starts, k):
+    """Return each row's k-th smallest value, inf where a row has fewer than k."""
+    n = len(starts) - 1
+    out = np.full(n, np.inf)
+    for r in numba.prange(n):
+        if starts[r + 1] - starts[r] >= k:
+            out[r] = np.partition(values[order[starts[r]:starts[r + 1]]], k - 1)[k - 1]
+    return out
+
+
+@numba.njit(nogil=True, parallel=True, cache=True)
+def best_by_row(squared, neighbours, order, starts, k, ids, distances):
+    """Fill each row of ids/distances with its k entries of least (squared, neighbour)."""
+    for r in numba.prange(len(starts) - 1):
+        entries = order[starts[r]:starts[r + 1]]
+        by_id = entries[np.argsort(neighbours[entries], kind="mergesort")]
+        best = by_id[np.argsort(squared[by_id], kind="mergesort")]
+        for rank in range(min(k, len(best))):
+            ids[r, rank] = neighbours[best[rank]]
+            distances[r, rank] = np.sqrt(squared[best[rank]])
