@@ -9,7 +9,10 @@ same order, ties broken by neighbour id.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -29,6 +32,15 @@ _BYTES_PER_ELEMENT = 5
 # diagonal are computed (10 of 16 in a block of 2048 rows), and at 512 rows the float32
 # products still run at about 95 % of the rate of large ones.
 _DIAGONAL_STEP = 512
+
+
+@contextlib.contextmanager
+def _blas_threads(count: int):
+    """Run the block with BLAS limited to count threads, as set before afterwards."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=count, user_api="blas"):
+        yield
 
 
 def error_coefficient(dimensions: int) -> float:
@@ -124,7 +136,7 @@ class ExactIndex:
 
     def search(self, query, query_ids, k: int, memory_bytes: int = 256 << 20,
                block_rows: int | None = None, block_columns: int | None = None,
-               bounds=None):
+               bounds=None, column_bounds=None):
         """Return (ids, distances) of each query row's k nearest base rows, self excluded.
 
         ids is an (n, k) int64 array padded with −1 and distances an (n, k) float64 array
@@ -132,6 +144,12 @@ class ExactIndex:
         Rows are ordered by distance, then by neighbour id. bounds, if given, holds a
         squared distance per query row: base rows farther than it may be left out (all
         rows within it are kept), which spares their float64 re-ranking.
+
+        column_bounds, if given, holds a squared distance per base row (−inf for none),
+        and a third result comes back from the same distance blocks: (base rows, query
+        rows, distances) of every pair within its base row's bound, self excluded, and
+        maybe of pairs a little beyond it (within the float32 estimate's error), in no
+        order; the distances have the same bits as in any list.
         """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
@@ -142,37 +160,64 @@ class ExactIndex:
                              f"the base {self.dimensions}")
         ids = np.full((len(query), k), -1, dtype=np.int64)
         distances = np.full((len(query), k), np.inf)
+        pairs = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty(0))
+        if column_bounds is not None:
+            column_bounds = np.asarray(column_bounds, dtype=np.float64).reshape(len(self))
         if not len(query) or not len(self):
-            return ids, distances
+            return (ids, distances) if column_bounds is None else (ids, distances, pairs)
         numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
         rows, columns = self.block_shape(len(query), memory_bytes)
         rows, columns = block_rows or rows, block_columns or columns
         positions = self._positions(query_ids)
         bounds = (np.full(len(query), np.inf) if bounds is None
                   else np.asarray(bounds, dtype=np.float64).reshape(len(query)))
+        found = []
         for start in range(0, len(query), rows):
             stop = min(start + rows, len(query))
-            ids[start:stop], distances[start:stop] = self._search_block(
-                query[start:stop], positions[start:stop], k, columns, bounds[start:stop])
-        return ids, distances
+            ids[start:stop], distances[start:stop], (base_rows, query_rows) = \
+                self._search_block(query[start:stop], positions[start:stop], k, columns,
+                                   bounds[start:stop], column_bounds)
+            found.append((base_rows, query_rows + start))
+        if column_bounds is None:
+            return ids, distances
+        base_rows = np.concatenate([b for b, _ in found])
+        query_rows = np.concatenate([q for _, q in found])
+        squared = np.empty(len(base_rows))
+        kernels.squared_distances(query, self.vectors, query_rows.astype(np.int32),
+                                  base_rows, squared)
+        return ids, distances, (base_rows, query_rows, np.sqrt(squared))
 
-    def _search_block(self, query, positions, k, columns, bounds):
+    def _search_block(self, query, positions, k, columns, bounds, column_bounds):
+        """Return the block's (ids, distances) and the (base rows, query rows) of the
+        pairs that may be within column_bounds."""
         squared_norms = _squared_norms(query)
         query_norms = squared_norms.astype(np.float32)
         candidates = _Candidates(k, self._slack(squared_norms), bounds)
         minus_two_query = query * np.float32(-2)  # exact: a power of two
-        no_columns = np.full(columns, -np.inf)
+        if column_bounds is None:
+            column_threshold = np.full(len(self), -np.inf)
+        else:
+            # As for the rows' bounds: v errs by at most c(‖a‖ + ‖b‖)², here with the
+            # largest query norm for a.
+            column_threshold = column_bounds + 2 * (
+                error_coefficient(self.dimensions)
+                * (np.sqrt(self.squared_norms) + np.sqrt(squared_norms.max())) ** 2 + _TINY)
+        base_rows, query_rows = [np.empty(0, dtype=np.int64)], [np.empty(0, dtype=np.int64)]
         for start in range(0, len(self), columns):
             stop = min(start + columns, len(self))
             products = minus_two_query @ self.vectors[start:stop].T
             inside = (positions >= start) & (positions < stop)
             own = np.where(inside, positions - start, -1)
             candidates.seed(products, query_norms, self.squared_norms32[start:stop], own)
-            mine, _ = kernels.select(products, query_norms,
-                                     self.squared_norms32[start:stop],
-                                     candidates.threshold, no_columns[:stop - start], own)
+            mine, theirs = kernels.select(products, query_norms,
+                                          self.squared_norms32[start:stop],
+                                          candidates.threshold,
+                                          column_threshold[start:stop], own)
             candidates.extend(*mine, start)
-        return self._rank(query, *candidates.finish(), k)
+            base_rows.append(theirs[0].astype(np.int64) + start)
+            query_rows.append(theirs[1].astype(np.int64))
+        return (*self._rank(query, *candidates.finish(), k),
+                (np.concatenate(base_rows), np.concatenate(query_rows)))
 
     def search_all(self, k: int, memory_bytes: int = 256 << 20,
                    block_rows: int | None = None):
@@ -184,35 +229,70 @@ class ExactIndex:
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         n = len(self)
-        # One square float32 block and room for its candidates; block_rows
-        # (--batch-size) may ask for fewer rows, never for more memory.
-        rows = max(1, min(block_rows or 2048, int(np.sqrt(memory_bytes / 5))))
+        # A square float32 block and room for its candidates per block in flight;
+        # block_rows (--batch-size) may ask for fewer rows, never for more memory.
+        in_flight = 2 * self.threads
+        rows = max(1, min(block_rows or 2048,
+                          int(np.sqrt(memory_bytes / _BYTES_PER_ELEMENT / in_flight))))
         slack = self._slack(self.squared_norms)
         waiting: dict[int, _Candidates] = {}
-        for i_start in range(0, n, rows):
-            numba.set_num_threads(min(self.threads, numba.config.NUMBA_NUM_THREADS))
-            i_stop = min(i_start + rows, n)
-            mine = waiting.pop(i_start, None) or _Candidates(k, slack[i_start:i_stop])
-            # Sub-blocks of the diagonal block on and above its diagonal, then the blocks
-            # to its right: each block off the diagonal serves both of its sides.
-            for a in range(i_start, i_stop, _DIAGONAL_STEP):
-                a_stop = min(a + _DIAGONAL_STEP, i_stop)
-                for b in range(a, i_stop, _DIAGONAL_STEP):
-                    self._symmetric_block(a, a_stop, b, min(b + _DIAGONAL_STEP, i_stop),
-                                          mine, i_start, mine, i_start)
-            for j_start in range(i_stop, n, rows):
-                j_stop = min(j_start + rows, n)
-                other = waiting.get(j_start)
-                if other is None:
-                    other = waiting[j_start] = _Candidates(k, slack[j_start:j_stop])
-                self._symmetric_block(i_start, i_stop, j_start, j_stop, mine, i_start,
-                                      other, j_start)
-            yield (i_start, i_stop,
-                   *self._rank(self.vectors[i_start:i_stop], *mine.finish(), k))
+        pending = deque()  # blocks in flight, and the ends of row blocks, in order
+        ranking = deque()  # row blocks being ranked, in order
+
+        def settle(limit):
+            """Add the results of the oldest blocks until at most limit are in flight."""
+            while len(pending) > limit:
+                item = pending.popleft()
+                if item[0] == "end":
+                    _, start, stop, candidates = item
+                    ranking.append((start, stop, pool.submit(
+                        self._rank, self.vectors[start:stop], *candidates.finish(), k)))
+                    continue
+                _, (a, _, b, _, rows_a, offset_a, rows_b, offset_b), future = item
+                found, theirs = future.result()
+                rows_a.extend(*found, b, a - offset_a)
+                if theirs is not None:
+                    rows_b.extend(*theirs, a, b - offset_b)
+
+        # Each thread computes whole blocks, the float32 products with one BLAS thread
+        # and then the selection: with BLAS on all cores, its idle threads spin for
+        # milliseconds after each product, which slowed the selection that followed by
+        # about as much again. Results are added here, in order; a block computed while
+        # an earlier one tightened the thresholds used the looser ones (a superset).
+        with _blas_threads(1), ThreadPoolExecutor(
+                self.threads, initializer=numba.set_num_threads, initargs=(1,)) as pool:
+            for i_start in range(0, n, rows):
+                i_stop = min(i_start + rows, n)
+                mine = waiting.pop(i_start, None) or _Candidates(k, slack[i_start:i_stop])
+                # Sub-blocks of the diagonal block on and above its diagonal, then the
+                # blocks to its right: each block off the diagonal serves both its sides.
+                blocks = [(a, min(a + _DIAGONAL_STEP, i_stop), b,
+                           min(b + _DIAGONAL_STEP, i_stop), mine, i_start, mine, i_start)
+                          for a in range(i_start, i_stop, _DIAGONAL_STEP)
+                          for b in range(a, i_stop, _DIAGONAL_STEP)]
+                for j_start in range(i_stop, n, rows):
+                    j_stop = min(j_start + rows, n)
+                    other = waiting.get(j_start)
+                    if other is None:
+                        other = waiting[j_start] = _Candidates(k, slack[j_start:j_stop])
+                    blocks.append((i_start, i_stop, j_start, j_stop, mine, i_start,
+                                   other, j_start))
+                for block in blocks:
+                    pending.append(("block", block,
+                                    pool.submit(self._symmetric_block, *block)))
+                    settle(in_flight)
+                    while ranking and ranking[0][2].done():
+                        start, stop, future = ranking.popleft()
+                        yield start, stop, *future.result()
+                pending.append(("end", i_start, i_stop, mine))
+            settle(0)
+            for start, stop, future in ranking:
+                yield start, stop, *future.result()
 
     def _symmetric_block(self, a, a_stop, b, b_stop, rows_a, offset_a, rows_b, offset_b):
-        """Add the distance block of base rows a..a_stop against b..b_stop (a ≤ b) to
-        the candidates of both: rows_a holds rows from offset_a on, rows_b from offset_b."""
+        """Return the candidates of the distance block of base rows a..a_stop against
+        b..b_stop (a ≤ b) for both sides, as kernels.select does (None for the second
+        where a = b); rows_a holds rows from offset_a on, rows_b from offset_b."""
         products = (self.vectors[a:a_stop] * np.float32(-2)) @ self.vectors[b:b_stop].T
         norms_a, norms_b = self.squared_norms32[a:a_stop], self.squared_norms32[b:b_stop]
         if a == b:  # the same rows: self excluded, and one side is enough
@@ -221,16 +301,13 @@ class ExactIndex:
             found, _ = kernels.select(products, norms_a, norms_b,
                                       rows_a.threshold[a - offset_a:a_stop - offset_a],
                                       np.full(b_stop - b, -np.inf), own)
-            rows_a.extend(*found, b, a - offset_a)
-            return
+            return found, None
         none = np.full(a_stop - a, -1)
         rows_a.seed(products, norms_a, norms_b, none, a - offset_a)
         rows_b.seed(products.T, norms_b, norms_a, np.full(b_stop - b, -1), b - offset_b)
-        found, theirs = kernels.select(
+        return kernels.select(
             products, norms_a, norms_b, rows_a.threshold[a - offset_a:a_stop - offset_a],
             rows_b.threshold[b - offset_b:b_stop - offset_b], none)
-        rows_a.extend(*found, b, a - offset_a)
-        rows_b.extend(*theirs, a, b - offset_b)
 
     def _rank(self, query, rows, columns, k):
         """Return the k best of the candidates by exact float64 distance, then id."""

@@ -255,3 +255,38 @@ def test_search_all_on_pool3_like_vectors(step):
     same = index.search(base, ids, 100, block_rows=256, block_columns=700)
     np.testing.assert_array_equal(found_ids, same[0])
     np.testing.assert_array_equal(found_distances, same[1])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problems(floats), st.data())
+def test_column_bounds_give_every_pair_within_them(problem, data):
+    # The pairs that new images make with the lists they may enter, from the same
+    # distance blocks as the new images' own lists.
+    base, ids, k, block_rows, block_columns = problem
+    rows = data.draw(st.lists(st.integers(0, len(base) - 1), max_size=6, unique=True))
+    query, query_ids = base[rows], ids[rows]
+    exact = cdist(query.astype(np.float64), base.astype(np.float64), "sqeuclidean")
+    kind = data.draw(arrays(np.int8, len(base), elements=st.integers(0, 3)))
+    bounds = np.where(kind == 0, -np.inf, np.where(kind == 1, np.inf, 0.0))
+    for j in np.flatnonzero(kind >= 2):  # a tie with one of the pairs, or between
+        i = data.draw(st.integers(0, max(0, len(query) - 1)))
+        bounds[j] = exact[i, j] * (1 if kind[j] == 2 else 0.999) if len(query) else 1.0
+    index = ExactIndex(base, ids)
+    found_ids, found_distances, (base_rows, query_rows, distances) = index.search(
+        query, query_ids, k, block_rows=block_rows, block_columns=block_columns,
+        column_bounds=bounds)
+    lists = index.search(query, query_ids, k, block_rows=block_rows,
+                         block_columns=block_columns)
+    np.testing.assert_array_equal(found_ids, lists[0])
+    np.testing.assert_array_equal(found_distances, lists[1])
+    pairs = set(zip(base_rows.tolist(), query_rows.tolist()))
+    assert len(pairs) == len(base_rows)
+    not_self = ids[None, :] != query_ids[:, None]
+    want = {(j, i) for i, j in zip(*np.nonzero((exact <= bounds[None, :]) & not_self))}
+    assert want <= pairs
+    assert all(ids[j] != query_ids[i] and bounds[j] > -np.inf for j, i in pairs)
+    # The same bits as the lists give the pair.
+    same = exact_squared_distances(query[query_rows], base[base_rows])
+    np.testing.assert_array_equal(distances, np.sqrt(same))
+    np.testing.assert_allclose(distances ** 2, exact[query_rows, base_rows], rtol=1e-12,
+                               atol=1e-300)
