@@ -6,6 +6,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,9 @@ from sqlalchemy.exc import DBAPIError
 from service_fixtures import (app, archive, client, settings_for_archive,  # noqa: F401
                               sqlite_archive)
 
+from db.engine import make_engine
 from db.models import Image, ImageNeighbour
-from service import create_app
+from service import create_app, database
 from settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,3 +140,66 @@ def test_lookup_finds_a_path_that_is_not_utf8(tmp_path, settings_for):
     assert [image["path"] for image in found["images"]] == ["scans/caf\\xe9 1.jpg"]
     by_name = client.get("/api/v1/images/lookup", query_string={"name": "caf\\xe9 1.jpg"})
     assert len(by_name.get_json()["images"]) == 1
+
+
+@pytest.fixture
+def mariadb_app(archive, tmp_path):
+    """A fresh app (an empty pool) over the MariaDB archive."""
+    if not archive.url.startswith("mysql"):
+        pytest.skip("MariaDB only")
+    application = create_app(settings_for_archive(archive, tmp_path))
+    yield application
+    application.extensions["db_engine"].dispose()
+
+
+def _session_counters(engine) -> dict[str, int]:
+    # A test client runs one request at a time, so the pool has one connection: this.
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            "SHOW SESSION STATUS WHERE Variable_name IN "
+            "('Com_select', 'Com_admin_commands', 'Com_rollback', 'Com_commit')").all()
+    return {name: int(value) for name, value in rows}
+
+
+def test_a_busy_request_costs_its_select_and_no_other_round_trip(mariadb_app, monkeypatch):
+    """No ping, no ROLLBACK, no query of the autocommit mode: the SELECT and nothing else."""
+    monkeypatch.setattr(database, "IDLE_PING_SECONDS", 60.0)  # however slow this machine
+    client, engine = mariadb_app.test_client(), mariadb_app.extensions["db_engine"]
+    assert client.get("/api/v1/healthz").status_code == 200
+    before = _session_counters(engine)
+    for _ in range(10):
+        assert client.get("/api/v1/images/1/neighbours").status_code == 200
+        assert client.get("/image_name_and_neighbours/2").status_code == 200
+    after = _session_counters(engine)
+    assert {name: after[name] - before[name] for name in after} == {
+        "Com_select": 20, "Com_admin_commands": 0, "Com_rollback": 0, "Com_commit": 0}
+
+
+def test_an_idle_connection_the_server_dropped_is_replaced_unseen(mariadb_app, archive):
+    client, engine = mariadb_app.test_client(), mariadb_app.extensions["db_engine"]
+    assert client.get("/api/v1/images/1/neighbours").status_code == 200
+    _kill_pooled_connection(engine, archive.url)
+    time.sleep(database.IDLE_PING_SECONDS + 0.2)  # as a server restart would take
+    assert client.get("/api/v1/images/1/neighbours").status_code == 200
+
+
+def test_a_busy_connection_the_server_dropped_fails_one_request_at_most(mariadb_app,
+                                                                        archive,
+                                                                        monkeypatch):
+    """Not pinged when busy: the request that finds it dropped may fail, not the next."""
+    monkeypatch.setattr(database, "IDLE_PING_SECONDS", 60.0)
+    client, engine = mariadb_app.test_client(), mariadb_app.extensions["db_engine"]
+    assert client.get("/api/v1/images/1/neighbours").status_code == 200
+    _kill_pooled_connection(engine, archive.url)
+    statuses = [client.get("/api/v1/images/1/neighbours").status_code for _ in range(3)]
+    assert statuses in ([200, 200, 200], [503, 200, 200])
+
+
+def _kill_pooled_connection(engine, url: str) -> None:
+    with engine.connect() as connection:
+        victim = connection.exec_driver_sql("SELECT CONNECTION_ID()").scalar()
+    admin = make_engine(url)
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"KILL CONNECTION {int(victim)}")
+    admin.dispose()
+
