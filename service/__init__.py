@@ -15,13 +15,13 @@ from settings import Settings, load_settings
 def create_app(settings: Settings | None = None, test_config: dict | None = None) -> Flask:
     """Build the application for `settings` (default: from the environment and .env)."""
     from service import api, database, errors, legacy, media, pages
+    from service.orjson_provider import OrjsonProvider
 
     settings = settings or load_settings()
     app = Flask(__name__)
     app.config.update(SETTINGS=settings)
     app.config.from_mapping(test_config or {})
-    app.json.sort_keys = False
-    app.json.compact = True
+    app.json = OrjsonProvider(app)
     app.logger.setLevel(getattr(logging, settings.log_level))
 
     database.init_app(app, settings.database_url)

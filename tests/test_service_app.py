@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,14 @@ def _kill_pooled_connection(engine, url: str) -> None:
         connection.exec_driver_sql(f"KILL CONNECTION {int(victim)}")
     admin.dispose()
 
+
+def test_json_keeps_flasks_forms_where_orjson_differs_or_refuses(app):
+    with app.app_context():
+        # Key order as built, dates as HTTP dates, as Flask's own encoder writes them.
+        assert app.json.dumps({"b": 1, "a": datetime(2026, 1, 2, 3, 4, 5)}) == \
+            '{"b":1,"a":"Fri, 02 Jan 2026 03:04:05 GMT"}'
+        # orjson refuses a lone surrogate and integers past 64 bits; the standard
+        # library writes them, so such a value cannot turn into a 500.
+        assert app.json.loads(app.json.dumps(["\udcff", 2**70])) == ["\udcff", 2**70]
+        response = app.json.response({"name": "straße"})
+        assert response.get_data() == '{"name":"straße"}\n'.encode()
