@@ -24,12 +24,21 @@ MAX_LOOKUP_TEXT = 4096
 LIST_CACHE = "public, max-age=300"  # lists change only when a job reruns
 
 
+# Request headers that make_conditional answers to (304, 412, a range).
+CONDITIONAL_HEADERS = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MATCH", "HTTP_IF_MODIFIED_SINCE",
+                       "HTTP_IF_UNMODIFIED_SINCE", "HTTP_RANGE")
+
+
 def cached_json(payload, cache_control: str = LIST_CACHE):
     """Return a JSON response with an ETag of its body, 304 if the client has it."""
     response = jsonify(payload)
     response.headers["Cache-Control"] = cache_control
     response.add_etag()
-    return response.make_conditional(request)
+    # Most requests send none of these; make_conditional would still parse and add
+    # headers, a tenth of a neighbour page's CPU time.
+    if any(header in request.environ for header in CONDITIONAL_HEADERS):
+        return response.make_conditional(request)
+    return response
 
 
 def _page_url(path: str, **params) -> str:
@@ -94,8 +103,9 @@ def neighbours(image_id: str):
                             "not run since its features were computed", id=number)
     next_url = (_page_url(f"/api/v1/images/{number}/neighbours", limit=limit,
                           offset=offset + limit) if len(rows) > limit else None)
+    root = request.script_root
     return cached_json({"id": number, "offset": offset, "limit": limit,
-                        "neighbours": [serialize.neighbour(r) for r in rows[:limit]],
+                        "neighbours": [serialize.neighbour(row, root) for row in rows[:limit]],
                         "next": next_url})
 
 
@@ -135,10 +145,13 @@ def stats():
                              for kind, run in read.last_jobs(connection).items()}})
 
 
+_HEALTH_QUERY = select(Image.id).limit(1)
+
+
 @bp.get("/healthz")
 def healthz():
     """Answer 200 when the database is reachable and has its tables."""
-    database.connection().execute(select(Image.id).limit(1)).first()
+    database.connection().execute(_HEALTH_QUERY).first()
     return jsonify({"status": "ok"})
 
 

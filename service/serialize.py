@@ -34,14 +34,16 @@ def image(row) -> dict:
             "updated_at": timestamp(row.updated_at), "links": links(row.id)}
 
 
-def neighbour(row) -> dict:
-    """Return the JSON object of one neighbour-list entry."""
-    root = request.script_root
-    return {"rank": row.rank, "id": row.id, "distance": row.distance,
+def neighbour(row, root: str) -> dict:
+    """Return the JSON object of one neighbour-list entry; `root` is the script root."""
+    # The caller looks the root up once per list, and each field of the row is read
+    # once: per entry, both cost more than building the entry.
+    image_id = row.id
+    page = f"{root}/images/{image_id}"
+    return {"rank": row.rank, "id": image_id, "distance": row.distance,
             "file_name": row.file_name,
-            "links": {"self": f"{root}/api/v1/images/{row.id}",
-                      "page": f"{root}/images/{row.id}",
-                      "thumbnail": f"{root}/images/{row.id}/thumbnail?size=256"}}
+            "links": {"self": f"{root}/api/v1/images/{image_id}", "page": page,
+                      "thumbnail": f"{page}/thumbnail?size=256"}}
 
 
 def job(run: dict | None) -> dict | None:

@@ -143,6 +143,23 @@ def test_cacheable_responses_carry_etags_and_answer_304(client, url):
     assert changed.status_code == 200 and changed.data == first.data
 
 
+@pytest.mark.parametrize("url", ["/api/v1/images/1/neighbours", "/image_name_and_neighbours/1"])
+def test_lists_answer_the_other_conditional_headers_too(client, url):
+    etag = client.get(url).headers["ETag"]
+    assert client.get(url, headers={"If-Match": '"something-else"'}).status_code == 412
+    assert client.get(url, headers={"If-Match": etag}).status_code == 200
+
+
+def test_neighbour_links_follow_the_mount_point(client):
+    body = client.get("/api/v1/images/1/neighbours?limit=2",
+                      base_url="http://localhost/archive").get_json()
+    entry = body["neighbours"][0]
+    assert entry["links"] == {"self": f"/archive/api/v1/images/{entry['id']}",
+                              "page": f"/archive/images/{entry['id']}",
+                              "thumbnail": f"/archive/images/{entry['id']}/thumbnail?size=256"}
+    assert body["next"] == "/archive/api/v1/images/1/neighbours?limit=2&offset=2"
+
+
 def _validator(document, schema):
     return jsonschema_rs.validator_for({**schema, "components": document["components"]})
 
