@@ -8,9 +8,9 @@ Runs, each for --duration seconds after a warm-up:
   1. baseline: /api/v1/healthz (one trivial query): what the stack costs per request;
   2. /api/v1/images/<id>/neighbours (default limit 20), and with limit=100;
   3. the original /image_name_and_neighbours/<id> (all 100);
-  4. run 3 again while a writer replaces lists as the grouping job does (DELETE + INSERT
-     of one image's list per transaction) and a checker reads the rewritten lists,
-     counting any list that is not whole (100 entries, one version).
+  4. run 3 again while a writer replaces lists through the grouping job's own
+     write_lists (one image's list per transaction) and a checker reads the rewritten
+     lists, counting any list that is not whole (100 entries, one version).
 Prints requests/s, p50/p99 latency and errors per run, and ratios to the baseline;
 --write puts the same table into bench/results/service.md. The database
 `bench_service` on the private MariaDB server (scripts/mariadb.sh, port 3307) is built
@@ -37,15 +37,18 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import (Column, Integer, MetaData, Table, create_engine, delete,  # noqa: E402
-                        func, insert, literal, select, text)
+from sqlalchemy import (Column, Integer, MetaData, Table, create_engine, func,  # noqa: E402
+                        insert, literal, select, text)
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from db.engine import make_engine, upgrade  # noqa: E402
-from db.models import Image, ImageNeighbour  # noqa: E402
+from db.models import Image, ImageNeighbour, NeighbourList  # noqa: E402
+from db.neighbour_store import ListChanges, write_lists  # noqa: E402
 from db.read import path_hash  # noqa: E402
 
 NOTES_MARKER = "<!-- notes: kept when bench_service.py --write rewrites the figures -->"
@@ -96,13 +99,15 @@ def build_database(server_url: str, images: int, rebuild: bool) -> str:
     upgrade(engine)
     with engine.connect() as connection:
         have_images = connection.execute(select(func.count()).select_from(Image)).scalar()
-        have_lists = connection.execute(select(func.count()).select_from(ImageNeighbour)
+        have_rows = connection.execute(select(func.count()).select_from(ImageNeighbour)
+                                       ).scalar()
+        have_lists = connection.execute(select(func.count()).select_from(NeighbourList)
                                         ).scalar()
-    if have_images == images and have_lists == images * K:
-        log(f"reusing {DATABASE}: {images:,} images, {have_lists:,} neighbour rows")
+    if have_images == images and have_rows == images * K and have_lists == images:
+        log(f"reusing {DATABASE}: {images:,} images, {have_rows:,} neighbour rows")
         engine.dispose()
         return url
-    if have_images or have_lists:
+    if have_images or have_rows or have_lists:
         engine.dispose()
         return build_database(server_url, images, rebuild=True)
     started = time.perf_counter()
@@ -131,16 +136,20 @@ def build_database(server_url: str, images: int, rebuild: bool) -> str:
     for first in range(1, images + 1, step):
         # Neighbour ids: the next K ids, wrapping around; distance grows with rank and
         # stays below 1 (the writer's versions use the integer part).
-        query = (select(image.c.id, rank.c.n,
-                        (image.c.id - 1 + rank.c.n) % literal(images) + 1,
+        query = (select(image.c.id, (image.c.id - 1 + rank.c.n) % literal(images) + 1,
                         rank.c.n * literal(0.001))
                  .select_from(image.join(rank, literal(True)))
                  .where(image.c.id >= first, image.c.id < first + step))
         with engine.begin() as connection:
             connection.execute(insert(ImageNeighbour).from_select(
-                ["image_id", "rank", "neighbour_id", "distance"], query))
+                ["image_id", "neighbour_id", "distance"], query))
     with engine.begin() as connection:
         ranks.drop(connection)
+        # Each list's length and last entry, as the grouping job keeps them.
+        connection.execute(insert(NeighbourList).from_select(
+            ["image_id", "length", "last_distance", "last_neighbour_id"],
+            select(Image.id, literal(K), literal(K * 0.001),
+                   (Image.id - 1 + K) % literal(images) + 1)))
     log(f"built {images * K:,} neighbour rows in {time.perf_counter() - started:.1f} s")
     engine.dispose()
     return url
@@ -274,22 +283,18 @@ class Writer(threading.Thread):
                 version += 1
                 image_id = rng.choice(self.ids)
                 shift = rng.randrange(1, self.images - K)
-                rows = [{"image_id": image_id, "rank": rank,
-                         "neighbour_id": (image_id - 1 + shift + rank) % self.images + 1,
-                         "distance": version + rank * 0.001} for rank in range(1, K + 1)]
+                ranks = np.arange(1, K + 1)
+                lists = ListChanges.replacing(
+                    [image_id], ((image_id - 1 + shift + ranks) % self.images + 1)[None],
+                    (version + ranks * 0.001)[None])
                 if self.split:
-                    for part in ([], rows[:K // 2], rows[K // 2:]):
-                        with engine.begin() as connection:
-                            if part:
-                                connection.execute(insert(ImageNeighbour), part)
-                            else:
-                                connection.execute(delete(ImageNeighbour).where(
-                                    ImageNeighbour.image_id == image_id))
+                    half = K // 2
+                    for part in (ListChanges([image_id], [], [], []),
+                                 ListChanges([], [], lists.added[:half], []),
+                                 ListChanges([], [], lists.added[half:], lists.ends)):
+                        write_lists(engine, part)
                 else:
-                    with engine.begin() as connection:  # as the grouping job does
-                        connection.execute(delete(ImageNeighbour)
-                                           .where(ImageNeighbour.image_id == image_id))
-                        connection.execute(insert(ImageNeighbour), rows)
+                    write_lists(engine, lists)  # the grouping job's own transaction
                 self.rewrites += 1
         except Exception as error:  # reported, not swallowed
             self.error = repr(error)
@@ -351,6 +356,8 @@ def main() -> None:
         raise SystemExit("wrk is not installed (Debian package wrk)")
 
     url = build_database(args.server, args.images, args.rebuild)
+    # Other work on the machine takes CPU from all three: the load says how much.
+    load_before = os.getloadavg()[0]
     port = free_port()
     script = Path(tempfile.mkdtemp(prefix="bench-wrk-")) / "random_ids.lua"
     script.write_text(WRK_LUA)
@@ -428,8 +435,9 @@ def main() -> None:
                      f"{r['errors']} | {cpu['service']:.2f} + {cpu['mariadb']:.2f} + "
                      f"{cpu['wrk']:.2f} = {total:.2f} | {2000 / total:,.0f} |")
     writer_line = (f"Writer: {writer.rewrites:,} lists replaced in {elapsed:.0f} s "
-                   f"({writer.rewrites / elapsed:,.0f}/s, one DELETE + {K}-row INSERT per "
-                   f"transaction, over ids 1-{len(hot)}); error: {writer.error}. "
+                   f"({writer.rewrites / elapsed:,.0f}/s, the grouping job's write_lists, one "
+                   f"list of {K} per transaction, over ids 1-{len(hot)}); error: "
+                   f"{writer.error}. "
                    f"Checkers: {checked:,} of those lists read during the rewrites, "
                    f"{partial} partial or mixed, {failed} failed requests.")
     setup = (f"{args.images:,} images x {K} neighbours in MariaDB "
@@ -437,9 +445,11 @@ def main() -> None:
              f"{args.workers} workers x {args.threads} threads (gthread); wrk "
              f"{args.wrk_threads} threads, {args.connections} connections, "
              f"{args.duration} s per run after {args.warmup} s warm-up, random ids; "
-             f"{os.cpu_count()} CPU cores shared by wrk, gunicorn and MariaDB.")
+             f"{os.cpu_count()} CPU cores shared by wrk, gunicorn and MariaDB; load "
+             f"average (1 min) {load_before:.2f} before the runs, {os.getloadavg()[0]:.2f} "
+             f"after; {time.strftime('%Y-%m-%d %H:%M')}.")
     control_line = (f"Control: a broken writer that commits the DELETE and the two halves "
-                    f"of the INSERT separately ({broken.rewrites} lists, 5 s, ids 201-210): "
+                    f"of the new list separately ({broken.rewrites} lists, 5 s, ids 201-210): "
                     f"the checkers saw {sum(c.partial for c in control)} partial lists and "
                     f"{sum(c.failed for c in control)} lists missing (404) out of "
                     f"{sum(c.checked + c.failed for c in control)} reads.")
