@@ -3,8 +3,10 @@
 compute_block(grouping, block_ids) is the partition seam (DESIGN, "Scaling past one
 machine"): it computes a block of query rows' lists from the vectors (and, for merges,
 their stored lists) with no global state; the caller writes them with
-db.neighbour_store.write_lists. A full run on one machine takes ExactIndex.search_all
-instead, which halves the products by symmetry but ties the blocks together.
+db.neighbour_store.write_lists. prepare() searches the new images once beforehand: the
+distance blocks of new images against all give both their own lists and the lists they
+enter. A full run on one machine takes ExactIndex.search_all instead, which halves the
+products by symmetry but ties the blocks together.
 """
 from __future__ import annotations
 
@@ -36,6 +38,22 @@ BLOCK_ROWS = 2048  # lists per computed block and per write transaction
 
 
 @dataclass
+class Entering:
+    """New images that enter other lists: entry i enters list owners[i]. Sorted by owner,
+    then in list order; at most k per owner. lengths: each owner's stored list length."""
+
+    owners: np.ndarray
+    neighbour_ids: np.ndarray
+    distances: np.ndarray
+    lengths: dict
+
+    def of(self, owners: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return (owners, neighbour ids, distances) of the entries entering these lists."""
+        take = np.isin(self.owners, owners)
+        return self.owners[take], self.neighbour_ids[take], self.distances[take]
+
+
+@dataclass
 class Grouping:
     """What computing a block of lists needs; the same on one machine or on a worker."""
 
@@ -43,10 +61,47 @@ class Grouping:
     ids: np.ndarray           # all 'ok' images, ascending
     vectors: np.ndarray
     index: ExactIndex         # over all of them
-    new_index: ExactIndex     # over the new and changed ones, merged into other lists
-    full_ids: np.ndarray
+    full_ids: np.ndarray      # lists recomputed whole
     k: int
     memory_bytes: int
+    new_lists: dict           # image id: (ids, distances) of lists already computed
+    entering: Entering        # new images entering the other lists
+
+
+def prepare(engine: Engine, ids: np.ndarray, vectors: np.ndarray, plan: Plan,
+            memory_bytes: int) -> Grouping:
+    """Search the new images against all: their own lists and, from the same distance
+    blocks, the lists they enter (one product per pair, not one per direction)."""
+    k, index = plan.k, ExactIndex(vectors, ids)
+    if plan.mode == "full":  # search_all computes every list; nothing to merge
+        return Grouping(engine, ids, vectors, index, plan.full_ids, k, memory_bytes, {},
+                        Entering(*np.empty((3, 0), dtype=np.int64), {}))
+    log.info("searching %d new images against all %d", len(plan.new_ids), len(ids))
+    merge_rows = np.searchsorted(ids, plan.merge_ids)
+    length, last_distance, last_id = store.load_list_ends(engine, plan.merge_ids)
+    # A new image farther than a list's last entry cannot enter it, and every new image
+    # enters a list that is not full; the engine returns every pair within the bound
+    # (ties with the last distance too, decided below by neighbour id).
+    column_bounds = np.full(len(ids), -np.inf)
+    column_bounds[merge_rows] = np.where(length < k, np.inf, last_distance * last_distance)
+    new_rows = np.searchsorted(ids, plan.new_ids)
+    new_ids, new_distances, (columns, rows, distances) = index.search(
+        vectors[new_rows], plan.new_ids, k, memory_bytes, column_bounds=column_bounds)
+    owners, neighbours = ids[columns], plan.new_ids[rows]
+    at = np.searchsorted(plan.merge_ids, owners)
+    last_d, last_n, full = last_distance[at], last_id[at], length[at] >= k
+    enters = ~full | (distances < last_d) | ((distances == last_d) & (neighbours < last_n))
+    owners, neighbours, distances = owners[enters], neighbours[enters], distances[enters]
+    order = np.lexsort((neighbours, distances, owners))
+    owners, neighbours, distances = owners[order], neighbours[order], distances[order]
+    first = np.searchsorted(owners, owners)
+    keep = np.arange(len(owners)) - first < k
+    owners = owners[keep]
+    lists = np.unique(owners)
+    lengths = dict(zip(lists.tolist(), length[np.searchsorted(plan.merge_ids, lists)].tolist()))
+    return Grouping(engine, ids, vectors, index, plan.full_ids, k, memory_bytes,
+                    dict(zip(plan.new_ids.tolist(), zip(new_ids, new_distances))),
+                    Entering(owners, neighbours[keep], distances[keep], lengths))
 
 
 def compute_block(grouping: Grouping, block_ids: np.ndarray) -> ListChanges:
@@ -54,41 +109,42 @@ def compute_block(grouping: Grouping, block_ids: np.ndarray) -> ListChanges:
     g = grouping
     is_full = np.isin(block_ids, g.full_ids)
     full_ids, merge_ids = block_ids[is_full], block_ids[~is_full]
-    rows = np.searchsorted(g.ids, full_ids)
-    found_ids, found_distances = g.index.search(g.vectors[rows], full_ids, g.k,
-                                                g.memory_bytes)
+    found_ids = np.full((len(full_ids), g.k), -1, dtype=np.int64)
+    found_distances = np.full((len(full_ids), g.k), np.inf)
+    known = np.array([i in g.new_lists for i in full_ids.tolist()], dtype=bool)
+    for row in np.flatnonzero(known):
+        found_ids[row], found_distances[row] = g.new_lists[int(full_ids[row])]
+    search = full_ids[~known]
+    found_ids[~known], found_distances[~known] = g.index.search(
+        g.vectors[np.searchsorted(g.ids, search)], search, g.k, g.memory_bytes)
     changes = ListChanges.replacing(full_ids, found_ids, found_distances)
     if len(merge_ids):
-        merged = _merge(g, merge_ids)
+        merged = _merge(g, *g.entering.of(merge_ids))
         changes = ListChanges(changes.replaced, merged.removed, changes.added + merged.added,
                               changes.ends + merged.ends)
     return changes
 
 
-def _merge(g: Grouping, merge_ids: np.ndarray) -> ListChanges:
-    """Return the changes to the lists among merge_ids that new images enter."""
-    length, last_distance, last_id = store.load_list_ends(g.engine, merge_ids)
-    short = length < g.k  # every new image enters a list that is not full
-    rows = np.searchsorted(g.ids, merge_ids)
-    # A new image farther than a list's k-th entry cannot enter it: the engine leaves
-    # such images out before re-ranking (it keeps every one within the bound, so a tie
-    # with the k-th distance is still decided below, by neighbour id).
-    new_ids, new_distances = g.new_index.search(
-        g.vectors[rows], merge_ids, g.k, g.memory_bytes,
-        bounds=np.where(short, np.inf, last_distance * last_distance))
-    last_d, last_n = last_distance[:, None], last_id[:, None]
-    enters = (new_ids >= 0) & (short[:, None] | (new_distances < last_d)
-                                | ((new_distances == last_d) & (new_ids < last_n)))
-    touched = np.flatnonzero(enters.any(axis=1))
-    owners, length = merge_ids[touched], length[touched]
-    new_ids, new_distances = new_ids[touched], new_distances[touched]
-    new_ids[~enters[touched]], new_distances[~enters[touched]] = -1, np.inf
-    entering = enters[touched].sum(axis=1)
+def _merge(g: Grouping, owners, neighbours, distances) -> ListChanges:
+    """Return the changes to lists that new images enter: neighbours[i] at distances[i]
+    enters list owners[i] (sorted by owner, then in list order)."""
+    if not len(owners):
+        return ListChanges([], [], [], [])
+    starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
+    lists = owners[starts]
+    entering = np.diff(np.r_[starts, len(owners)])
+    length = np.array([g.entering.lengths[i] for i in lists.tolist()], dtype=np.int64)
     # Each entering entry pushes at most one old entry out, and those leave from the
     # end of the list; one entry more is read, so that the new last entry is known
     # even where every old entry read is pushed out.
     tail = np.minimum(length, entering + 1)
-    old_ids, old_distances = store.load_tails(g.engine, owners, tail)
+    old_ids, old_distances = store.load_tails(g.engine, lists, tail)
+    new_ids = np.full((len(lists), int(entering.max())), -1, dtype=np.int64)
+    new_distances = np.full(new_ids.shape, np.inf)
+    row = np.repeat(np.arange(len(lists)), entering)
+    position = np.arange(len(owners)) - np.repeat(starts, entering)
+    new_ids[row, position], new_distances[row, position] = neighbours, distances
+    owners = lists
     # The tail and the new entries side by side, each row sorted by (distance, id):
     # the first `slots` stay in the list with the untouched entries before the tail.
     # Old entries past them leave it; new entries within them enter it.
@@ -201,10 +257,7 @@ def _compute_and_write(engine, settings, plan: Plan, ids, vectors, counts, job_i
     work = np.union1d(plan.full_ids, plan.merge_ids)
     if not len(work):
         return
-    new_rows = np.searchsorted(ids, plan.new_ids)
-    grouping = Grouping(engine, ids, vectors, ExactIndex(vectors, ids),
-                        ExactIndex(vectors[new_rows], plan.new_ids), plan.full_ids,
-                        plan.k, settings.grouping_memory_mb << 20)
+    grouping = prepare(engine, ids, vectors, plan, settings.grouping_memory_mb << 20)
     progress = Progress(len(work), "lists", quiet)
     computed = 0
     pending: deque = deque()  # (write, its progress counts), oldest first
