@@ -35,5 +35,8 @@ USER imagegroup
 EXPOSE 5000
 # The service; the jobs override the command (docker compose run --rm features).
 # No control socket (its default lives in $HOME, not writable here).
+# gthread: threads overlap the requests' database waits and keep client connections
+# alive (sync workers close each one). 2 x 4 suits 2 cores: no other split measured
+# clearly faster (bench/results/service.md).
 # More gunicorn options through its own variable, e.g. GUNICORN_CMD_ARGS="--workers 8".
-CMD ["sh", "-c", "exec gunicorn --bind 0.0.0.0:${SERVICE_PORT} --workers 4 --access-logfile - --no-control-socket 'service:create_app()'"]
+CMD ["sh", "-c", "exec gunicorn --bind 0.0.0.0:${SERVICE_PORT} --worker-class gthread --workers 2 --threads 4 --access-logfile - --no-control-socket 'service:create_app()'"]

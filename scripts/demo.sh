@@ -37,8 +37,8 @@ log "grouping images"
 
 log "starting the service"
 # No control socket: its fixed default path in $HOME would clash with another gunicorn.
-.venv/bin/gunicorn --bind "127.0.0.1:$PORT" --workers 2 --access-logfile - --no-control-socket \
-    'service:create_app()' &
+.venv/bin/gunicorn --bind "127.0.0.1:$PORT" --worker-class gthread --workers 2 --threads 4 \
+    --access-logfile - --no-control-socket 'service:create_app()' &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
 trap 'exit 130' INT TERM
