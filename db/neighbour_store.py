@@ -12,7 +12,7 @@ from sqlalchemy import (Integer, bindparam, delete, func, select, text, tuple_,
 from sqlalchemy.engine import Connection, Engine
 
 from db.models import OK, Image, ImageFeatures, ImageNeighbour, Job, NeighbourList
-from db.vectors import DIMENSIONS, decode_vectors
+from db.vectors import DIMENSIONS, decode_vector
 
 _IN_CHUNK = 1000      # ids per IN (...) list
 
@@ -56,8 +56,9 @@ def load_vectors(engine: Engine, batch_rows: int = 2000) -> tuple[np.ndarray, np
             if end > len(ids):
                 ids = np.resize(ids, max(end, len(ids) * 2))
                 vectors = np.resize(vectors, (len(ids), DIMENSIONS))
-            ids[filled:end] = [row[0] for row in rows]
-            vectors[filled:end] = decode_vectors([row[1] for row in rows])
+            for row, (image_id, vector) in enumerate(rows, filled):
+                ids[row] = image_id
+                vectors[row] = decode_vector(vector)  # one copy, into place
             filled = end
             if len(rows) < batch_rows:
                 break

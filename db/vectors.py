@@ -17,16 +17,7 @@ def encode_vector(vector: np.ndarray) -> bytes:
 
 
 def decode_vector(data: bytes) -> np.ndarray:
-    """Return the float32 vector stored in `data`."""
+    """Return the float32 vector stored in `data` (read-only, over the bytes)."""
     if len(data) != DIMENSIONS * _DTYPE.itemsize:
         raise ValueError(f"expected {DIMENSIONS * _DTYPE.itemsize} bytes, got {len(data)}")
-    return np.frombuffer(data, dtype=_DTYPE).astype(np.float32)
-
-
-def decode_vectors(blobs: list[bytes]) -> np.ndarray:
-    """Return a read-only (n, DIMENSIONS) float32 matrix over the joined stored vectors."""
-    if not blobs:
-        return np.empty((0, DIMENSIONS), dtype=np.float32)
-    # No copy beyond the join: the caller copies the rows where it keeps them.
-    return np.frombuffer(b"".join(blobs), dtype=_DTYPE).reshape(len(blobs), DIMENSIONS) \
-        .astype(np.float32, copy=False)
+    return np.frombuffer(data, dtype=_DTYPE).astype(np.float32, copy=False)
