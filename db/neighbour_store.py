@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
+import orjson
 from sqlalchemy import (Integer, bindparam, delete, func, select, text, tuple_,
                         union_all, update)
 from sqlalchemy.engine import Connection, Engine
@@ -206,8 +207,9 @@ class ListChanges:
 # MariaDB: the rows travel as one JSON parameter and JSON_TABLE (MariaDB 10.6+) unpacks
 # them on the server. The driver otherwise sends every row as its own statement or
 # escapes every value on its own, which made writing the lists several times slower than
-# computing them. JSON numbers round-trip doubles exactly (shortest repr out, correctly
-# rounded parse in).
+# computing them. JSON numbers round-trip doubles exactly (orjson writes the shortest
+# repr, the server parses it correctly rounded); orjson encodes a few times faster than
+# the json module.
 def _json_table(columns: str) -> str:
     return f"JSON_TABLE(:rows, '$[*]' COLUMNS ({columns})) AS j"
 
@@ -263,7 +265,7 @@ def write_lists(engine: Engine, changes: ListChanges, job_id: int | None = None,
                     rows = getattr(changes, name)
                     for start in range(0, len(rows), _JSON_ROWS):
                         connection.execute(_MARIADB[name], {
-                            "rows": json.dumps(rows[start:start + _JSON_ROWS])})
+                            "rows": orjson.dumps(rows[start:start + _JSON_ROWS]).decode()})
             finally:
                 connection.exec_driver_sql("SET SESSION foreign_key_checks = 1")
         if job_id is not None and progress is not None:
