@@ -352,11 +352,14 @@ class _Candidates:
         # over the whole block (_prune tightens it afterwards). About k/4096 of the
         # other columns pass it.
         width = min(products.shape[1], max(4096, 8 * self.k))
-        sample = (products[unset, :width] + column_norms[:width]) + row_norms[unset, None]
+        # Whole rows where all are unset (the usual case): no gather, which for the
+        # transposed blocks of search_all would cost more than the selection.
+        part = products[:, :width] if len(unset) == len(products) else products[unset, :width]
+        sample = (part + column_norms[:width]) + row_norms[unset, None]
         own = own[unset]
         mine = np.flatnonzero((own >= 0) & (own < width))
         sample[mine, own[mine]] = np.inf
-        kth = kernels.kth_smallest(sample, self.k)
+        kth = np.partition(sample, self.k - 1, axis=1)[:, self.k - 1].astype(np.float64)
         thresholds[unset] = np.minimum(thresholds[unset],
                                        kth + self.slack[row_offset + unset])
 

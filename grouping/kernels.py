@@ -132,15 +132,6 @@ def select(products, row_norms, column_norms, row_threshold, column_threshold, o
             (rows[split:], columns[split:], values[split:]))
 
 
-@numba.njit(nogil=True, parallel=True, cache=True)
-def kth_smallest(sample, k):
-    """Return each row's k-th smallest value (k counted from 1) as float64."""
-    out = np.empty(sample.shape[0])
-    for i in numba.prange(sample.shape[0]):
-        out[i] = np.partition(sample[i], k - 1)[k - 1]
-    return out
-
-
 @numba.njit(nogil=True, cache=True)
 def group_by_row(rows, n):
     """Return (order, starts): order lists the entries row by row (stable), row r's
