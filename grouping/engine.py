@@ -321,7 +321,7 @@ class ExactIndex:
         squared[by_column] = part
         ids = np.full((len(query), k), -1, dtype=np.int64)
         distances = np.full((len(query), k), np.inf)
-        kernels.best_by_row(squared, self.ids[columns],
+        kernels.best_by_row(np.sqrt(squared), self.ids[columns],
                             *kernels.group_by_row(rows, len(query)), k, ids, distances)
         return ids, distances
 

@@ -161,12 +161,15 @@ def kth_by_row(values, order, starts, k):
 
 
 @numba.njit(nogil=True, parallel=True, cache=True)
-def best_by_row(squared, neighbours, order, starts, k, ids, distances):
-    """Fill each row of ids/distances with its k entries of least (squared, neighbour)."""
+def best_by_row(distance, neighbours, order, starts, k, ids, distances):
+    """Fill each row of ids/distances with its k entries of least (distance, neighbour).
+
+    By the Euclidean distance, not its square: squares that differ in the last bit can
+    have the same square root, and such ties go by neighbour id."""
     for r in numba.prange(len(starts) - 1):
         entries = order[starts[r]:starts[r + 1]]
         by_id = entries[np.argsort(neighbours[entries], kind="mergesort")]
-        best = by_id[np.argsort(squared[by_id], kind="mergesort")]
+        best = by_id[np.argsort(distance[by_id], kind="mergesort")]
         for rank in range(min(k, len(best))):
             ids[r, rank] = neighbours[best[rank]]
-            distances[r, rank] = np.sqrt(squared[best[rank]])
+            distances[r, rank] = distance[best[rank]]

@@ -290,3 +290,21 @@ def test_column_bounds_give_every_pair_within_them(problem, data):
     np.testing.assert_array_equal(distances, np.sqrt(same))
     np.testing.assert_allclose(distances ** 2, exact[query_rows, base_rows], rtol=1e-12,
                                atol=1e-300)
+
+
+def test_ties_in_distance_whose_squares_differ_go_by_id():
+    # Two squared distances one bit apart with the same square root: the lists are
+    # ordered by distance, so the tie goes by neighbour id (a case hypothesis found).
+    x = np.float32(3.2342755e-20)
+    base = np.full((12, 3), x, dtype=np.float32)
+    base[0, 0] = 0
+    base[11] = [np.float32(1.9999999e-05), np.float32(8.7e-05), x]
+    squared = ((base[11].astype(np.float64) - base[:2]) ** 2).sum(axis=1)
+    assert squared[0] != squared[1] and np.sqrt(squared[0]) == np.sqrt(squared[1])
+    ids = np.arange(1, 13)
+    index = ExactIndex(base, ids)
+    found = index.search(base, ids, 11)
+    assert_exact(*found, base, ids, base, ids, 11)
+    np.testing.assert_array_equal(found[0][11], np.arange(1, 12))
+    blocks = list(index.search_all(11))
+    np.testing.assert_array_equal(np.vstack([b[2] for b in blocks]), found[0])
