@@ -1,6 +1,8 @@
 """Compiled loops of the neighbour engine (numba), for what numpy does in many passes.
 
-Both run on all cores (numba's own threads, between the BLAS calls) and release the GIL.
+They release the GIL; the parallel ones use as many of numba's threads as the calling
+thread allows (search_all's workers allow one each). Compiled on first use (about 30 s
+here) and cached beside this file, or in NUMBA_CACHE_DIR.
 """
 from __future__ import annotations
 
