@@ -27,9 +27,18 @@ ENV IMAGE_ROOT=/images \
 RUN python -c "from settings import load_settings; from model import load_extractor; \
 load_extractor(load_settings().model_cache)"
 
+# Compile the neighbour engine's numba loops now (about 30 s), into a cache the jobs may
+# rewrite: numba compiles again where the host's CPU differs from the build machine's.
+ENV NUMBA_CACHE_DIR=/app/numba-cache
+RUN python -c "import numpy as np; from grouping.engine import ExactIndex; \
+v = np.random.default_rng(0).random((600, 2048), dtype=np.float32); ids = np.arange(600); \
+index = ExactIndex(v, ids); list(index.search_all(5)); \
+index.search(v[:50], ids[:50], 5, column_bounds=np.ones(600))"
+
 RUN useradd --system --uid 10001 --home-dir /app imagegroup \
     && mkdir -p /var/cache/imagegroup/thumbnails \
-    && chown imagegroup /var/cache/imagegroup/thumbnails
+    && chown imagegroup /var/cache/imagegroup/thumbnails \
+    && chown -R imagegroup /app/numba-cache
 USER imagegroup
 
 EXPOSE 5000
