@@ -254,10 +254,11 @@ def _run(engine, settings, k, full, quiet, block_rows) -> dict:
 
 def _compute_and_write(engine, settings, plan: Plan, ids, vectors, counts, job_id, quiet,
                        block_rows):
-    work = np.union1d(plan.full_ids, plan.merge_ids)
-    if not len(work):
+    if not len(plan.full_ids) and not len(plan.merge_ids):
         return
     grouping = prepare(engine, ids, vectors, plan, settings.grouping_memory_mb << 20)
+    # Lists that no new image enters stay as they are: blocks hold only lists to write.
+    work = np.union1d(plan.full_ids, grouping.entering.owners)
     progress = Progress(len(work), "lists", quiet)
     computed = 0
     pending: deque = deque()  # (write, its progress counts), oldest first
