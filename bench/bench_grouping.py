@@ -4,7 +4,7 @@
     .venv/bin/python bench/bench_grouping.py [--sections engine,backend,legacy,e2e,incremental]
         [--n 50000] [--queries 8192] [--big-n 200000] [--legacy-n 3000] [--e2e-n 10000]
         [--inc-n 20000] [--inc-m 1000] [--k 100] [--rounds 3] [--all-rounds 2]
-        [--mariadb-url URL]
+        [--mariadb-url URL] [--no-sqlite]
 
 Data: seeded, d = 2048, non-negative like pool_3 (ReLU of clustered Gaussians). Every
 section prints its own baseline from the same run and the ratio; absolute times vary
@@ -231,15 +231,16 @@ def run_job(url: str, k: int, *extra) -> tuple[float, str]:
 
 
 class Databases:
-    """A fresh SQLite file and, given a server, a fresh MariaDB database."""
+    """A fresh SQLite file (unless left out) and, given a server, a fresh MariaDB database."""
 
-    def __init__(self, mariadb_url: str | None):
+    def __init__(self, mariadb_url: str | None, sqlite: bool = True):
         self.folder = tempfile.TemporaryDirectory(prefix="bench-grouping-")
-        self.mariadb_url = mariadb_url
+        self.mariadb_url, self.sqlite = mariadb_url, sqlite
         self.created = []
 
     def urls(self, label: str):
-        yield "SQLite", f"sqlite:///{self.folder.name}/{label}.sqlite3"
+        if self.sqlite:
+            yield "SQLite", f"sqlite:///{self.folder.name}/{label}.sqlite3"
         if self.mariadb_url:
             from sqlalchemy import create_engine, text
             from sqlalchemy.engine import make_url
@@ -305,6 +306,8 @@ def main() -> int:
                         help="runs of search_all in the engine section")
     parser.add_argument("--memory-mb", type=int, default=2048)
     parser.add_argument("--mariadb-url", default=os.environ.get("TEST_MARIADB_URL"))
+    parser.add_argument("--no-sqlite", action="store_true",
+                        help="e2e and incremental sections on MariaDB only")
     args = parser.parse_args()
     sections = args.sections.split(",")
 
@@ -313,7 +316,7 @@ def main() -> int:
 
     report(f"# bench_grouping.py {' '.join(sys.argv[1:])}  ({os.cpu_count()} cores, "
            f"load average {os.getloadavg()[0]:.1f} at start)")
-    databases = Databases(args.mariadb_url)
+    databases = Databases(args.mariadb_url, sqlite=not args.no_sqlite)
     try:
         if "engine" in sections:
             section_engine(args, report)
