@@ -48,9 +48,13 @@ class Entering:
     lengths: dict
 
     def of(self, owners: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return (owners, neighbour ids, distances) of the entries entering these lists."""
-        take = np.isin(self.owners, owners)
-        return self.owners[take], self.neighbour_ids[take], self.distances[take]
+        """Return (owners, neighbour ids, distances) of the entries entering these lists
+        (ascending ids): a slice of the sorted entries, then the ones among it."""
+        part = slice(np.searchsorted(self.owners, owners[0]),
+                     np.searchsorted(self.owners, owners[-1], side="right"))
+        take = np.isin(self.owners[part], owners)
+        return (self.owners[part][take], self.neighbour_ids[part][take],
+                self.distances[part][take])
 
 
 @dataclass
@@ -144,7 +148,6 @@ def _merge(g: Grouping, owners, neighbours, distances) -> ListChanges:
     row = np.repeat(np.arange(len(lists)), entering)
     position = np.arange(len(owners)) - np.repeat(starts, entering)
     new_ids[row, position], new_distances[row, position] = neighbours, distances
-    owners = lists
     # The tail and the new entries side by side, each row sorted by (distance, id):
     # the first `slots` stay in the list with the untouched entries before the tail.
     # Old entries past them leave it; new entries within them enter it.
@@ -159,15 +162,15 @@ def _merge(g: Grouping, owners, neighbours, distances) -> ListChanges:
                               for a in (ids, distances, is_new))
     kept = np.arange(ids.shape[1]) < slots[:, None]
     real = ids >= 0
-    owner = np.broadcast_to(owners[:, None], ids.shape)
+    owner = np.broadcast_to(lists[:, None], ids.shape)
     removed = real & ~is_new & ~kept
     added = real & is_new & kept
     in_tail = (real & kept).sum(axis=1)
-    last = np.arange(len(owners)), in_tail - 1
+    last = np.arange(len(lists)), in_tail - 1
     return ListChanges(
         [], list(zip(owner[removed].tolist(), ids[removed].tolist())),
         list(zip(owner[added].tolist(), ids[added].tolist(), distances[added].tolist())),
-        list(zip(owners.tolist(), (length - tail + in_tail).tolist(),
+        list(zip(lists.tolist(), (length - tail + in_tail).tolist(),
                  distances[last].tolist(), ids[last].tolist())))
 
 
