@@ -116,6 +116,29 @@ def image_and_neighbours(connection: Connection, image_id: int, first_rank: int 
     return rows[0], [row for row in rows if row.rank is not None]
 
 
+def _image_and_neighbour_ids_query():
+    owner, link = Image.__table__.alias("owner"), ImageNeighbour.__table__
+    return (select(owner.c.status, owner.c.file_name.label("owner_file_name"),
+                   link.c.neighbour_id.label("id"), link.c.distance)
+            .select_from(owner.outerjoin(link, link.c.image_id == owner.c.id))
+            .where(owner.c.id == bindparam("image_id"))
+            .order_by(link.c.distance, link.c.neighbour_id))
+
+
+_IMAGE_AND_NEIGHBOUR_IDS = _image_and_neighbour_ids_query()
+
+
+def image_and_neighbour_ids(connection: Connection, image_id: int) -> tuple:
+    """Return (status and file name of the image or None, its whole list: id and
+    distance), nearest first."""
+    # The original endpoint's read: neither the neighbours' names nor ranks, so neither
+    # a join per entry nor a numbering; one statement, one snapshot, as above.
+    rows = connection.execute(_IMAGE_AND_NEIGHBOUR_IDS, {"image_id": image_id}).all()
+    if not rows:
+        return None, []
+    return rows[0], [row for row in rows if row.id is not None]
+
+
 def has_neighbours(connection: Connection, image_id: int) -> bool:
     """Return whether the grouping job has stored a neighbour list for this image."""
     query = (select(ImageNeighbour.image_id).where(ImageNeighbour.image_id == image_id)

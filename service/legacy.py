@@ -30,7 +30,7 @@ def image_name(image_id: str):
 def image_name_and_neighbours(image_id: str):
     """Return `[file_name, [{"id": ..., "distance": ...}, ...]]` with every neighbour."""
     number = parse_id(image_id)
-    owner, rows = read.image_and_neighbours(database.connection(), number)
+    owner, rows = read.image_and_neighbour_ids(database.connection(), number)
     check_image(number, owner)
     require_grouped(number, owner.status)
     if not rows:
