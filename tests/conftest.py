@@ -52,7 +52,8 @@ def settings_for(tmp_path):
     """Build Settings for a test, ignoring the developer's environment and .env."""
     def build(**overrides):
         values = {"MODEL_CACHE": str(ROOT / "data" / "inception_v3_2015_12_05.weights.h5"),
-                  "THUMBNAIL_CACHE": str(tmp_path / "thumbnails")}
+                  "THUMBNAIL_CACHE": str(tmp_path / "thumbnails"),
+                  "VECTOR_CACHE": str(tmp_path / "vector-cache")}
         values.update({k.upper(): str(v) for k, v in overrides.items()})
         return load_settings(values, env={}, env_file=None)
     return build

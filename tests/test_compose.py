@@ -118,6 +118,11 @@ def test_jobs_use_the_read_write_user(job):
     assert "DB_JOBS_PASSWORD" in environment(job)["DATABASE_URL"]
 
 
+def test_grouping_job_keeps_its_vector_cache_in_a_volume():
+    assert "vector-cache:/var/cache/imagegroup/vectors" in SERVICES["grouping"]["volumes"]
+    assert "vector-cache" in COMPOSE["volumes"]
+
+
 def test_feature_job_mounts_the_images_read_only():
     assert any(v.endswith(":/images:ro") for v in SERVICES["features"]["volumes"])
 

@@ -15,8 +15,10 @@ from sqlalchemy.engine import make_url
 
 from db import neighbour_store as store
 from db.engine import make_engine, upgrade
+from db.jobs import start_job
 from db.models import MISSING, OK, Image, ImageFeatures, ImageNeighbour, Job, NeighbourList
 from db.vectors import DIMENSIONS, MODEL_NAME, encode_vector
+from grouping import vector_cache
 from grouping.engine import ExactIndex
 from grouping.plan import ALL, NONE, starting_point
 from grouping.run import run
@@ -426,3 +428,84 @@ def test_an_image_committed_while_vectors_load_is_grouped_by_the_next_run(db, mo
     run(settings, k=5, quiet=True)
     assert stored_lists(engine) == expected_lists(engine, 5)
     assert flagged(engine) == 0
+
+
+def small_integer_images(engine, rng, count):
+    return add_images(engine, embed(rng.integers(0, 6, size=(count, 4)).astype(np.float32)))
+
+
+def test_an_incremental_run_reads_only_the_flagged_vectors(db):
+    engine, settings = db
+    rng = np.random.default_rng(21)
+    ids = small_integer_images(engine, rng, 20)
+    assert run(settings, k=4, quiet=True)["vectors_from_database"] == 20
+    assert run(settings, k=4, quiet=True)["vectors_from_database"] == 0
+    small_integer_images(engine, rng, 2)
+    change_image(engine, ids[3], vector=embed(np.full((1, 4), 5, np.float32))[0])
+    change_image(engine, ids[4], status=MISSING)
+    counts = run(settings, k=4, quiet=True)
+    # The two new images and the changed one; the others come from the cache.
+    assert counts["mode"] == "incremental" and counts["vectors_from_database"] == 3
+    assert stored_lists(engine) == expected_lists(engine, 4)
+    change_image(engine, ids[4], status=OK)  # back, with the vector it had
+    assert run(settings, k=4, quiet=True)["vectors_from_database"] == 1
+    assert stored_lists(engine) == expected_lists(engine, 4)
+    assert run(settings, k=4, full=True, quiet=True)["vectors_from_database"] == 22
+
+
+def test_the_vector_cache_is_trusted_only_after_a_completed_run_that_left_it(
+        db, settings_for, tmp_path):
+    engine, settings = db
+    rng = np.random.default_rng(22)
+    ids = small_integer_images(engine, rng, 12)
+    run(settings, k=3, quiet=True)
+    # A killed run: its job row still says running, and it may have changed anything.
+    start_job(engine, "grouping")
+    change_image(engine, ids[0], vector=embed(np.full((1, 4), 4, np.float32))[0])
+    assert run(settings, k=3, quiet=True)["vectors_from_database"] == 12
+    # A run from elsewhere (another cache folder) completes in between.
+    elsewhere = settings_for(database_url=settings.database_url,
+                             vector_cache=tmp_path / "elsewhere")
+    change_image(engine, ids[1], vector=embed(np.full((1, 4), 3, np.float32))[0])
+    assert run(elsewhere, k=3, quiet=True)["vectors_from_database"] == 12
+    change_image(engine, ids[2], vector=embed(np.full((1, 4), 2, np.float32))[0])
+    assert run(settings, k=3, quiet=True)["vectors_from_database"] == 12
+    assert stored_lists(engine) == expected_lists(engine, 3)
+    # No cache at all: every run reads every vector.
+    plain = settings.replace(vector_cache=None)
+    assert run(plain, k=3, quiet=True)["vectors_from_database"] == 12
+
+
+def test_a_damaged_vector_cache_is_ignored(db, caplog):
+    engine, settings = db
+    rng = np.random.default_rng(23)
+    small_integer_images(engine, rng, 10)
+    run(settings, k=3, quiet=True)
+    for path in settings.vector_cache.rglob("*-vectors.npy"):
+        path.write_bytes(b"not a numpy file")
+    small_integer_images(engine, rng, 1)
+    counts = run(settings, k=3, quiet=True)
+    assert counts["vectors_from_database"] == 11 and "vector cache" in caplog.text
+    assert stored_lists(engine) == expected_lists(engine, 3)
+    # The run wrote a whole new copy, used by the next one.
+    small_integer_images(engine, rng, 1)
+    assert run(settings, k=3, quiet=True)["vectors_from_database"] == 1
+    assert stored_lists(engine) == expected_lists(engine, 3)
+
+
+def test_the_vector_cache_keeps_few_segments(db):
+    engine, settings = db
+    rng = np.random.default_rng(24)
+    small_integer_images(engine, rng, 16)
+    run(settings, k=3, quiet=True)
+    for _ in range(vector_cache.MAX_SEGMENTS + 3):
+        small_integer_images(engine, rng, 1)
+        assert run(settings, k=3, quiet=True)["vectors_from_database"] == 1
+        manifest = json.loads(next(settings.vector_cache.rglob("manifest.json")).read_text())
+        assert 1 <= len(manifest["segments"]) <= vector_cache.MAX_SEGMENTS
+        files = {p.name for p in next(settings.vector_cache.rglob("manifest.json")).parent
+                 .iterdir()}
+        assert files == {"manifest.json", *(f"{name}-{part}.npy" for name in
+                                            manifest["segments"]
+                                            for part in ("ids", "vectors"))}
+    assert stored_lists(engine) == expected_lists(engine, 3)

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,10 +25,15 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = str(ROOT / "group_images.py")
 
 
+# The scripts' vector caches, away from the project's data folder.
+_VECTOR_CACHE = tempfile.TemporaryDirectory(prefix="test-vector-cache-")
+
+
 def script_env(database_url: str) -> dict:
     env = {key: value for key, value in os.environ.items()
            if key not in ("DATABASE_URL", "NEIGHBOURS_K", "GROUPING_MEMORY_MB")}
     env["DATABASE_URL"] = database_url
+    env["VECTOR_CACHE"] = _VECTOR_CACHE.name
     return env
 
 
