@@ -260,31 +260,44 @@ def write_lists(engine: Engine, changes: ListChanges, job_id: int | None = None,
     the same transaction, so they never claim more than was written.
     """
     touched = sorted(set(changes.replaced) | {end[0] for end in changes.ends})
-    with engine.begin() as connection:
-        for chunk in _chunks(changes.replaced):
-            connection.execute(delete(ImageNeighbour).where(ImageNeighbour.image_id.in_(chunk)))
-        for chunk in _chunks(touched):
-            connection.execute(delete(NeighbourList).where(NeighbourList.image_id.in_(chunk)))
-        if connection.dialect.name == "sqlite":
-            for name in ("removed", "added", "ends"):
-                if getattr(changes, name):
-                    connection.exec_driver_sql(_SQLITE[name], getattr(changes, name))
-        else:
-            # The ids come from image rows, which are never deleted (a gone file keeps
-            # its row, status 'missing'), so the two foreign-key look-ups per inserted
-            # row cannot fail; skipping them takes about a third off InnoDB's inserts.
-            connection.exec_driver_sql("SET SESSION foreign_key_checks = 0")
-            try:
-                for name in ("removed", "added", "ends"):
-                    rows = getattr(changes, name)
-                    for start in range(0, len(rows), _JSON_ROWS):
-                        connection.execute(_MARIADB[name], {
-                            "rows": orjson.dumps(rows[start:start + _JSON_ROWS]).decode()})
-            finally:
-                connection.exec_driver_sql("SET SESSION foreign_key_checks = 1")
-        if job_id is not None and progress is not None:
-            _set_counts(connection, job_id, progress)
+    with engine.connect() as connection:
+        # The ids come from image rows, which are never deleted (a gone file keeps its
+        # row, status 'missing'), so the two foreign-key look-ups per inserted row cannot
+        # fail; skipping them takes about a third off InnoDB's inserts. Switched outside
+        # the transaction: SQLite ignores the pragma within one.
+        _check_foreign_keys(connection, False)
+        try:
+            with connection.begin():
+                _apply(connection, changes, touched)
+                if job_id is not None and progress is not None:
+                    _set_counts(connection, job_id, progress)
+        finally:
+            _check_foreign_keys(connection, True)
     return len(changes.added)
+
+
+def _check_foreign_keys(connection: Connection, on: bool) -> None:
+    connection.exec_driver_sql(f"PRAGMA foreign_keys = {'ON' if on else 'OFF'}"
+                               if connection.dialect.name == "sqlite"
+                               else f"SET SESSION foreign_key_checks = {int(on)}")
+    connection.commit()
+
+
+def _apply(connection: Connection, changes: ListChanges, touched: list[int]) -> None:
+    for chunk in _chunks(changes.replaced):
+        connection.execute(delete(ImageNeighbour).where(ImageNeighbour.image_id.in_(chunk)))
+    for chunk in _chunks(touched):
+        connection.execute(delete(NeighbourList).where(NeighbourList.image_id.in_(chunk)))
+    for name in ("removed", "added", "ends"):
+        rows = getattr(changes, name)
+        if not rows:
+            continue
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql(_SQLITE[name], rows)
+        else:
+            for start in range(0, len(rows), _JSON_ROWS):
+                connection.execute(_MARIADB[name], {
+                    "rows": orjson.dumps(rows[start:start + _JSON_ROWS]).decode()})
 
 
 def delete_lists_of_unavailable(engine: Engine) -> int:

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 from sqlalchemy import delete, event, func, insert, inspect, select, text, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 
 from db import neighbour_store as store
 from db.engine import make_engine, upgrade
@@ -21,7 +22,7 @@ from db.vectors import DIMENSIONS, MODEL_NAME, encode_vector
 from grouping import vector_cache
 from grouping.engine import ExactIndex
 from grouping.plan import ALL, NONE, starting_point
-from grouping.run import run
+from grouping.run import MERGES_PER_BLOCK, run
 
 _names = itertools.count()
 
@@ -509,3 +510,44 @@ def test_the_vector_cache_keeps_few_segments(db):
                                             manifest["segments"]
                                             for part in ("ids", "vectors"))}
     assert stored_lists(engine) == expected_lists(engine, 3)
+
+
+def test_writing_lists_leaves_foreign_key_checks_on(db):
+    # The writes skip the checks (image rows are never deleted); the connection goes
+    # back to the pool checking them again, also after a failed write.
+    engine, _ = db
+    ids = add_images(engine, embed(np.eye(3, dtype=np.float32)))
+    store.write_lists(engine, store.ListChanges.replacing(
+        [ids[0]], np.array([[ids[1]]]), np.array([[1.5]])))
+    with pytest.raises(IntegrityError):  # the same row again, the old one kept
+        store.write_lists(engine, store.ListChanges([], [], [(ids[0], ids[1], 1.5)], []))
+    pragma = ("PRAGMA foreign_keys" if engine.dialect.name == "sqlite"
+              else "SELECT @@SESSION.foreign_key_checks")
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql(pragma).scalar() == 1
+        with pytest.raises(IntegrityError):  # a neighbour that is no image
+            connection.execute(insert(ImageNeighbour).values(
+                image_id=ids[0], neighbour_id=10 ** 9, distance=1.0))
+            connection.commit()
+
+
+def test_incremental_blocks_bound_the_lists_searched_whole(db, monkeypatch):
+    engine, settings = db
+    rng = np.random.default_rng(25)
+    small_integer_images(engine, rng, 40)
+    run(settings, k=3, quiet=True)
+    small_integer_images(engine, rng, 5)
+    blocks = []
+    write_lists = store.write_lists
+
+    def recording(engine, changes, *args, **kwargs):
+        blocks.append((len(changes.replaced), changes.lists()))
+        return write_lists(engine, changes, *args, **kwargs)
+
+    monkeypatch.setattr(store, "write_lists", recording)
+    counts = run(settings, k=3, quiet=True, block_rows=2)
+    assert stored_lists(engine) == expected_lists(engine, 3)
+    assert sum(lists for _, lists in blocks) == counts["lists_written"]
+    assert all(whole <= 2 and lists <= 2 * MERGES_PER_BLOCK for whole, lists in blocks)
+    # Lists merged into ride along in the blocks of the five searched whole.
+    assert counts["lists_written"] > 10 and len(blocks) == 3
