@@ -220,8 +220,8 @@ def fill_database(url: str, vectors: np.ndarray) -> list[int]:
     return ids
 
 
-def run_job(url: str, k: int, *extra) -> tuple[float, str]:
-    env = {**os.environ, "DATABASE_URL": url, "NEIGHBOURS_K": str(k)}
+def run_job(url: str, k: int, cache: str, *extra) -> tuple[float, str]:
+    env = {**os.environ, "DATABASE_URL": url, "NEIGHBOURS_K": str(k), "VECTOR_CACHE": cache}
     seconds, result = timed(subprocess.run,
                             [sys.executable, str(ROOT / "group_images.py"), "--quiet", *extra],
                             env=env, cwd=ROOT, capture_output=True, text=True)
@@ -252,6 +252,10 @@ class Databases:
             self.created.append((admin, name))
             yield "MariaDB", server.set(database=name).render_as_string(hide_password=False)
 
+    def cache(self, label: str) -> str:
+        """Return the folder for the jobs' vector cache (VECTOR_CACHE) on one database."""
+        return f"{self.folder.name}/vector-cache-{label}"
+
     def close(self):
         from sqlalchemy import text
         for admin, name in self.created:
@@ -271,7 +275,7 @@ def section_e2e(args, report, databases):
     report(f"engine alone (search_all) N={n:,} k={args.k}: {engine_seconds:.1f} s")
     for label, url in databases.urls("e2e"):
         fill_database(url, base)
-        seconds, summary = run_job(url, args.k)
+        seconds, summary = run_job(url, args.k, databases.cache(label))
         report(f"group_images.py end to end on {label}, N={n:,}: {seconds:.1f} s "
                f"-> {seconds / engine_seconds:.2f}x the engine alone  [{summary}]")
 
@@ -281,10 +285,10 @@ def section_incremental(args, report, databases):
     base = pool3_like(n + m, seed=4)
     for label, url in databases.urls("inc"):
         fill_database(url, base[:n])
-        full_seconds, summary = run_job(url, args.k)
+        full_seconds, summary = run_job(url, args.k, databases.cache(label))
         report(f"{label}: full run N={n:,}: {full_seconds:.1f} s  [{summary}]")
         fill_database(url, base[n:])
-        seconds, summary = run_job(url, args.k)
+        seconds, summary = run_job(url, args.k, databases.cache(label))
         report(f"{label}: incremental run, M={m:,} new among N={n + m:,}: {seconds:.1f} s "
                f"-> {full_seconds / seconds:.1f}x cheaper than the full run  [{summary}]")
 
