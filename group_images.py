@@ -32,7 +32,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="neighbours per image (default: NEIGHBOURS_K)")
     parser.add_argument("--batch-size", type=int, metavar="N",
                         help="lists computed together and written in one transaction "
-                             "(default: 2048)")
+                             "(default: 2048; up to 8 times as many lists that an "
+                             "incremental run only merges into)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print how much work a run would do and change nothing")
     parser.add_argument("--quiet", action="store_true",
