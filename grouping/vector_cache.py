@@ -49,10 +49,11 @@ class VectorCache:
         name = make_url(database_url).render_as_string(hide_password=True)
         self.folder = Path(root) / hashlib.sha256(name.encode()).hexdigest()[:16]
         self.segments: list[tuple[str, np.ndarray, np.ndarray]] = []  # oldest first
+        self.token: str | None = None  # of the copy opened
 
     def open(self, token: str | None) -> bool:
         """Open the copy if its token is `token`; return whether it is usable."""
-        self.segments = []
+        self.segments, self.token = [], None
         if not token:
             return False
         try:
@@ -63,13 +64,15 @@ class VectorCache:
                 ids = np.load(self.folder / f"{name}-ids.npy")
                 vectors = np.load(self.folder / f"{name}-vectors.npy", mmap_mode="r")
                 if (ids.dtype != np.int64 or ids.ndim != 1 or vectors.dtype != np.float32
-                        or vectors.shape != (len(ids), DIMENSIONS)):
-                    raise ValueError(f"segment {name} has the wrong shape or type")
+                        or vectors.shape != (len(ids), DIMENSIONS)
+                        or np.any(ids[1:] <= ids[:-1])):
+                    raise ValueError(f"segment {name} is not as written")
                 self.segments.append((name, ids, vectors))
         except (OSError, ValueError, KeyError, TypeError) as error:
             log.warning("vector cache in %s not used: %s", self.folder, error)
             self.segments = []
             return False
+        self.token = token
         return True
 
     def _locate(self, image_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -111,6 +114,8 @@ class VectorCache:
     def save(self, ids: np.ndarray, vectors: np.ndarray, fetched_ids: np.ndarray) -> str:
         """Make the copy hold `vectors` of `ids` (ascending), of which only fetched_ids
         may differ from the copy opened; return its new token."""
+        if self.token and not len(fetched_ids):
+            return self.token  # nothing new: the copy stays as it is
         self.folder.mkdir(parents=True, exist_ok=True)
         rows = sum(len(segment[1]) for segment in self.segments)
         if (self.segments and len(self.segments) < MAX_SEGMENTS

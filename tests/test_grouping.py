@@ -440,7 +440,9 @@ def test_an_incremental_run_reads_only_the_flagged_vectors(db):
     rng = np.random.default_rng(21)
     ids = small_integer_images(engine, rng, 20)
     assert run(settings, k=4, quiet=True)["vectors_from_database"] == 20
+    files = sorted(settings.vector_cache.rglob("*"))
     assert run(settings, k=4, quiet=True)["vectors_from_database"] == 0
+    assert sorted(settings.vector_cache.rglob("*")) == files  # nothing new, nothing written
     small_integer_images(engine, rng, 2)
     change_image(engine, ids[3], vector=embed(np.full((1, 4), 5, np.float32))[0])
     change_image(engine, ids[4], status=MISSING)
