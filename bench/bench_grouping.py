@@ -233,9 +233,10 @@ def run_job(url: str, k: int, cache: str, *extra) -> tuple[float, str]:
 class Databases:
     """A fresh SQLite file (unless left out) and, given a server, a fresh MariaDB database."""
 
-    def __init__(self, mariadb_url: str | None, sqlite: bool = True):
+    def __init__(self, mariadb_url: str | None, sqlite: bool = True,
+                 vector_cache: bool = True):
         self.folder = tempfile.TemporaryDirectory(prefix="bench-grouping-")
-        self.mariadb_url, self.sqlite = mariadb_url, sqlite
+        self.mariadb_url, self.sqlite, self.vector_cache = mariadb_url, sqlite, vector_cache
         self.created = []
 
     def urls(self, label: str):
@@ -253,8 +254,8 @@ class Databases:
             yield "MariaDB", server.set(database=name).render_as_string(hide_password=False)
 
     def cache(self, label: str) -> str:
-        """Return the folder for the jobs' vector cache (VECTOR_CACHE) on one database."""
-        return f"{self.folder.name}/vector-cache-{label}"
+        """Return the jobs' VECTOR_CACHE on one database ('' for none)."""
+        return f"{self.folder.name}/vector-cache-{label}" if self.vector_cache else ""
 
     def close(self):
         from sqlalchemy import text
@@ -312,6 +313,9 @@ def main() -> int:
     parser.add_argument("--mariadb-url", default=os.environ.get("TEST_MARIADB_URL"))
     parser.add_argument("--no-sqlite", action="store_true",
                         help="e2e and incremental sections on MariaDB only")
+    parser.add_argument("--no-vector-cache", action="store_true",
+                        help="the jobs without VECTOR_CACHE: every run reads every vector "
+                             "from the database")
     args = parser.parse_args()
     sections = args.sections.split(",")
 
@@ -320,7 +324,8 @@ def main() -> int:
 
     report(f"# bench_grouping.py {' '.join(sys.argv[1:])}  ({os.cpu_count()} cores, "
            f"load average {os.getloadavg()[0]:.1f} at start)")
-    databases = Databases(args.mariadb_url, sqlite=not args.no_sqlite)
+    databases = Databases(args.mariadb_url, sqlite=not args.no_sqlite,
+                          vector_cache=not args.no_vector_cache)
     try:
         if "engine" in sections:
             section_engine(args, report)
