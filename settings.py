@@ -43,7 +43,7 @@ SETTINGS = (
     Setting("VECTOR_CACHE", "data/vector-cache",
             "Folder where the grouping job keeps a copy of the vectors it last grouped, so "
             "that an incremental run reads only the changed ones from the database "
-            "(empty: no copy; every run reads all vectors)."),
+            "(MariaDB only; empty: no copy, every run reads all vectors)."),
     Setting("THUMBNAIL_CACHE", "data/thumbnails",
             "Folder where the service caches generated thumbnails."),
     Setting("CORS_ORIGINS", "",

@@ -229,8 +229,11 @@ def _run(engine, settings, k, full, quiet, block_rows) -> dict:
         # the vectors load keeps its flag (its updated_at moves) for the next run, instead
         # of having it cleared without its vector having been seen.
         changed = store.load_changed(engine)
+        # Not on SQLite: there the vectors are read from a local file already, about as
+        # fast as from the copy (bench/results/grouping.md, Run H), which would only
+        # double the disk space they take.
         cache = (VectorCache(settings.vector_cache, settings.database_url)
-                 if settings.vector_cache else None)
+                 if settings.vector_cache and engine.dialect.name != "sqlite" else None)
         ids, vectors, fetched_ids = _load_vectors(engine, cache, changed, job_id, full)
         log.info("loaded %d vectors (%d from the database) in %.1f s", len(ids),
                  len(fetched_ids), time.monotonic() - started)

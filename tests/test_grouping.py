@@ -111,12 +111,22 @@ def flagged(engine) -> int:
             Image.needs_grouping.is_(True))).scalar_one()
 
 
+def _database(url, settings_for):
+    engine = make_engine(url)
+    upgrade(engine)
+    yield engine, settings_for(database_url=url)
+    engine.dispose()
+
+
 @pytest.fixture
 def db(database_url, settings_for):
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield engine, settings_for(database_url=database_url)
-    engine.dispose()
+    yield from _database(database_url, settings_for)
+
+
+@pytest.fixture
+def mariadb_db(mariadb_url, settings_for):
+    """As db, on MariaDB only: the grouping job keeps no vector cache for SQLite."""
+    yield from _database(mariadb_url, settings_for)
 
 
 def clear(engine):
@@ -435,8 +445,8 @@ def small_integer_images(engine, rng, count):
     return add_images(engine, embed(rng.integers(0, 6, size=(count, 4)).astype(np.float32)))
 
 
-def test_an_incremental_run_reads_only_the_flagged_vectors(db):
-    engine, settings = db
+def test_an_incremental_run_reads_only_the_flagged_vectors(mariadb_db):
+    engine, settings = mariadb_db
     rng = np.random.default_rng(21)
     ids = small_integer_images(engine, rng, 20)
     assert run(settings, k=4, quiet=True)["vectors_from_database"] == 20
@@ -457,8 +467,8 @@ def test_an_incremental_run_reads_only_the_flagged_vectors(db):
 
 
 def test_the_vector_cache_is_trusted_only_after_a_completed_run_that_left_it(
-        db, settings_for, tmp_path):
-    engine, settings = db
+        mariadb_db, settings_for, tmp_path):
+    engine, settings = mariadb_db
     rng = np.random.default_rng(22)
     ids = small_integer_images(engine, rng, 12)
     run(settings, k=3, quiet=True)
@@ -479,8 +489,8 @@ def test_the_vector_cache_is_trusted_only_after_a_completed_run_that_left_it(
     assert run(plain, k=3, quiet=True)["vectors_from_database"] == 12
 
 
-def test_a_damaged_vector_cache_is_ignored(db, caplog):
-    engine, settings = db
+def test_a_damaged_vector_cache_is_ignored(mariadb_db, caplog):
+    engine, settings = mariadb_db
     rng = np.random.default_rng(23)
     small_integer_images(engine, rng, 10)
     run(settings, k=3, quiet=True)
@@ -496,8 +506,8 @@ def test_a_damaged_vector_cache_is_ignored(db, caplog):
     assert stored_lists(engine) == expected_lists(engine, 3)
 
 
-def test_the_vector_cache_keeps_few_segments(db):
-    engine, settings = db
+def test_the_vector_cache_keeps_few_segments(mariadb_db):
+    engine, settings = mariadb_db
     rng = np.random.default_rng(24)
     small_integer_images(engine, rng, 16)
     run(settings, k=3, quiet=True)
@@ -553,3 +563,15 @@ def test_incremental_blocks_bound_the_lists_searched_whole(db, monkeypatch):
     assert all(whole <= 2 and lists <= 2 * MERGES_PER_BLOCK for whole, lists in blocks)
     # Lists merged into ride along in the blocks of the five searched whole.
     assert counts["lists_written"] > 10 and len(blocks) == 3
+
+
+def test_no_vector_cache_on_sqlite(sqlite_url, settings_for):
+    # SQLite's vectors are in a local file already; a copy would only double them.
+    engine, settings = next(_database(sqlite_url, settings_for))
+    rng = np.random.default_rng(26)
+    small_integer_images(engine, rng, 8)
+    run(settings, k=3, quiet=True)
+    small_integer_images(engine, rng, 1)
+    assert run(settings, k=3, quiet=True)["vectors_from_database"] == 9
+    assert not settings.vector_cache.exists()
+    engine.dispose()
