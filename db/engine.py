@@ -40,12 +40,16 @@ def make_engine(database_url: str, read_only: bool = False) -> Engine:
         return engine
     engine = create_engine(url, pool_pre_ping=True, pool_recycle=3600)
     if read_only:
-        @event.listens_for(engine, "connect")
-        def _read_only_session(dbapi_connection, _record):
-            cursor = dbapi_connection.cursor()
-            cursor.execute("SET SESSION TRANSACTION READ ONLY")
-            cursor.close()
+        event.listen(engine, "connect", lambda connection, _record: read_only_session(
+            connection))
     return engine
+
+
+def read_only_session(dbapi_connection) -> None:
+    """Make a MariaDB session refuse writes, whatever its user may do."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET SESSION TRANSACTION READ ONLY")
+    cursor.close()
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker:

@@ -136,14 +136,12 @@ class ExactIndex:
 
     def search(self, query, query_ids, k: int, memory_bytes: int = 256 << 20,
                block_rows: int | None = None, block_columns: int | None = None,
-               bounds=None, column_bounds=None):
+               column_bounds=None):
         """Return (ids, distances) of each query row's k nearest base rows, self excluded.
 
         ids is an (n, k) int64 array padded with −1 and distances an (n, k) float64 array
         of Euclidean distances padded with inf, where fewer than k base rows are left.
-        Rows are ordered by distance, then by neighbour id. bounds, if given, holds a
-        squared distance per query row: base rows farther than it may be left out (all
-        rows within it are kept), which spares their float64 re-ranking.
+        Rows are ordered by distance, then by neighbour id.
 
         column_bounds, if given, holds a squared distance per base row (−inf for none),
         and a third result comes back from the same distance blocks: (base rows, query
@@ -169,14 +167,12 @@ class ExactIndex:
         rows, columns = self.block_shape(len(query), memory_bytes)
         rows, columns = block_rows or rows, block_columns or columns
         positions = self._positions(query_ids)
-        bounds = (np.full(len(query), np.inf) if bounds is None
-                  else np.asarray(bounds, dtype=np.float64).reshape(len(query)))
         found = []
         for start in range(0, len(query), rows):
             stop = min(start + rows, len(query))
             ids[start:stop], distances[start:stop], (base_rows, query_rows) = \
                 self._search_block(query[start:stop], positions[start:stop], k, columns,
-                                   bounds[start:stop], column_bounds)
+                                   column_bounds)
             found.append((base_rows, query_rows + start))
         if column_bounds is None:
             return ids, distances
@@ -187,17 +183,17 @@ class ExactIndex:
                                   base_rows, squared)
         return ids, distances, (base_rows, query_rows, np.sqrt(squared))
 
-    def _search_block(self, query, positions, k, columns, bounds, column_bounds):
+    def _search_block(self, query, positions, k, columns, column_bounds):
         """Return the block's (ids, distances) and the (base rows, query rows) of the
         pairs that may be within column_bounds."""
         squared_norms = _squared_norms(query)
         query_norms = squared_norms.astype(np.float32)
-        candidates = _Candidates(k, self._slack(squared_norms), bounds)
+        candidates = _Candidates(k, self._slack(squared_norms))
         minus_two_query = query * np.float32(-2)  # exact: a power of two
         if column_bounds is None:
             column_threshold = np.full(len(self), -np.inf)
         else:
-            # As for the rows' bounds: v errs by at most c(‖a‖ + ‖b‖)², here with the
+            # v errs by at most c(‖a‖ + ‖b‖)² (error_coefficient), here with the
             # largest query norm for a.
             column_threshold = column_bounds + 2 * (
                 error_coefficient(self.dimensions)
@@ -329,11 +325,9 @@ class ExactIndex:
 class _Candidates:
     """A block of query rows' candidates: every entry within slack of the row's k-th v."""
 
-    def __init__(self, k: int, slack: np.ndarray, bounds=None):
+    def __init__(self, k: int, slack: np.ndarray):
         self.n, self.k, self.slack = len(slack), k, slack
-        # A squared-distance bound b: no v of an entry within it exceeds b + slack / 2.
-        self.bound = np.full(self.n, np.inf) if bounds is None else bounds + slack
-        self.threshold = self.bound.copy()
+        self.threshold = np.full(self.n, np.inf)
         self.rows, self.columns, self.values = [], [], []
         self.kept = 0
 
@@ -374,7 +368,7 @@ class _Candidates:
     def _prune(self) -> None:
         self.rows, self.columns, self.values, threshold = _prune(
             self.rows, self.columns, self.values, self.n, self.k, self.slack)
-        self.threshold = np.minimum(threshold, self.bound)
+        self.threshold = threshold
         self.kept = len(self.rows[0])
 
     def finish(self) -> tuple[np.ndarray, np.ndarray]:

@@ -271,9 +271,10 @@ def _run(engine, settings, k, full, quiet, block_rows) -> dict:
 def _load_vectors(engine, cache: VectorCache | None, changed, job_id: int, full: bool):
     """Return (ids, vectors) of every 'ok' image and the ids among them whose vectors
     were read from the database: all of them, unless the cache is current."""
-    previous = store.recent_grouping_jobs(engine, 1, before=job_id)
-    token = (previous[0][1] or {}).get(CACHE_TOKEN) if previous and previous[0][0] == \
-        "completed" else None
+    token = None
+    for outcome, counts in store.recent_grouping_jobs(engine, 1, before=job_id):
+        if outcome == "completed":
+            token = (counts or {}).get(CACHE_TOKEN)
     # A full run reads everything from the database: it is also the way to start afresh.
     if cache is None or full or not cache.open(token):
         ids, vectors = store.load_vectors(engine)

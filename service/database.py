@@ -8,7 +8,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DisconnectionError
 
-from db.engine import make_engine
+from db.engine import make_engine, read_only_session
 
 # A pooled connection idle for longer than this is pinged before use. A restart of the
 # server takes longer, so every connection it broke gets pinged and replaced; one that
@@ -44,9 +44,7 @@ def _mariadb_engine(database_url: str) -> Engine:
     def _on_connect(dbapi_connection, record):
         # In production the DB user has SELECT rights only; this makes every session
         # read-only as well, so a write fails even under a user that could write.
-        cursor = dbapi_connection.cursor()
-        cursor.execute("SET SESSION TRANSACTION READ ONLY")
-        cursor.close()
+        read_only_session(dbapi_connection)
         if ping_per_cursor:
             # mysql-connector's cursor() pings the server each time, a round trip per
             # statement; a cursor of the same class made directly does not.

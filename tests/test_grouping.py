@@ -124,6 +124,11 @@ def db(database_url, settings_for):
 
 
 @pytest.fixture
+def sqlite_db(sqlite_url, settings_for):
+    yield from _database(sqlite_url, settings_for)
+
+
+@pytest.fixture
 def mariadb_db(mariadb_url, settings_for):
     """As db, on MariaDB only: the grouping job keeps no vector cache for SQLite."""
     yield from _database(mariadb_url, settings_for)
@@ -397,27 +402,6 @@ def test_a_merge_writes_only_the_entries_that_enter_and_leave(db):
     assert len(deleted) == len(entered) and len(inserted) == len(entered) + 6
 
 
-def test_bounds_leave_out_only_rows_beyond_them():
-    rng = np.random.default_rng(8)
-    base = embed(rng.integers(0, 3, size=(60, 3)).astype(np.float32))
-    ids = np.arange(100, 160)
-    query = embed(rng.integers(0, 3, size=(20, 3)).astype(np.float32))
-    index = ExactIndex(base, ids)
-    want_ids, want_distances = index.search(query, np.arange(20), 8)
-    # Bounds at a list's own distances (ties at the bound included) and between them.
-    bounds = want_distances[np.arange(20), rng.integers(0, 8, size=20)] ** 2
-    bounds[::3] += 0.5
-    bounds[1] = np.inf
-    got_ids, got_distances = index.search(query, np.arange(20), 8, bounds=bounds)
-    for row in range(20):
-        within = want_distances[row] ** 2 <= bounds[row]
-        assert np.array_equal(got_ids[row][within], want_ids[row][within])
-        assert np.array_equal(got_distances[row][within], want_distances[row][within])
-        # What is returned beyond the bound is still the true list, in order.
-        kept = got_ids[row] >= 0
-        assert np.array_equal(got_ids[row][kept], want_ids[row][:kept.sum()])
-
-
 @pytest.mark.parametrize("full", [False, True])
 def test_an_image_committed_while_vectors_load_is_grouped_by_the_next_run(db, monkeypatch,
                                                                           full):
@@ -565,13 +549,12 @@ def test_incremental_blocks_bound_the_lists_searched_whole(db, monkeypatch):
     assert counts["lists_written"] > 10 and len(blocks) == 3
 
 
-def test_no_vector_cache_on_sqlite(sqlite_url, settings_for):
+def test_no_vector_cache_on_sqlite(sqlite_db):
     # SQLite's vectors are in a local file already; a copy would only double them.
-    engine, settings = next(_database(sqlite_url, settings_for))
+    engine, settings = sqlite_db
     rng = np.random.default_rng(26)
     small_integer_images(engine, rng, 8)
     run(settings, k=3, quiet=True)
     small_integer_images(engine, rng, 1)
     assert run(settings, k=3, quiet=True)["vectors_from_database"] == 9
     assert not settings.vector_cache.exists()
-    engine.dispose()
