@@ -251,6 +251,10 @@ class Databases:
             with admin.begin() as connection:
                 connection.execute(text(f"CREATE DATABASE `{name}`"))
             self.created.append((admin, name))
+            with admin.connect() as connection:
+                pool = connection.execute(text("SELECT @@innodb_buffer_pool_size")).scalar()
+            # Pages of the neighbour table not in the pool are disk reads in the runs.
+            print(f"MariaDB buffer pool: {int(pool) / 2**30:.1f} GiB", flush=True)
             yield "MariaDB", server.set(database=name).render_as_string(hide_password=False)
 
     def cache(self, label: str) -> str:
