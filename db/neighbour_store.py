@@ -142,7 +142,7 @@ def _tails_sql(dialect: str, lists: int) -> str:
     # One SELECT per list, each reading the end of its range of the key backwards, in
     # one statement of plain SQL with placeholders (image id, row count) per list.
     # Through SQLAlchemy's constructs each part became a derived table, which MariaDB
-    # materialised: three times the server time, plus the compiler's per-call work.
+    # materialised: twice the server time, and the compiler's work on every call.
     part = ("SELECT image_id, neighbour_id, distance FROM image_neighbours "
             "WHERE image_id = {0} ORDER BY distance DESC, neighbour_id DESC LIMIT {0}")
     # SQLite takes a LIMIT within a compound SELECT only in a subquery.

@@ -55,7 +55,8 @@ start() {
         --socket="$SOCKET" --port="$PORT" --bind-address=127.0.0.1 \
         --pid-file="$DIR/mariadb.pid" --log-error="$DIR/error.log" \
         --character-set-server=utf8mb4 --collation-server=utf8mb4_bin \
-        --innodb-buffer-pool-size="${TEST_MARIADB_BUFFER_POOL_SIZE:-1G}" --innodb-flush-log-at-trx-commit=2 \
+        --innodb-buffer-pool-size="${TEST_MARIADB_BUFFER_POOL_SIZE:-1G}" \
+        --innodb-flush-log-at-trx-commit=2 \
         --max-connections=500 --max-allowed-packet=256M >/dev/null 2>&1 &
     for _ in $(seq 1 60); do
         if running; then
