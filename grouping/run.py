@@ -281,13 +281,15 @@ def _load_vectors(engine, cache: VectorCache | None, changed, job_id: int, full:
         return ids, vectors, ids
     ok_ids = store.load_ok_ids(engine)
     unflagged = ok_ids[~np.isin(ok_ids, [c.id for c in changed])]
-    held = cache.holds(unflagged)
+    segment_of, row_of = cache.locate(unflagged)
+    held = segment_of >= 0
     fetched_ids, fetched_vectors = store.load_vectors(
         engine, np.setdiff1d(ok_ids, unflagged[held]))
     # An image that changed since `changed` was read keeps its flag for the next run.
     ids = np.union1d(unflagged[held], fetched_ids)
     vectors = np.empty((len(ids), DIMENSIONS), dtype=np.float32)
-    cache.read_into(unflagged[held], vectors, np.searchsorted(ids, unflagged[held]))
+    cache.read_into(segment_of[held], row_of[held], vectors,
+                    np.searchsorted(ids, unflagged[held]))
     vectors[np.searchsorted(ids, fetched_ids)] = fetched_vectors
     return ids, vectors, fetched_ids
 

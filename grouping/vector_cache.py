@@ -75,8 +75,9 @@ class VectorCache:
         self.token = token
         return True
 
-    def _locate(self, image_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # The segment (−1: none) and row of each id, the latest segment winning.
+    def locate(self, image_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return the segment (−1: not held) and row of each id, the latest segment
+        winning."""
         segment_of = np.full(len(image_ids), -1)
         row_of = np.zeros(len(image_ids), dtype=np.int64)
         for number, (_, ids, _) in enumerate(self.segments):
@@ -87,13 +88,10 @@ class VectorCache:
             segment_of[hit], row_of[hit] = number, at[hit]
         return segment_of, row_of
 
-    def holds(self, image_ids: np.ndarray) -> np.ndarray:
-        """Return whether the copy holds a vector for each of image_ids."""
-        return self._locate(image_ids)[0] >= 0
-
-    def read_into(self, image_ids: np.ndarray, out: np.ndarray, rows: np.ndarray) -> None:
-        """Copy the vectors of image_ids (all held, ascending) into out[rows]."""
-        segment_of, row_of = self._locate(image_ids)
+    def read_into(self, segment_of: np.ndarray, row_of: np.ndarray, out: np.ndarray,
+                  rows: np.ndarray) -> None:
+        """Copy the vectors at these places (from locate, all held, ids ascending) into
+        out[rows]."""
         buffer = np.empty((READ_ROWS, DIMENSIONS), dtype=np.float32)
         for number, (name, ids, vectors) in enumerate(self.segments):
             take = np.flatnonzero(segment_of == number)
