@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     label = "dry run, nothing changed; would process" if args.dry_run else "done"
-    print(f"{label}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    print(f"{label}: " + ", ".join(f"{k} {v}" for k, v in counts.items() if k != "note"))
+    if "note" in counts:
+        print(f"note: {counts['note']}")
     return 0
 
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Iterable, Iterator, Sequence
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 
 from db.models import MISSING, OK, PENDING, Image, ImageFeatures, utcnow
@@ -80,6 +80,25 @@ def with_features(engine: Engine, ids: Sequence[int]) -> set[int]:
             found.update(connection.execute(select(ImageFeatures.image_id)
                                             .where(ImageFeatures.image_id.in_(chunk))).scalars())
     return found
+
+
+def outdated_ids(engine: Engine, model: str) -> frozenset[int]:
+    """Return the ids of the images whose stored vector another model made."""
+    # Through the index on model: a database without such vectors answers at once.
+    with engine.connect() as connection:
+        return frozenset(connection.execute(select(ImageFeatures.image_id)
+                                            .where(ImageFeatures.model != model)).scalars())
+
+
+def other_models(engine: Engine, model: str) -> dict[str, int]:
+    """Return how many 'ok' images have a vector that a model other than `model` made,
+    by model."""
+    with engine.connect() as connection:
+        return dict(connection.execute(
+            select(ImageFeatures.model, func.count())
+            .join(Image, Image.id == ImageFeatures.image_id)
+            .where(ImageFeatures.model != model, Image.status == OK)
+            .group_by(ImageFeatures.model)).all())
 
 
 def mark_missing(engine: Engine, ids: Sequence[int]) -> None:

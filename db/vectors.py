@@ -4,7 +4,15 @@ from __future__ import annotations
 import numpy as np
 
 DIMENSIONS = 2048
-MODEL_NAME = "inception_v3_2015_12_05_pool_3"
+# Stored with every vector: the network, its layer and how the JPEG was decoded. A vector
+# stored under another name is recomputed by the next feature run.
+MODEL_NAME = "inception_v3_2015_12_05_pool_3_ifast"
+# Earlier names, and why their vectors differ from MODEL_NAME's.
+OUTDATED_MODELS = {
+    "inception_v3_2015_12_05_pool_3":
+        "decoded with libjpeg's accurate IDCT (ISLOW) instead of TensorFlow's default "
+        "(IFAST), which the replaced system used",
+}
 _DTYPE = np.dtype("<f4")
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from db.feature_store import ImageResult, write_results
 from db.models import FAILED, OK
 from db.vectors import encode_vector
-from features.plan import CHANGED, NEW, REAPPEARED, RETRY, FileTask
+from features.plan import CHANGED, NEW, OUTDATED, REAPPEARED, RETRY, FileTask
 from features.scan import display_text
 from model.preprocess import ImageError, load_image
 
@@ -146,7 +146,8 @@ def _count(prepared: Prepared, counts: Counter) -> None:
     if prepared.outcome == "reused":
         counts["unchanged" if kind == CHANGED else kind] += 1
         return
-    names = {NEW: "new", CHANGED: "changed", REAPPEARED: "reappeared", RETRY: "retried"}
+    names = {NEW: "new", CHANGED: "changed", REAPPEARED: "reappeared", RETRY: "retried",
+             OUTDATED: "recomputed"}
     counts[names[kind]] += 1
     if prepared.outcome == FAILED:
         counts["failed"] += 1

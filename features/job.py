@@ -13,18 +13,21 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from batch import Progress
 from db.engine import make_engine, upgrade
-from db.feature_store import load_known, mark_missing, paths_of, register, with_features
+from db.feature_store import (load_known, mark_missing, other_models, outdated_ids,
+                              paths_of, register, with_features)
 from db.jobs import finish_job, start_job
 from db.locks import LockHeld, run_lock
 from db.models import MISSING, OK
-from features.plan import CHANGED, NEW, REAPPEARED, FileTask, Plan, gone_ids, make_plan
+from db.vectors import MODEL_NAME, OUTDATED_MODELS
+from features.plan import CHANGED, NEW, OUTDATED, REAPPEARED, FileTask, Plan, gone_ids, \
+    make_plan
 from features.scan import Scan, scan
 from settings import Settings
 
 log = logging.getLogger(__name__)
 
 COUNTS = ("new", "changed", "unchanged", "missing", "failed", "reappeared", "retried",
-          "deferred")
+          "recomputed", "deferred")
 
 
 class JobError(Exception):
@@ -99,7 +102,9 @@ def _update(engine: Engine, settings: Settings, extractor, *, quiet: bool,
         raise JobError(f"IMAGE_ROOT {settings.image_root} holds no JPEG files, but the "
                        f"database lists {present} present images; is it mounted? "
                        "Nothing was changed")
-    plan = _plan(engine, found, known, limit=limit, retry_failed=retry_failed)
+    outdated = outdated_ids(engine, MODEL_NAME)
+    plan = _plan(engine, found, known, limit=limit, retry_failed=retry_failed,
+                 outdated=outdated)
     _log_plan(len(found.files), plan)
     mark_missing(engine, plan.missing)
     new_files = [w.file for w in plan.work if w.known is None]
@@ -108,14 +113,30 @@ def _update(engine: Engine, settings: Settings, extractor, *, quiet: bool,
                              "mtime_ns": f.mtime_ns} for f in new_files])
     reappearing = [w.known.id for w in plan.work if w.kind == REAPPEARED]
     featured = with_features(engine, reappearing)
-    tasks = [_task(settings.image_root, w, ids, featured) for w in plan.work]
+    tasks = [_task(settings.image_root, w, ids, featured, outdated) for w in plan.work]
     counts: Counter = Counter()
     if tasks:
         counts = _extract(tasks, engine, extractor, settings, quiet=quiet, threads=threads)
     counts["unchanged"] += plan.unchanged
     counts["missing"] += len(plan.missing)
     counts["deferred"] += plan.deferred
-    return {name: counts[name] for name in COUNTS}
+    result = {name: counts[name] for name in COUNTS}
+    if outdated:
+        result["note"] = _outdated_note(engine, counts["recomputed"])
+    return result
+
+
+def _outdated_note(engine: Engine, recomputed: int) -> str:
+    """Say why stored vectors are being recomputed and how many are left."""
+    left = other_models(engine, MODEL_NAME)
+    if not left:
+        return (f"{recomputed} vectors of an earlier version recomputed, none left; "
+                "group_images.py now brings every list up to date")
+    reasons = "; ".join(f"{count} {OUTDATED_MODELS.get(model, f'made by model {model}')}"
+                        for model, count in sorted(left.items()))
+    return (f"{recomputed} vectors of an earlier version recomputed, "
+            f"{sum(left.values())} still to do by the next runs ({reasons}); "
+            "group_images.py keeps the lists as they are until all are done")
 
 
 def _extract(tasks: list[FileTask], engine: Engine, extractor, settings: Settings, *,
@@ -133,15 +154,17 @@ def _extract(tasks: list[FileTask], engine: Engine, extractor, settings: Setting
         progress.close()
 
 
-def _task(root: Path, work, ids: dict[str, int], featured: set[int]) -> FileTask:
+def _task(root: Path, work, ids: dict[str, int], featured: set[int],
+          outdated: frozenset[int]) -> FileTask:
     file, row = work.file, work.known
     common = {"path": os.path.join(root, file.rel), "kind": work.kind, "size": file.size,
               "mtime_ns": file.mtime_ns}
     if row is None:
         return FileTask(image_id=ids[file.path_hash], prior_status="pending", **common)
     # A changed or reappearing file whose content hash is the recorded one keeps its
-    # result; new, pending and retried files are always decoded.
-    reuse = work.kind in (CHANGED, REAPPEARED)
+    # result, unless an earlier model made it; new, pending, retried and outdated files
+    # are always decoded.
+    reuse = work.kind in (CHANGED, REAPPEARED) and row.id not in outdated
     has_features = row.status == OK or row.id in featured
     return FileTask(image_id=row.id, prior_status=row.status, stored_hash=row.content_hash,
                     reuse=reuse, has_features=has_features, **common)
@@ -155,19 +178,21 @@ def _scan(root: Path) -> Scan:
 
 
 def _plan(engine: Engine | None, found: Scan, known: dict, *, limit: int | None,
-          retry_failed: bool) -> Plan:
+          retry_failed: bool, outdated: frozenset[int]) -> Plan:
     paths = None
     if found.unreadable_dirs and engine is not None:
         paths = paths_of(engine, gone_ids(found, known))
-    return make_plan(found, known, retry_failed=retry_failed, limit=limit, paths=paths)
+    return make_plan(found, known, retry_failed=retry_failed, limit=limit, paths=paths,
+                     outdated=outdated)
 
 
 def _log_plan(found: int, plan: Plan) -> None:
     counts = plan.counts()
     log.info("%d files found: %d new, %d changed (size or mtime), %d reappeared, "
-             "%d failed to retry, %d unchanged, %d gone; %d left for a later run (--limit)",
+             "%d failed to retry, %d unchanged, %d with a vector of an earlier model to "
+             "recompute, %d gone; %d left for a later run (--limit)",
              found, counts[NEW], counts[CHANGED], counts[REAPPEARED], counts["retry"],
-             counts["unchanged"], counts["missing"], counts["deferred"])
+             counts["unchanged"], counts[OUTDATED], counts["missing"], counts["deferred"])
 
 
 def _dry_run(settings: Settings, *, limit: int | None, retry_failed: bool) -> dict[str, int]:
@@ -177,13 +202,16 @@ def _dry_run(settings: Settings, *, limit: int | None, retry_failed: bool) -> di
     exists = url.get_backend_name() != "sqlite" or (
         url.database not in (None, "", ":memory:") and Path(url.database).is_file())
     known: dict = {}
+    outdated: frozenset[int] = frozenset()
     if exists:
         engine = _connect(settings.database_url, read_only=True)
     try:
         if engine is not None and inspect(engine).has_table("images"):
             known = load_known(engine)
+            outdated = outdated_ids(engine, MODEL_NAME)
         found = _scan(settings.image_root)
-        plan = _plan(engine, found, known, limit=limit, retry_failed=retry_failed)
+        plan = _plan(engine, found, known, limit=limit, retry_failed=retry_failed,
+                     outdated=outdated)
     except SQLAlchemyError as error:
         raise JobError(f"cannot read the database: {_short(error)}") from error
     finally:
@@ -191,7 +219,8 @@ def _dry_run(settings: Settings, *, limit: int | None, retry_failed: bool) -> di
             engine.dispose()
     counts = plan.counts()
     return {"new": counts[NEW], "changed": counts[CHANGED], "reappeared": counts[REAPPEARED],
-            "retried": counts["retry"], "unchanged": counts["unchanged"],
+            "retried": counts["retry"], "recomputed": counts[OUTDATED],
+            "unchanged": counts["unchanged"],
             "missing": counts["missing"], "deferred": counts["deferred"]}
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from db.feature_store import KnownImage
-from db.models import FAILED, MISSING, PENDING
+from db.models import FAILED, MISSING, OK, PENDING
 from features.scan import Scan, ScannedFile
 
 # Kinds of work. NEW: no result yet (new file, or 'pending' after a killed run).
 # CHANGED: size or mtime differ; the content hash decides. REAPPEARED: was 'missing'.
-# RETRY: 'failed' and unchanged, retried on request.
-NEW, CHANGED, REAPPEARED, RETRY = "new", "changed", "reappeared", "retry"
+# RETRY: 'failed' and unchanged, retried on request. OUTDATED: unchanged, but its
+# vector was made by an earlier model or decoding (db.vectors.OUTDATED_MODELS).
+NEW, CHANGED, REAPPEARED, RETRY, OUTDATED = "new", "changed", "reappeared", "retry", "outdated"
+KINDS = (NEW, CHANGED, REAPPEARED, RETRY, OUTDATED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +36,7 @@ class FileTask:
     mtime_ns: int
     stored_hash: str | None = None  # content hash on record
     reuse: bool = False  # same content hash as on record: keep the stored result
+                         # (never for a vector of an earlier model)
     has_features: bool = False
 
 
@@ -48,7 +51,7 @@ class Plan:
 
     def counts(self) -> dict[str, int]:
         """Return how many files of each kind the plan holds."""
-        counts = {kind: 0 for kind in (NEW, CHANGED, REAPPEARED, RETRY)}
+        counts = {kind: 0 for kind in KINDS}
         for item in self.work:
             counts[item.kind] += 1
         return {**counts, "missing": len(self.missing), "unchanged": self.unchanged,
@@ -56,8 +59,10 @@ class Plan:
 
 
 def make_plan(scan: Scan, known: dict[str, KnownImage], *, retry_failed: bool = False,
-              limit: int | None = None, paths: dict[int, str] | None = None) -> Plan:
-    """Return the plan for `scan` against the `known` rows.
+              limit: int | None = None, paths: dict[int, str] | None = None,
+              outdated: frozenset[int] = frozenset()) -> Plan:
+    """Return the plan for `scan` against the `known` rows; `outdated` holds the ids
+    whose stored vectors an earlier model or decoding made.
 
     Rows under a folder the walk could not read are not marked missing: an unreadable
     folder is a problem to fix, not a deletion. `paths` (id -> stored path) is needed only
@@ -73,7 +78,10 @@ def make_plan(scan: Scan, known: dict[str, KnownImage], *, retry_failed: bool = 
         elif row.status == FAILED and retry_failed:
             plan.work.append(Work(RETRY, file, row))
         elif row.size == file.size and row.mtime_ns == file.mtime_ns:
-            plan.unchanged += 1
+            if row.status == OK and row.id in outdated:
+                plan.work.append(Work(OUTDATED, file, row))
+            else:
+                plan.unchanged += 1
         else:
             plan.work.append(Work(CHANGED, file, row))
     gone = gone_ids(scan, known)

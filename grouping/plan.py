@@ -67,6 +67,10 @@ def make_plan(engine, ok_ids: np.ndarray, k: int, full: bool, changed=None) -> P
                                dtype=np.int64), new_ids)
     redo = np.union1d(redo, ok_ids[ok_ids > valid_through])
     full_ids = np.intersect1d(redo, ok_ids)
+    if len(ok_ids) and len(full_ids) == len(ok_ids):
+        # Every list changes (every vector was recomputed, say): a full run computes
+        # them all in half the products.
+        return Plan("full", k, NONE, changed, ok_ids, ok_ids[:0], new_ids)
     merge_ids = np.setdiff1d(ok_ids, full_ids) if len(new_ids) else ok_ids[:0]
     mode = "incremental" if valid_through == ALL else "resume"
     return Plan(mode, k, valid_through, changed, full_ids, merge_ids, new_ids)

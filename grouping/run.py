@@ -25,10 +25,11 @@ from batch import Progress
 from db import neighbour_store as store
 from db.neighbour_store import ListChanges
 from db.engine import make_engine, upgrade
+from db.feature_store import other_models
 from db.jobs import finish_job, start_job
 from db.locks import run_lock
 from db.models import Image, ImageFeatures, ImageNeighbour, Job
-from db.vectors import DIMENSIONS
+from db.vectors import DIMENSIONS, MODEL_NAME
 from grouping.engine import ExactIndex
 from grouping.plan import ALL, Plan, make_plan
 from grouping.vector_cache import VectorCache
@@ -191,9 +192,30 @@ def run(settings: Settings, full: bool = False, k: int | None = None,
         # Raises LockHeld while another run works on this database.
         with run_lock(engine, "grouping"):
             upgrade(engine)
+            waiting = _waiting_for_features(engine)
+            if waiting:
+                job_id = start_job(engine, "grouping")
+                finish_job(engine, job_id, "completed", waiting)
+                return waiting
             return _run(engine, settings, k, full, quiet, block_rows)
     finally:
         engine.dispose()
+
+
+def _waiting_for_features(engine) -> dict | None:
+    """Return the counts of a run that must wait for the feature job, or None.
+
+    Vectors of two models are not comparable: while the feature job recomputes the
+    vectors of an earlier model (db.vectors.OUTDATED_MODELS), the lists stay as they
+    are, every one made from vectors of one model, until all are recomputed.
+    """
+    outdated = sum(other_models(engine, MODEL_NAME).values())
+    if not outdated:
+        return None
+    return {"outdated_vectors": outdated,
+            "note": f"{outdated} images still have a vector of an earlier version; the "
+                    "lists stay as they are until create_image_features.py has "
+                    "recomputed them all"}
 
 
 def _dry_run(database_url: str, k: int, full: bool) -> dict:
@@ -214,6 +236,9 @@ def _dry_run(database_url: str, k: int, full: bool) -> dict:
         if not tables <= set(inspect(engine).get_table_names()):
             return {**nothing, "note": "the database has no image tables yet: nothing "
                                        "to group (a run would create them)"}
+        waiting = _waiting_for_features(engine)
+        if waiting:
+            return {**nothing, **waiting}
         plan = make_plan(engine, store.load_ok_ids(engine), k, full)
         return {**plan.counts(), "dry_run": True}
     finally:

@@ -1,10 +1,13 @@
 """JPEG bytes to the network's input, exactly as the 2015 graph prepared its images.
 
-The original graph decoded with `DecodeJpeg` (channels 3; libjpeg ISLOW IDCT, fancy
-upsampling), cast to float, resized with TF1's `ResizeBilinear` (align_corners=False,
-half_pixel_centers=False) to 299x299, then computed (x - 128) * (1/128). The same TF ops
-run here: `tf.io.decode_jpeg` is that DecodeJpeg kernel (it also turns grayscale and
-CMYK/YCCK JPEGs into RGB), and `tf.raw_ops.ResizeBilinear` keeps the TF1 sampling grid.
+The original graph decoded with `DecodeJpeg` (channels 3, no `dct_method` attribute, so
+the kernel's default: libjpeg's IFAST IDCT, fancy upsampling on), cast to float, resized
+with TF1's `ResizeBilinear` (align_corners=False, half_pixel_centers=False) to 299x299,
+then computed (x - 128) * (1/128). The same TF ops run here: `tf.io.decode_jpeg` is that
+DecodeJpeg kernel (it also turns grayscale and CMYK/YCCK JPEGs into RGB), and
+`tf.raw_ops.ResizeBilinear` keeps the TF1 sampling grid. Decoding with the accurate IDCT
+(ISLOW) instead moves the vectors measurably (cosine down to 0.989 on real photos), so
+the decoder's attributes are those of the graph's node, not the "better" ones.
 TF ops run in C++ without the GIL, so a thread pool can preprocess while the model runs.
 """
 from __future__ import annotations
@@ -22,13 +25,19 @@ class ImageError(Exception):
     """A file that cannot be used; str() is a short reason for images.error."""
 
 
+def _decode(data):
+    # The graph's DecodeJpeg node: every attribute at the kernel's default, spelled out.
+    # dct_method "" is TensorFlow's own choice, IFAST; try_recover_truncated=False and
+    # acceptable_fraction=1 make a truncated file an error instead of an image padded
+    # with grey rows.
+    return tf.io.decode_jpeg(data, channels=3, ratio=1, fancy_upscaling=True,
+                             try_recover_truncated=False, acceptable_fraction=1.0,
+                             dct_method="")
+
+
 @tf.function(input_signature=[tf.TensorSpec((), tf.string)], autograph=False)
 def _decode_and_resize(data):
-    # try_recover_truncated=False and acceptable_fraction=1 (the defaults) make a
-    # truncated file an error instead of an image padded with grey rows.
-    pixels = tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE",
-                               fancy_upscaling=True, try_recover_truncated=False,
-                               acceptable_fraction=1.0)
+    pixels = _decode(data)
     shape = tf.shape(pixels)
     # ResizeBilinear takes uint8 and returns float32, bit-identical to resizing a float
     # copy; a float copy of a 200-megapixel scan would take 2.4 GB per decode thread.
@@ -85,6 +94,11 @@ def jpeg_header(data: bytes) -> tuple[int, int, int]:
             break
         position += 2 + length
     raise ImageError("unreadable JPEG header")
+
+
+def decode_pixels(data: bytes) -> np.ndarray:
+    """Return the (height, width, 3) uint8 RGB pixels of a JPEG, decoded as the graph did."""
+    return _decode(tf.constant(data)).numpy()
 
 
 def load_image(data: bytes, max_pixels: int) -> tuple[np.ndarray, int, int]:

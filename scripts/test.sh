@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Set up and run the whole test suite, MariaDB and browser tests included.
 #   scripts/test.sh [PYTEST ARGS...]
-# Installs what is missing (the venv with the dev packages; Debian's chromium and
-# mariadb-server through apt-get), starts the private MariaDB server of
+# Installs what is missing (the venv with the dev packages; Debian's chromium,
+# libjpeg-turbo-progs and mariadb-server through apt-get), starts the private MariaDB server of
 # scripts/mariadb.sh on its own port and data folder unless TEST_MARIADB_URL names a
 # server, runs pytest, and stops the server again if this run started it. Exits with
 # pytest's status; "no tests collected" counts as a failure. Without extra arguments the
@@ -22,12 +22,16 @@ as_root() {
 
 ./scripts/setup.sh --dev
 
-# Debian's chromium for the browser tests (playwright never downloads a browser here).
-if ! command -v chromium >/dev/null 2>&1; then
-    log "installing chromium with apt-get"
+# Debian's chromium for the browser tests (playwright never downloads a browser here),
+# and djpeg (libjpeg-turbo-progs), the independent decoder the decoding tests compare with.
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v djpeg >/dev/null 2>&1 || missing+=(libjpeg-turbo-progs)
+if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing ${missing[*]} with apt-get"
     export DEBIAN_FRONTEND=noninteractive
     as_root apt-get update -q >&2
-    as_root apt-get install -y -q chromium >&2
+    as_root apt-get install -y -q "${missing[@]}" >&2
 fi
 CHROMIUM_PATH=${CHROMIUM_PATH:-$(command -v chromium)}
 export CHROMIUM_PATH
@@ -48,7 +52,7 @@ if [ -z "${TEST_MARIADB_URL:-}" ]; then
     TEST_MARIADB_URL=$(./scripts/mariadb.sh start)
 fi
 export TEST_MARIADB_URL
-export REQUIRE_MARIADB=1 REQUIRE_BROWSER=1
+export REQUIRE_MARIADB=1 REQUIRE_BROWSER=1 REQUIRE_DJPEG=1
 if [ "$#" = 0 ]; then
     export REQUIRE_KINDS=mariadb,browser
 fi

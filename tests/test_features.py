@@ -11,7 +11,8 @@ from sqlalchemy import select, update
 
 from db.engine import make_engine, upgrade
 from db.locks import run_lock
-from db.models import Image, Job
+from db.models import Image, ImageFeatures, Job
+from db.vectors import MODEL_NAME
 from features.job import JobError, run
 from features_support import feature_rows, image_rows, shared_extractor, write_jpeg
 from model.preprocess import load_image
@@ -202,3 +203,40 @@ def test_a_second_run_waits_for_no_one_and_changes_nothing(job):
         assert image_rows(job.url) == {}
     assert job()["new"] == 1  # the lock went with the first run
     engine.dispose()
+
+
+def test_vectors_of_an_earlier_decoding_are_recomputed_run_by_run(job):
+    for name, seed in [("a.jpg", 1), ("b.jpg", 2), ("c.jpg", 3), ("d.jpg", 4)]:
+        write_jpeg(job.root / name, seed)
+    job()
+    clear_needs_grouping(job.url)
+    fresh, ids = feature_rows(job.url), {p: r["id"] for p, r in image_rows(job.url).items()}
+    # A database of the version before the fix: every vector made with the old decoding.
+    engine = make_engine(job.url)
+    with engine.begin() as connection:
+        connection.execute(update(ImageFeatures).values(
+            model="inception_v3_2015_12_05_pool_3", vector=bytes(8192)))
+    engine.dispose()
+    os.utime(job.root / "d.jpg", ns=(1, 1_000_000_000))  # touched: same content
+
+    counts = job(limit=2)
+    assert (counts["recomputed"], counts["deferred"]) == (2, 2)
+    assert "2 still to do" in counts["note"] and "ISLOW" in counts["note"]
+    rows, features = image_rows(job.url), feature_rows(job.url)
+    assert {p: r["id"] for p, r in rows.items()} == ids  # no new ids
+    done = [p for p, r in rows.items() if features[r["id"]]["model"] == MODEL_NAME]
+    assert sorted(done) == ["a.jpg", "b.jpg"]  # in walk order, as other work
+    for path in done:
+        assert features[ids[path]]["vector"] == fresh[ids[path]]["vector"]
+        assert rows[path]["needs_grouping"]
+    assert not rows["c.jpg"]["needs_grouping"]
+
+    counts = job()
+    # The touched file has the content on record, but its vector is not kept.
+    assert (counts["recomputed"], counts["changed"], counts["unchanged"]) == (1, 1, 2)
+    assert "none left" in counts["note"]
+    features = feature_rows(job.url)
+    assert {i: (f["model"], f["vector"]) for i, f in features.items()} == {
+        i: (MODEL_NAME, f["vector"]) for i, f in fresh.items()}
+    again = job()
+    assert again["unchanged"] == 4 and "note" not in again

@@ -40,8 +40,8 @@ def test_golden_vectors_match_the_reference_model(extractor):
     golden = np.load(GOLDEN / "golden.npz")
     loaded = [load_image((GOLDEN / name).read_bytes(), MAX) for name in golden["names"]]
     inputs = np.stack([image for image, _, _ in loaded])
-    # Same preprocessed inputs as when the vectors were made: a mismatch here is a
-    # preprocessing change, not a network change.
+    # The inputs the reference made from the files by another path (djpeg's IFAST
+    # decoding, a numpy resize): a mismatch here is in the preprocessing, not the network.
     assert [w for _, w, _ in loaded] == list(golden["widths"])
     np.testing.assert_allclose(inputs.mean(axis=(1, 2, 3), dtype=np.float64),
                                golden["input_means"], atol=1e-6)

@@ -1,7 +1,9 @@
-"""JPEG bytes to network input: TF1 resize semantics, colour handling, bad input."""
+"""JPEG bytes to network input: libjpeg's IFAST decoding, TF1 resize semantics, colour
+handling, bad input."""
 from __future__ import annotations
 
 import io
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -9,9 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.preprocess import ImageError, load_image
+from model.preprocess import ImageError, decode_pixels, load_image
+from reference import djpeg_path, djpeg_pixels, tf1_resize
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden"
+SAMPLES = Path(__file__).parent.parent / "sample_images"
 MAX = 10**8
 
 
@@ -21,24 +25,64 @@ def _jpeg(array: np.ndarray, **options) -> bytes:
     return buffer.getvalue()
 
 
-def _tf1_resize(image: np.ndarray, size: int, half_pixel_centers: bool) -> np.ndarray:
-    """Resize like TF1's ResizeBilinear (align_corners=False), written out in numpy."""
-    height, width = image.shape[:2]
+@pytest.fixture(scope="module")
+def djpeg():
+    """Debian's djpeg; without it the decoding tests skip, unless REQUIRE_DJPEG=1 (CI)."""
+    if djpeg_path() is None:
+        message = "djpeg not found; install Debian's libjpeg-turbo-progs"
+        if os.environ.get("REQUIRE_DJPEG") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
 
-    def grid(n_in):
-        scale = np.float32(n_in) / np.float32(size)
-        out = np.arange(size, dtype=np.float32)
-        source = (out + 0.5) * scale - 0.5 if half_pixel_centers else out * scale
-        low = np.clip(np.floor(source).astype(int), 0, n_in - 1)
-        high = np.minimum(low + 1, n_in - 1)
-        return low, high, (source - np.floor(source)).astype(np.float32)
 
-    y0, y1, dy = grid(height)
-    x0, x1, dx = grid(width)
-    image = image.astype(np.float32)
-    top = image[y0][:, x0] + (image[y0][:, x1] - image[y0][:, x0]) * dx[None, :, None]
-    bottom = image[y1][:, x0] + (image[y1][:, x1] - image[y1][:, x0]) * dx[None, :, None]
-    return top + (bottom - top) * dy[:, None, None]
+def _variants() -> dict[str, bytes]:
+    """Return JPEGs of one photo in the layouts archives hold."""
+    photo = np.asarray(Image.open(GOLDEN / "coffee.jpg"))
+    cmyk = io.BytesIO()
+    Image.fromarray(photo).convert("CMYK").save(cmyk, "JPEG", quality=90)
+    return {"baseline 4:2:0": _jpeg(photo, quality=90),
+            "progressive": _jpeg(photo, quality=90, progressive=True),
+            "4:4:4": _jpeg(photo, quality=95, subsampling=0),
+            "4:2:2": _jpeg(photo, quality=80, subsampling=1),
+            "odd size, not whole blocks": _jpeg(photo[:101, :77], quality=75),
+            "grayscale": _jpeg(photo.mean(axis=2).astype(np.uint8), quality=90),
+            # Pillow writes Adobe CMYK with K = 0 (stored as 255): no rounding in the
+            # conversion to RGB, so djpeg's RGB and TensorFlow's agree exactly.
+            "CMYK": cmyk.getvalue()}
+
+
+@pytest.mark.parametrize("name", list(_variants()))
+def test_decoding_is_libjpeg_ifast(djpeg, name):
+    data = _variants()[name]
+    pixels = decode_pixels(data)
+    np.testing.assert_array_equal(pixels, djpeg_pixels(data, "fast"))
+    # The accurate IDCT gives other pixels: the comparison tells the two apart.
+    assert (pixels != djpeg_pixels(data, "int")).mean() > 0.05
+
+
+def test_sample_and_golden_photos_decode_as_libjpeg_ifast(djpeg):
+    files = sorted(SAMPLES.rglob("*.jpg")) + sorted(GOLDEN.glob("*.jpg"))
+    assert len(files) >= 30
+    for path in files:
+        data = path.read_bytes()
+        np.testing.assert_array_equal(decode_pixels(data), djpeg_pixels(data, "fast"),
+                                      err_msg=str(path))
+
+
+def test_cmyk_with_black_converts_as_tensorflow_documents(djpeg):
+    # With a varying K the conversion rounds: TensorFlow computes c·k/255 truncated
+    # (jpeg_mem.cc), djpeg rounds it. The IDCT's differences are larger than that.
+    photo = np.asarray(Image.open(GOLDEN / "coffee.jpg")).astype(int)
+    cmyk = np.zeros(photo.shape[:2] + (4,), np.uint8)
+    cmyk[..., :3] = 255 - photo
+    cmyk[..., 3] = (np.arange(photo.shape[1]) * 255 // photo.shape[1])[None, :]
+    buffer = io.BytesIO()
+    Image.fromarray(cmyk, "CMYK").save(buffer, "JPEG", quality=90)
+    data = buffer.getvalue()
+    pixels = decode_pixels(data).astype(int)
+    for dct, inside in (("fast", True), ("int", False)):
+        difference = djpeg_pixels(data, dct) - pixels
+        assert ((difference >= 0) & (difference <= 1)).all() == inside, dct
 
 
 def test_resize_is_tf1_bilinear_without_half_pixel_centers():
@@ -51,10 +95,10 @@ def test_resize_is_tf1_bilinear_without_half_pixel_centers():
     assert image.shape == (299, 299, 3) and image.dtype == np.float32
 
     rgb = np.repeat(gray[:, :, None], 3, axis=2)
-    expected = (_tf1_resize(rgb, 299, half_pixel_centers=False) - 128) / 128
+    expected = (tf1_resize(rgb, 299, half_pixel_centers=False) - 128) / 128
     np.testing.assert_allclose(image, expected, rtol=0, atol=1e-6)
     # The other sampling grid gives a clearly different picture: the test can fail.
-    other = (_tf1_resize(rgb, 299, half_pixel_centers=True) - 128) / 128
+    other = (tf1_resize(rgb, 299, half_pixel_centers=True) - 128) / 128
     assert np.abs(image - other).max() > 0.05
     # Corner pixel by hand: output (0, 0) samples input (0, 0) exactly.
     assert image[0, 0, 0] == pytest.approx((10 - 128) / 128, abs=1e-7)

@@ -9,9 +9,13 @@ throwaway Python that has PyTorch (the project itself never needs it):
 
 It (1) writes small JPEG derivatives of scikit-image's public-domain/CC0 sample photos to
 tests/fixtures/golden/ (skipped for files already there, so the committed JPEGs stay put),
-(2) preprocesses them with model.preprocess.load_image, (3) runs the reference TorchScript
-archive on exactly those 299x299 tensors (NCHW, same values: the archive's forward pass
-does no resizing or normalising of its own), and (4) writes golden.npz with the vectors.
+(2) prepares them as the 2015 graph did, but without the project's code: decoded by
+Debian's djpeg with libjpeg's IFAST IDCT, resized by TF1's bilinear rule written in numpy
+(tests/reference.py), (3) runs the reference TorchScript archive on those 299x299 tensors
+(NCHW, same values: the archive's forward pass does no resizing or normalising of its
+own), and (4) writes golden.npz with the vectors. The golden vectors are thus made from
+the files end to end by an independent path; tests/test_model.py compares the project's
+whole pipeline, decoding included, with them. Needs djpeg (libjpeg-turbo-progs).
 """
 from __future__ import annotations
 
@@ -82,15 +86,15 @@ def main() -> None:
         reference(*args.reference)
         return
 
-    sys.path.insert(0, str(ROOT))
+    sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
     from model.archive import find_archive, verify_archive
-    from model.preprocess import load_image
+    from reference import djpeg_pixels, network_input
 
     archive = find_archive()
     verify_archive(archive)
     paths = write_photos()
-    loaded = [load_image(p.read_bytes(), max_pixels=10**8) for p in paths]
-    inputs = np.stack([image for image, _, _ in loaded])
+    inputs = np.stack([network_input(p.read_bytes()) for p in paths])
+    sizes = [djpeg_pixels(p.read_bytes()).shape[:2] for p in paths]
     with tempfile.TemporaryDirectory() as temp:
         np.save(Path(temp) / "inputs.npy", inputs)
         subprocess.run([args.torch_python, __file__, "--torch-python", args.torch_python,
@@ -100,8 +104,8 @@ def main() -> None:
     np.savez_compressed(
         FIXTURES / "golden.npz",
         names=np.array([p.name for p in paths]),
-        widths=np.array([w for _, w, _ in loaded]),
-        heights=np.array([h for _, _, h in loaded]),
+        widths=np.array([w for _, w in sizes]),
+        heights=np.array([h for h, _ in sizes]),
         # Fingerprints of the preprocessed inputs, so a test can tell a preprocessing
         # change apart from a network change.
         input_means=inputs.mean(axis=(1, 2, 3), dtype=np.float64),
