@@ -18,7 +18,7 @@ import argparse
 import os
 import sys
 
-from batch import legacy_database_url, setup_logging
+from batch import legacy_database_url, main as main_of_job, setup_logging, summary_lines
 from settings import load_settings
 
 PROG = "create_image_features.py"
@@ -69,21 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
     setup_logging(settings.log_level, args.quiet)
-    from features.job import JobError, run  # after logging: the model import logs
-    try:
-        counts = run(settings, quiet=args.quiet, dry_run=args.dry_run, limit=args.limit,
-                     retry_failed=args.retry_failed)
-    except JobError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    from features.job import run  # after logging: the model import logs
     label = "dry run, nothing changed; would process" if args.dry_run else "done"
-    print(f"{label}: " + ", ".join(f"{k} {v}" for k, v in counts.items() if k != "note"))
-    if "note" in counts:
-        print(f"note: {counts['note']}")
-    return 0
+    return main_of_job(PROG, lambda: run(settings, quiet=args.quiet, dry_run=args.dry_run,
+                                         limit=args.limit, retry_failed=args.retry_failed),
+                       lambda counts: summary_lines(label, counts))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Bring every image's list of its k nearest neighbours (exact, Euclidean) up to date.
 
-    group_images.py [--full] [--k N] [--batch-size N] [--dry-run] [--quiet]
+    group_images.py [--full] [--relearn] [--k N] [--batch-size N] [--dry-run] [--quiet]
     group_images.py <db host> <db port> <db name> <db user> <db password>
 
+Lists are kept per space: pool3 (Euclidean on the stored vectors, the original distance)
+and whitened (a space learned from the collection; WHITENED_DIMENSIONS, 0 for none).
 Settings (DATABASE_URL, NEIGHBOURS_K, GROUPING_MEMORY_MB, ...) come from the environment
 and .env; the second form is the original script's command line and still works. The
 first run, and --full, compute every list; later runs only the work that the new,
@@ -15,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from batch import legacy_database_url, setup_logging
+from batch import legacy_database_url, main as main_of_job, setup_logging, summary_lines
 from settings import load_settings
 
 PROG = "group_images.py"
@@ -28,6 +30,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                              "(default: the DATABASE_URL setting)")
     parser.add_argument("--full", action="store_true",
                         help="recompute every list, not only what changed")
+    parser.add_argument("--relearn", action="store_true",
+                        help="learn the whitened space again from the current collection "
+                             "and recompute its lists")
     parser.add_argument("--k", type=int, metavar="N",
                         help="neighbours per image (default: NEIGHBOURS_K)")
     parser.add_argument("--batch-size", type=int, metavar="N",
@@ -62,31 +67,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
     setup_logging(settings.log_level, args.quiet)
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from db.locks import LockHeld
     from grouping.run import BLOCK_ROWS, run
-    try:
-        counts = run(settings, full=args.full, dry_run=args.dry_run, quiet=args.quiet,
-                     block_rows=args.batch_size or BLOCK_ROWS)
-    except LockHeld:
-        print(f"{PROG}: error: another group_images.py run is working on this database; "
-              "nothing was changed", file=sys.stderr)
-        return 1
-    except (SQLAlchemyError, ValueError, MemoryError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        print(f"{PROG}: error: {type(error).__name__}: {reason}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
     label = "dry run, nothing changed; would do" if args.dry_run else "done"
-    # valid_through is the resume point kept in the jobs row, not news for the operator.
-    print(f"{label}: " + ", ".join(f"{k} {v}" for k, v in counts.items()
-                                   if k not in ("valid_through", "note")))
-    if "note" in counts:
-        print(f"note: {counts['note']}")
-    return 0
+    return main_of_job(PROG, lambda: run(settings, full=args.full, dry_run=args.dry_run,
+                                         quiet=args.quiet, relearn=args.relearn,
+                                         block_rows=args.batch_size or BLOCK_ROWS),
+                       lambda counts: summary(label, counts))
+
+
+# Bookkeeping kept in the jobs row for the next run, not news for the operator.
+_HIDDEN = ("valid_through", "projection", "vector_cache", "spaces", "note")
+
+
+def summary(label: str, counts: dict) -> list[str]:
+    """Return the summary: the run's counts, a line per space, then the note if any."""
+    lines = summary_lines(label, {k: v for k, v in counts.items()
+                                  if k == "note" or k not in _HIDDEN})
+    spaces = [f"  {name}: " + (", ".join(f"{k} {v}" for k, v in state.items()
+                                         if k not in _HIDDEN) or state.get("note", ""))
+              for name, state in counts.get("spaces", {}).items()]
+    return lines[:1] + spaces + lines[1:]
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from db.models import SPACE_IDS
+
 PROJECT_ROOT = Path(__file__).resolve().parent
 
 
@@ -40,12 +42,20 @@ SETTINGS = (
     Setting("NEIGHBOURS_K", "100", "Neighbours stored per image."),
     Setting("GROUPING_MEMORY_MB", "2048",
             "Upper bound for the working memory of the neighbour engine's distance blocks."),
+    Setting("WHITENED_DIMENSIONS", "256",
+            "Dimensions of the learned 'whitened' space the grouping job computes lists in "
+            "beside the original distances (0: not computed, and its lists are deleted). "
+            "Learned from the collection once it has 200 images with features."),
     Setting("VECTOR_CACHE", "data/vector-cache",
             "Folder where the grouping job keeps a copy of the vectors it last grouped, so "
             "that an incremental run reads only the changed ones from the database "
             "(MariaDB only; empty: no copy, every run reads all vectors)."),
     Setting("THUMBNAIL_CACHE", "data/thumbnails",
             "Folder where the service caches generated thumbnails."),
+    Setting("PAGE_SPACE", "whitened",
+            "Space the image page shows first, when its lists exist: whitened (improved "
+            "similarity) or pool3 (the original distance). A switch on the page shows "
+            "the other."),
     Setting("CORS_ORIGINS", "",
             "Comma-separated origins allowed to call the JSON API from a browser "
             "(empty: none; * for any)."),
@@ -65,8 +75,10 @@ class Settings:
     max_image_pixels: int
     neighbours_k: int
     grouping_memory_mb: int
+    whitened_dimensions: int
     vector_cache: Path | None
     thumbnail_cache: Path
+    page_space: str
     cors_origins: tuple[str, ...]
     service_port: int
     log_level: str
@@ -103,6 +115,12 @@ def _int(name: str, value: str, minimum: int = 1) -> int:
     return number
 
 
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def load_settings(overrides: dict[str, str] | None = None,
                   env: dict[str, str] | None = None,
                   env_file: Path | None = PROJECT_ROOT / ".env") -> Settings:
@@ -129,9 +147,11 @@ def load_settings(overrides: dict[str, str] | None = None,
         max_image_pixels=_int("MAX_IMAGE_PIXELS", values["MAX_IMAGE_PIXELS"]),
         neighbours_k=_int("NEIGHBOURS_K", values["NEIGHBOURS_K"]),
         grouping_memory_mb=_int("GROUPING_MEMORY_MB", values["GROUPING_MEMORY_MB"]),
+        whitened_dimensions=_int("WHITENED_DIMENSIONS", values["WHITENED_DIMENSIONS"], 0),
         vector_cache=(_project_path(values["VECTOR_CACHE"]) if values["VECTOR_CACHE"]
                       else None),
         thumbnail_cache=_project_path(values["THUMBNAIL_CACHE"]),
+        page_space=_choice("PAGE_SPACE", values["PAGE_SPACE"], tuple(SPACE_IDS)),
         cors_origins=tuple(o.strip() for o in values["CORS_ORIGINS"].split(",") if o.strip()),
         service_port=_int("SERVICE_PORT", values["SERVICE_PORT"]),
         log_level=level,

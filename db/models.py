@@ -12,6 +12,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 PENDING, OK, FAILED, MISSING = "pending", "ok", "failed", "missing"
 STATUSES = (PENDING, OK, FAILED, MISSING)
 
+# Spaces of neighbour lists, by name and id. pool3: Euclidean on the stored vectors, the
+# replaced system's distance; whitened: the learned space (grouping/whitening.py).
+POOL3, WHITENED = "pool3", "whitened"
+SPACE_IDS = {POOL3: 1, WHITENED: 2}
+
 # BIGINT on MariaDB, INTEGER (a rowid alias, so AUTOINCREMENT works) on SQLite.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 # Microseconds on MariaDB too (SQLite keeps them anyway): the grouping job tells an image
@@ -73,8 +78,32 @@ class ImageFeatures(Base):
     created_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False, default=utcnow)
 
 
+class Space(Base):
+    """A space the grouping job computes lists in, and how it stands."""
+
+    __tablename__ = "spaces"
+    __table_args__ = ({"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"},)
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(32), nullable=False, unique=True)
+    dimensions: Mapped[int | None] = mapped_column(Integer)
+    # The learned projection (grouping.whitening.Projection.to_bytes); None for pool3.
+    projection: Mapped[bytes | None] = mapped_column(
+        LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb"))
+    # What it was learned with (JSON: the dimensions asked for, the shrinkage), from how
+    # many images and when.
+    parameters: Mapped[str | None] = mapped_column(Text)
+    learned_from: Mapped[int | None] = mapped_column(Integer)
+    learned_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # Lists stored at the end of the last grouping run, and why there are none if so.
+    lists: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    note: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False, default=utcnow)
+
+
 class ImageNeighbour(Base):
-    """One entry of an image's top-k list; the list's order is (distance, neighbour_id).
+    """One entry of an image's top-k list in a space; the list's order is (distance,
+    neighbour_id).
 
     The rank is not stored: it is the entry's position in that order. A stored rank
     would make every entry behind a newcomer move (up to k rows rewritten per list an
@@ -92,6 +121,9 @@ class ImageNeighbour(Base):
 
     image_id: Mapped[int] = mapped_column(Id, ForeignKey("images.id"), primary_key=True,
                                           autoincrement=False)
+    # After image_id: the foreign key on image_id needs an index that starts with it,
+    # and one image's lists in all spaces are neighbours in the table.
+    space: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
     distance: Mapped[float] = mapped_column(Double, primary_key=True)
     neighbour_id: Mapped[int] = mapped_column(Id, ForeignKey("images.id"), primary_key=True,
                                               autoincrement=False)
@@ -110,6 +142,7 @@ class NeighbourList(Base):
 
     image_id: Mapped[int] = mapped_column(Id, ForeignKey("images.id"), primary_key=True,
                                           autoincrement=False)
+    space: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
     length: Mapped[int] = mapped_column(SmallInteger, nullable=False)
     last_distance: Mapped[float] = mapped_column(Double, nullable=False)
     last_neighbour_id: Mapped[int] = mapped_column(Id, nullable=False)

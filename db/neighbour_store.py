@@ -98,20 +98,22 @@ def load_changed(engine: Engine) -> list[Changed]:
         return [Changed(*row) for row in rows]
 
 
-def lists_containing(engine: Engine, neighbour_ids) -> set[int]:
-    """Return the ids of the images whose lists hold any of neighbour_ids."""
+def lists_containing(engine: Engine, space: int, neighbour_ids) -> set[int]:
+    """Return the ids of the images whose lists in `space` hold any of neighbour_ids."""
     found: set[int] = set()
     query = (select(ImageNeighbour.image_id).distinct()
-             .where(ImageNeighbour.neighbour_id.in_(bindparam("ids", expanding=True))))
+             .where(ImageNeighbour.neighbour_id.in_(bindparam("ids", expanding=True)),
+                    ImageNeighbour.space == space))
     with engine.connect() as connection:
         for chunk in _chunks(int(i) for i in neighbour_ids):
             found.update(connection.execute(query, {"ids": chunk}).scalars())
     return found
 
 
-def load_list_ends(engine: Engine, image_ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return (length, last distance, last neighbour id) of each image's stored list,
-    as arrays in the order of image_ids; (0, inf, −1) where there is none."""
+def load_list_ends(engine: Engine, space: int,
+                   image_ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (length, last distance, last neighbour id) of each image's stored list in
+    `space`, as arrays in the order of image_ids; (0, inf, −1) where there is none."""
     image_ids = np.asarray(image_ids, dtype=np.int64)
     length = np.zeros(len(image_ids), dtype=np.int64)
     last_distance = np.full(len(image_ids), np.inf)
@@ -121,7 +123,8 @@ def load_list_ends(engine: Engine, image_ids) -> tuple[np.ndarray, np.ndarray, n
     with engine.connect() as connection:
         rows = connection.execute(select(NeighbourList.image_id, NeighbourList.length,
                                          NeighbourList.last_distance,
-                                         NeighbourList.last_neighbour_id)).all()
+                                         NeighbourList.last_neighbour_id)
+                                  .where(NeighbourList.space == space)).all()
     if not rows or not len(image_ids):
         return length, last_distance, last_id
     owners, lengths, distances, ids = (np.array(column) for column in zip(*rows))
@@ -144,16 +147,19 @@ def _tails_sql(dialect: str, lists: int) -> str:
     # Through SQLAlchemy's constructs each part became a derived table, which MariaDB
     # materialised: twice the server time, and the compiler's work on every call.
     part = ("SELECT image_id, neighbour_id, distance FROM image_neighbours "
-            "WHERE image_id = {0} ORDER BY distance DESC, neighbour_id DESC LIMIT {0}")
+            "WHERE image_id = {0} AND space = {0} "
+            "ORDER BY distance DESC, neighbour_id DESC LIMIT {0}")
     # SQLite takes a LIMIT within a compound SELECT only in a subquery.
     part = (f"SELECT * FROM ({part.format('?')})" if dialect == "sqlite"
             else f"({part.format('%s')})")
     return " UNION ALL ".join([part] * lists)
 
 
-def load_tails(engine: Engine, image_ids, sizes) -> tuple[np.ndarray, np.ndarray]:
+def load_tails(engine: Engine, space: int, image_ids,
+               sizes) -> tuple[np.ndarray, np.ndarray]:
     """Return (neighbour ids, distances) of the last sizes[i] entries of each image's
-    stored list, in list order, as arrays of width max(sizes) padded with −1 and inf."""
+    stored list in `space`, in list order, as arrays of width max(sizes) padded with −1
+    and inf."""
     image_ids = np.asarray(image_ids, dtype=np.int64)
     sizes = np.asarray(sizes, dtype=np.int64)
     width = int(sizes.max()) if len(sizes) else 0
@@ -166,7 +172,8 @@ def load_tails(engine: Engine, image_ids, sizes) -> tuple[np.ndarray, np.ndarray
             chunk_sizes = sizes[start:start + _TAIL_CHUNK].tolist()
             parameters = []
             for n in range(_TAIL_CHUNK):  # the last chunk padded with empty parts
-                parameters += (chunk[n], chunk_sizes[n]) if n < len(chunk) else (0, 0)
+                parameters += ((chunk[n], space, chunk_sizes[n]) if n < len(chunk)
+                               else (0, space, 0))
             rows = connection.exec_driver_sql(
                 _tails_sql(connection.dialect.name, _TAIL_CHUNK), tuple(parameters)).all()
             if not rows:
@@ -233,28 +240,34 @@ _ROW_COLUMNS = f"{_PAIR_COLUMNS}, distance DOUBLE PATH '$[2]'"
 _END_COLUMNS = ("image_id BIGINT PATH '$[0]', length INT PATH '$[1]', "
                 "last_distance DOUBLE PATH '$[2]', last_neighbour_id BIGINT PATH '$[3]'")
 _MARIADB = {
-    "added": text("INSERT INTO image_neighbours (image_id, neighbour_id, distance) "
-                  f"SELECT j.image_id, j.neighbour_id, j.distance FROM {_json_table(_ROW_COLUMNS)}"),
+    "added": text("INSERT INTO image_neighbours (image_id, space, neighbour_id, distance) "
+                  "SELECT j.image_id, :space, j.neighbour_id, j.distance "
+                  f"FROM {_json_table(_ROW_COLUMNS)}"),
     "removed": text("DELETE n FROM image_neighbours AS n JOIN "
                     f"{_json_table(_PAIR_COLUMNS)} "
-                    "ON n.image_id = j.image_id AND n.neighbour_id = j.neighbour_id"),
-    "ends": text("INSERT INTO neighbour_lists (image_id, length, last_distance, "
-                 "last_neighbour_id) SELECT j.image_id, j.length, j.last_distance, "
+                    "ON n.image_id = j.image_id AND n.space = :space "
+                    "AND n.neighbour_id = j.neighbour_id"),
+    "ends": text("INSERT INTO neighbour_lists (image_id, space, length, last_distance, "
+                 "last_neighbour_id) SELECT j.image_id, :space, j.length, j.last_distance, "
                  f"j.last_neighbour_id FROM {_json_table(_END_COLUMNS)}"),
 }
-# SQLite: the driver's executemany steps one prepared statement in C.
+# SQLite: the driver's executemany steps one prepared statement in C; the space is
+# the second value of every row.
 _SQLITE = {
-    "added": "INSERT INTO image_neighbours (image_id, neighbour_id, distance) VALUES (?, ?, ?)",
-    "removed": "DELETE FROM image_neighbours WHERE image_id = ? AND neighbour_id = ?",
-    "ends": "INSERT INTO neighbour_lists (image_id, length, last_distance, "
-            "last_neighbour_id) VALUES (?, ?, ?, ?)",
+    "added": "INSERT INTO image_neighbours (image_id, space, neighbour_id, distance) "
+             "VALUES (?, ?, ?, ?)",
+    "removed": "DELETE FROM image_neighbours WHERE image_id = ? AND space = ? "
+               "AND neighbour_id = ?",
+    "ends": "INSERT INTO neighbour_lists (image_id, space, length, last_distance, "
+            "last_neighbour_id) VALUES (?, ?, ?, ?, ?)",
 }
 _JSON_ROWS = 20000  # rows per JSON_TABLE statement (about 1 MB of JSON)
 
 
-def write_lists(engine: Engine, changes: ListChanges, job_id: int | None = None,
-                progress: dict | None = None) -> int:
-    """Apply changes to some lists in one transaction; return the rows inserted.
+def write_lists(engine: Engine, space: int, changes: ListChanges,
+                job_id: int | None = None, progress: dict | None = None) -> int:
+    """Apply changes to some lists of `space` in one transaction; return the rows
+    inserted.
 
     Readers see each list whole, old or new. The job's progress counts are updated in
     the same transaction, so they never claim more than was written.
@@ -268,7 +281,7 @@ def write_lists(engine: Engine, changes: ListChanges, job_id: int | None = None,
         _check_foreign_keys(connection, False)
         try:
             with connection.begin():
-                _apply(connection, changes, touched)
+                _apply(connection, space, changes, touched)
                 if job_id is not None and progress is not None:
                     _set_counts(connection, job_id, progress)
         finally:
@@ -283,33 +296,55 @@ def _check_foreign_keys(connection: Connection, on: bool) -> None:
     connection.commit()
 
 
-def _apply(connection: Connection, changes: ListChanges, touched: list[int]) -> None:
+def _apply(connection: Connection, space: int, changes: ListChanges,
+           touched: list[int]) -> None:
     for chunk in _chunks(changes.replaced):
-        connection.execute(delete(ImageNeighbour).where(ImageNeighbour.image_id.in_(chunk)))
+        connection.execute(delete(ImageNeighbour).where(ImageNeighbour.image_id.in_(chunk),
+                                                        ImageNeighbour.space == space))
     for chunk in _chunks(touched):
-        connection.execute(delete(NeighbourList).where(NeighbourList.image_id.in_(chunk)))
+        connection.execute(delete(NeighbourList).where(NeighbourList.image_id.in_(chunk),
+                                                       NeighbourList.space == space))
     for name in ("removed", "added", "ends"):
         rows = getattr(changes, name)
         if not rows:
             continue
         if connection.dialect.name == "sqlite":
-            connection.exec_driver_sql(_SQLITE[name], rows)
+            connection.exec_driver_sql(_SQLITE[name], [(row[0], space, *row[1:])
+                                                       for row in rows])
         else:
             for start in range(0, len(rows), _JSON_ROWS):
                 connection.execute(_MARIADB[name], {
+                    "space": space,
                     "rows": orjson.dumps(rows[start:start + _JSON_ROWS]).decode()})
 
 
 def delete_lists_of_unavailable(engine: Engine) -> int:
-    """Delete the lists of images whose status is not 'ok'; return the lists deleted."""
+    """Delete the lists, in every space, of images whose status is not 'ok'; return the
+    lists deleted."""
     gone = select(Image.id).where(Image.status != OK)
     with engine.begin() as connection:
         owners = connection.execute(select(NeighbourList.image_id)
                                     .where(NeighbourList.image_id.in_(gone))).scalars().all()
-        for chunk in _chunks(owners):
+        for chunk in _chunks(set(owners)):
             for table in (ImageNeighbour, NeighbourList):
                 connection.execute(delete(table).where(table.image_id.in_(chunk)))
     return len(owners)
+
+
+def delete_space_lists(engine: Engine, space: int) -> int:
+    """Delete every list of `space`, a thousand lists per transaction; return how many."""
+    deleted = 0
+    query = (select(NeighbourList.image_id).where(NeighbourList.space == space)
+             .order_by(NeighbourList.image_id).limit(_IN_CHUNK))
+    while True:
+        with engine.begin() as connection:
+            owners = connection.execute(query).scalars().all()
+            for table in (ImageNeighbour, NeighbourList):
+                connection.execute(delete(table).where(table.image_id.in_(owners),
+                                                       table.space == space))
+        deleted += len(owners)
+        if len(owners) < _IN_CHUNK:
+            return deleted
 
 
 def clear_needs_grouping(engine: Engine, changed: list[Changed]) -> int:

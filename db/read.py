@@ -12,7 +12,8 @@ import re
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
 
-from db.models import OK, STATUSES, Image, ImageFeatures, ImageNeighbour, Job
+from db.models import OK, POOL3, SPACE_IDS, STATUSES, Image, ImageFeatures, ImageNeighbour, \
+    Job, Space
 
 # Columns the service shows for an image (the error text only on the detail view).
 IMAGE_COLUMNS = (Image.id, Image.path, Image.file_name, Image.size, Image.content_hash,
@@ -88,7 +89,9 @@ def _image_and_neighbours_query():
     ranked = (select(link.c.neighbour_id, link.c.distance,
                      func.row_number().over(order_by=(link.c.distance, link.c.neighbour_id))
                      .label("rank"))
-              .where(link.c.image_id == bindparam("image_id")).subquery("ranked"))
+              .where(link.c.image_id == bindparam("image_id"),
+                     link.c.space == bindparam("space"))
+              .subquery("ranked"))
     ranks = ranked.c.rank.between(bindparam("first_rank"), bindparam("last_rank"))
     return (select(owner.c.status, owner.c.file_name.label("owner_file_name"),
                    ranked.c.rank, ranked.c.neighbour_id.label("id"), ranked.c.distance,
@@ -103,12 +106,13 @@ _IMAGE_AND_NEIGHBOURS = _image_and_neighbours_query()
 
 
 def image_and_neighbours(connection: Connection, image_id: int, first_rank: int = 1,
-                         last_rank: int = 2**15 - 1) -> tuple:
-    """Return (status and file name of the image or None, its neighbours with ranks in
-    [first_rank, last_rank]: rank, id, distance, file name), nearest first."""
+                         last_rank: int = 2**15 - 1, space: str = POOL3) -> tuple:
+    """Return (status and file name of the image or None, its neighbours in `space` with
+    ranks in [first_rank, last_rank]: rank, id, distance, file name), nearest first."""
     # One statement, hence one round trip and one snapshot: the grouping job changes a
     # list in one transaction, so a reader sees the old list or the new one, never a mix.
     rows = connection.execute(_IMAGE_AND_NEIGHBOURS, {"image_id": image_id,
+                                                   "space": SPACE_IDS[space],
                                                    "first_rank": first_rank,
                                                    "last_rank": last_rank}).all()
     if not rows:
@@ -120,7 +124,8 @@ def _image_and_neighbour_ids_query():
     owner, link = Image.__table__.alias("owner"), ImageNeighbour.__table__
     return (select(owner.c.status, owner.c.file_name.label("owner_file_name"),
                    link.c.neighbour_id.label("id"), link.c.distance)
-            .select_from(owner.outerjoin(link, link.c.image_id == owner.c.id))
+            .select_from(owner.outerjoin(link, (link.c.image_id == owner.c.id)
+                                         & (link.c.space == bindparam("space"))))
             .where(owner.c.id == bindparam("image_id"))
             .order_by(link.c.distance, link.c.neighbour_id))
 
@@ -129,21 +134,30 @@ _IMAGE_AND_NEIGHBOUR_IDS = _image_and_neighbour_ids_query()
 
 
 def image_and_neighbour_ids(connection: Connection, image_id: int) -> tuple:
-    """Return (status and file name of the image or None, its whole list: id and
-    distance), nearest first."""
+    """Return (status and file name of the image or None, its whole list in the
+    original space: id and distance), nearest first."""
     # The original endpoint's read: neither the neighbours' names nor ranks, so neither
     # a join per entry nor a numbering; one statement, one snapshot, as above.
-    rows = connection.execute(_IMAGE_AND_NEIGHBOUR_IDS, {"image_id": image_id}).all()
+    rows = connection.execute(_IMAGE_AND_NEIGHBOUR_IDS, {"image_id": image_id,
+                                                       "space": SPACE_IDS[POOL3]}).all()
     if not rows:
         return None, []
     return rows[0], [row for row in rows if row.id is not None]
 
 
-def has_neighbours(connection: Connection, image_id: int) -> bool:
+def has_neighbours(connection: Connection, image_id: int, space: str = POOL3) -> bool:
     """Return whether the grouping job has stored a neighbour list for this image."""
-    query = (select(ImageNeighbour.image_id).where(ImageNeighbour.image_id == image_id)
+    query = (select(ImageNeighbour.image_id).where(ImageNeighbour.image_id == image_id,
+                                                   ImageNeighbour.space == SPACE_IDS[space])
              .limit(1))
     return connection.execute(query).first() is not None
+
+
+def spaces(connection: Connection) -> dict[str, dict]:
+    """Return how each stored space stands, by name (without its projection)."""
+    query = select(Space.name, Space.dimensions, Space.parameters, Space.learned_from,
+                   Space.learned_at, Space.lists, Space.note).order_by(Space.id)
+    return {row.name: row._asdict() for row in connection.execute(query)}
 
 
 def features(connection: Connection, image_id: int) -> bytes | None:

@@ -4,19 +4,15 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from batch import Progress
-from db.engine import make_engine, upgrade
+from batch import JobError, Progress, connect, one_run_at_a_time, recorded, short_error
 from db.feature_store import (load_known, mark_missing, other_models, outdated_ids,
                               paths_of, register, with_features)
-from db.jobs import finish_job, start_job
-from db.locks import LockHeld, run_lock
 from db.models import MISSING, OK
 from db.vectors import MODEL_NAME, OUTDATED_MODELS
 from features.plan import CHANGED, NEW, OUTDATED, REAPPEARED, FileTask, Plan, gone_ids, \
@@ -30,10 +26,6 @@ COUNTS = ("new", "changed", "unchanged", "missing", "failed", "reappeared", "ret
           "recomputed", "deferred")
 
 
-class JobError(Exception):
-    """The run could not start or could not finish; the message is one line for the user."""
-
-
 def run(settings: Settings, *, quiet: bool = False, dry_run: bool = False,
         limit: int | None = None, retry_failed: bool = False, extractor=None,
         threads: int | None = None) -> dict[str, int]:
@@ -45,49 +37,17 @@ def run(settings: Settings, *, quiet: bool = False, dry_run: bool = False,
         raise JobError(f"--limit must be 0 or more, got {limit}")
     if dry_run:
         return _dry_run(settings, limit=limit, retry_failed=retry_failed)
-    engine = _connect(settings.database_url)
+    engine = connect(settings.database_url)
     try:
         if extractor is None:
             extractor = _load_extractor(settings)
-        with _one_run_at_a_time(engine):
-            return _locked_run(engine, settings, extractor, limit=limit,
-                               retry_failed=retry_failed, quiet=quiet, threads=threads)
+        with one_run_at_a_time(engine, "features", "create_image_features.py"), \
+                recorded(engine, "features") as job:
+            job.counts = _update(engine, settings, extractor, quiet=quiet, limit=limit,
+                                 retry_failed=retry_failed, threads=threads)
+            return job.counts
     finally:
         engine.dispose()
-
-
-def _locked_run(engine: Engine, settings: Settings, extractor, *, limit: int | None,
-                retry_failed: bool, quiet: bool, threads: int | None) -> dict[str, int]:
-    try:
-        upgrade(engine)
-        job_id = start_job(engine, "features")
-    except SQLAlchemyError as error:
-        raise JobError(f"cannot prepare the database: {_short(error)}") from None
-    try:
-        counts = _update(engine, settings, extractor, quiet=quiet, limit=limit,
-                         retry_failed=retry_failed, threads=threads)
-    except BaseException as error:
-        message = "interrupted" if isinstance(error, KeyboardInterrupt) else \
-            f"{type(error).__name__}: {error}"
-        try:
-            finish_job(engine, job_id, "failed", {}, message[:1000])
-        except SQLAlchemyError:
-            log.warning("could not record the failed run in the jobs table")
-        if isinstance(error, SQLAlchemyError):
-            raise JobError(f"database error during the run: {_short(error)}") from error
-        raise
-    finish_job(engine, job_id, "completed", counts)
-    return counts
-
-
-@contextmanager
-def _one_run_at_a_time(engine: Engine):
-    try:
-        with run_lock(engine, "features"):
-            yield
-    except LockHeld:
-        raise JobError("another create_image_features.py run is working on this database; "
-                       "nothing was changed") from None
 
 
 def _update(engine: Engine, settings: Settings, extractor, *, quiet: bool,
@@ -204,7 +164,7 @@ def _dry_run(settings: Settings, *, limit: int | None, retry_failed: bool) -> di
     known: dict = {}
     outdated: frozenset[int] = frozenset()
     if exists:
-        engine = _connect(settings.database_url, read_only=True)
+        engine = connect(settings.database_url, read_only=True)
     try:
         if engine is not None and inspect(engine).has_table("images"):
             known = load_known(engine)
@@ -213,7 +173,7 @@ def _dry_run(settings: Settings, *, limit: int | None, retry_failed: bool) -> di
         plan = _plan(engine, found, known, limit=limit, retry_failed=retry_failed,
                      outdated=outdated)
     except SQLAlchemyError as error:
-        raise JobError(f"cannot read the database: {_short(error)}") from error
+        raise JobError(f"cannot read the database: {short_error(error)}") from error
     finally:
         if engine is not None:
             engine.dispose()
@@ -224,18 +184,6 @@ def _dry_run(settings: Settings, *, limit: int | None, retry_failed: bool) -> di
             "missing": counts["missing"], "deferred": counts["deferred"]}
 
 
-def _connect(database_url: str, read_only: bool = False) -> Engine:
-    """Return an engine whose database answers; raise JobError when it does not."""
-    try:
-        engine = make_engine(database_url, read_only=read_only)
-        with engine.connect():
-            pass
-    except (SQLAlchemyError, OSError, ValueError) as error:
-        where = make_url(database_url).render_as_string(hide_password=True)
-        raise JobError(f"cannot connect to the database {where}: {_short(error)}") from None
-    return engine
-
-
 def _load_extractor(settings: Settings):
     from model import ModelUnavailable, load_extractor
     try:
@@ -243,9 +191,3 @@ def _load_extractor(settings: Settings):
     except ModelUnavailable as error:
         raise JobError(str(error)) from None
 
-
-def _short(error: BaseException) -> str:
-    """Return the first line of a driver error, without SQLAlchemy's statement dump."""
-    original = getattr(error, "orig", None) or error
-    return str(original).strip().splitlines()[0] if str(original).strip() else \
-        type(original).__name__

@@ -175,3 +175,46 @@ def best_by_row(distance, neighbours, order, starts, k, ids, distances):
         for rank in range(min(k, len(best))):
             ids[r, rank] = neighbours[best[rank]]
             distances[r, rank] = distance[best[rank]]
+
+
+_PROJECT_ROWS = 8  # rows projected together, their sums kept in the first-level cache
+
+
+@numba.njit(nogil=True, parallel=True, cache=True)
+def project(vectors, mean, components, inverse_scales, out):
+    """out[r] = L2(((L2(ssqrt(v_r)) − mean) · components) · inverse_scales), float64 inside.
+
+    No fastmath: every sum runs over its terms in index order, so a row's result does
+    not depend on the other rows of the batch, on the threads, or on the batch's size.
+    """
+    n, d = vectors.shape
+    dimensions = components.shape[1]
+    for tile in numba.prange((n + _PROJECT_ROWS - 1) // _PROJECT_ROWS):
+        start = tile * _PROJECT_ROWS
+        rows = min(n, start + _PROJECT_ROWS) - start
+        x = np.empty((d, rows))  # by column: the product below reads x[i, :] in turn
+        for r in range(rows):
+            total = 0.0
+            for i in range(d):
+                value = np.float64(vectors[start + r, i])
+                root = np.sqrt(abs(value))
+                x[i, r] = root if value >= 0 else -root
+                total += abs(value)  # the square of the root
+            scale = 1.0 / np.sqrt(total) if total > 0 else 0.0
+            for i in range(d):
+                x[i, r] = x[i, r] * scale - mean[i]
+        projected = np.zeros((rows, dimensions))
+        for i in range(d):
+            weights = components[i]
+            for r in range(rows):
+                value = x[i, r]
+                for j in range(dimensions):
+                    projected[r, j] += value * weights[j]
+        for r in range(rows):
+            total = 0.0
+            for j in range(dimensions):
+                projected[r, j] *= inverse_scales[j]
+                total += projected[r, j] * projected[r, j]
+            scale = 1.0 / np.sqrt(total) if total > 0 else 0.0
+            for j in range(dimensions):
+                out[start + r, j] = np.float32(projected[r, j] * scale)

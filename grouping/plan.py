@@ -1,13 +1,15 @@
-"""Deciding which neighbour lists a run recomputes, merges into, or deletes.
+"""Deciding which neighbour lists of a space a run recomputes, merges into, or deletes.
 
-The state between runs is described by one number, valid_through: the list of every 'ok'
-image with an id at or below it is the exact top k of the vectors as they were at some
-moment, and every change since that moment is flagged needs_grouping. Lists above it
-are unknown. Incremental runs clear the flags they read when they complete; a full run
-clears them as it starts, since it reads every vector anyway. A completed run leaves
-everything valid. A run writes its lists in ascending id order and records
-max(valid_through at its start, last id written) with each write, and a failed run its
-last one, so a killed or failed run, full or not, is taken up where it stopped.
+The state of a space between runs is described by one number, valid_through: the list of
+every 'ok' image with an id at or below it is the exact top k of the vectors as they were
+at some moment, and every change since that moment is flagged needs_grouping. Lists
+above it are unknown. Incremental runs clear the flags they read when every space is
+done; a run whose spaces are all full clears them as it starts, since it reads every
+vector anyway. A completed run leaves everything valid. A run writes a space's lists in
+ascending id order and records, per space, max(valid_through at its start, last id
+written) with each write, and a failed run its last one, so a killed or failed run, full
+or not, is taken up where it stopped. A space's state holds for one k and, for a learned
+space, one projection: another of either starts that space afresh.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from db import neighbour_store as store
+from db.models import POOL3
 from db.neighbour_store import Changed
 
 ALL = 2 ** 63 - 1   # valid_through when every list is valid
@@ -24,6 +26,7 @@ NONE = 0            # ... when none is (ids start at 1)
 
 @dataclass
 class Plan:
+    space: str
     mode: str                 # full | resume | incremental
     k: int
     valid_through: int
@@ -34,43 +37,54 @@ class Plan:
 
     def counts(self) -> dict:
         return {"mode": self.mode, "k": self.k, "lists_full": len(self.full_ids),
-                "lists_checked": len(self.merge_ids), "new_images": len(self.new_ids),
-                "changed_images": len(self.changed)}
+                "lists_checked": len(self.merge_ids)}
 
 
-def starting_point(jobs: list[tuple[str, dict | None]], k: int, full: bool) -> int:
-    """Return valid_through at the start of a run from the latest runs, newest first."""
+def space_state(counts: dict | None, space: str) -> dict | None:
+    """Return what a grouping run recorded about `space` (runs from before spaces
+    recorded pool3's state at the top of their counts)."""
+    if counts is None:
+        return None
+    if "spaces" in counts:
+        return counts["spaces"].get(space)
+    return counts if space == POOL3 else None
+
+
+def starting_point(jobs: list[tuple[str, dict | None]], space: str, k: int, full: bool,
+                   projection: str | None = None) -> int:
+    """Return valid_through of `space` at the start of a run from the latest runs, newest
+    first."""
     if full:
         return NONE
     for outcome, counts in jobs:
-        if counts is None or "valid_through" not in counts:
-            continue  # killed before it recorded anything, so it wrote nothing
-        if counts.get("k") != k:
-            return NONE  # lists of another length: recompute them all
-        return ALL if outcome == "completed" else int(counts["valid_through"])
+        state = space_state(counts, space)
+        if state is None or "valid_through" not in state:
+            continue  # killed before it recorded anything, so it wrote nothing here
+        if state.get("k") != k or state.get("projection") != projection:
+            return NONE  # lists of another length or another space: recompute them all
+        return ALL if outcome == "completed" else int(state["valid_through"])
     return NONE
 
 
-def make_plan(engine, ok_ids: np.ndarray, k: int, full: bool, changed=None) -> Plan:
-    """Return what a run over the 'ok' images ok_ids (ascending) has to do, given the
-    flagged images `changed` (read from the database when not given)."""
-    valid_through = starting_point(store.recent_grouping_jobs(engine), k, full)
-    if changed is None:
-        changed = store.load_changed(engine)
+def make_plan(reader, space: str, ok_ids: np.ndarray, k: int, full: bool,
+              changed: list[Changed], projection: str | None = None) -> Plan:
+    """Return what a run over the 'ok' images ok_ids (ascending) has to do in `space`,
+    given the flagged images `changed`."""
+    valid_through = starting_point(reader.recent_jobs(), space, k, full, projection)
     changed_ids = np.array([c.id for c in changed], dtype=np.int64)
     new_ids = np.intersect1d(changed_ids, ok_ids)
     if valid_through == NONE:
-        return Plan("full", k, valid_through, changed, ok_ids, ok_ids[:0], new_ids)
+        return Plan(space, "full", k, valid_through, changed, ok_ids, ok_ids[:0], new_ids)
     # A list that holds a changed image lost a neighbour or has a stale distance; the
     # new images' own lists, and every list above valid_through, start from nothing.
-    redo = np.union1d(np.array(sorted(store.lists_containing(engine, changed_ids)),
+    redo = np.union1d(np.array(sorted(reader.lists_containing(space, changed_ids)),
                                dtype=np.int64), new_ids)
     redo = np.union1d(redo, ok_ids[ok_ids > valid_through])
     full_ids = np.intersect1d(redo, ok_ids)
     if len(ok_ids) and len(full_ids) == len(ok_ids):
         # Every list changes (every vector was recomputed, say): a full run computes
         # them all in half the products.
-        return Plan("full", k, NONE, changed, ok_ids, ok_ids[:0], new_ids)
+        return Plan(space, "full", k, NONE, changed, ok_ids, ok_ids[:0], new_ids)
     merge_ids = np.setdiff1d(ok_ids, full_ids) if len(new_ids) else ok_ids[:0]
     mode = "incremental" if valid_through == ALL else "resume"
-    return Plan(mode, k, valid_through, changed, full_ids, merge_ids, new_ids)
+    return Plan(space, mode, k, valid_through, changed, full_ids, merge_ids, new_ids)

@@ -13,7 +13,7 @@ from db.models import Image
 from db.vectors import decode_vector
 from service import database, serialize
 from service.errors import MAX_ID, ApiError, check_image, get_image_or_error, int_param, \
-    parse_id, require_grouped
+    parse_id, require_grouped, space_param
 from service.openapi import openapi_document
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -89,24 +89,36 @@ def image(image_id: str):
 
 @bp.get("/images/<image_id>/neighbours")
 def neighbours(image_id: str):
-    """Return an image's nearest neighbours, `limit` from rank `offset` + 1."""
+    """Return an image's nearest neighbours in a space, `limit` from rank `offset` + 1."""
     limit = int_param("limit", 20, 1, MAX_NEIGHBOURS)
     offset = int_param("offset", 0, 0, MAX_NEIGHBOURS)
     number = parse_id(image_id)
+    space = space_param()
     connection = database.connection()
     # One more than asked for tells whether there is a next page.
-    owner, rows = read.image_and_neighbours(connection, number, offset + 1, offset + limit + 1)
+    owner, rows = read.image_and_neighbours(connection, number, offset + 1,
+                                            offset + limit + 1, space)
     check_image(number, owner)
     require_grouped(number, owner.status)
-    if not rows and (offset == 0 or not read.has_neighbours(connection, number)):
-        raise ApiError(404, f"image {number} has no neighbours yet: the grouping job has "
-                            "not run since its features were computed", id=number)
+    if not rows and (offset == 0 or not read.has_neighbours(connection, number, space)):
+        raise ApiError(404, f"image {number} has no neighbours in space {space} yet: the "
+                            "grouping job has not run since its features were computed",
+                       id=number)
+    # The space in the next page's URL only where it was asked for: the default's URLs
+    # stay as they were.
+    extra = {"space": space} if "space" in request.args else {}
     next_url = (_page_url(f"/api/v1/images/{number}/neighbours", limit=limit,
-                          offset=offset + limit) if len(rows) > limit else None)
+                          offset=offset + limit, **extra) if len(rows) > limit else None)
     root = request.script_root
-    return cached_json({"id": number, "offset": offset, "limit": limit,
+    return cached_json({"id": number, "space": space, "offset": offset, "limit": limit,
                         "neighbours": [serialize.neighbour(row, root) for row in rows[:limit]],
                         "next": next_url})
+
+
+@bp.get("/spaces")
+def spaces():
+    """Return the spaces neighbour lists are kept in and how each stands."""
+    return jsonify({"spaces": serialize.spaces(read.spaces(database.connection()))})
 
 
 def vector_or_error(row) -> np.ndarray:

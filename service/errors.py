@@ -9,7 +9,7 @@ from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 from db import read
-from db.models import FAILED, MISSING, PENDING
+from db.models import FAILED, MISSING, PENDING, POOL3, SPACE_IDS
 from service import database
 
 MAX_ID = 2**63 - 1  # images.id is a signed 64-bit integer on MariaDB
@@ -42,6 +42,20 @@ def int_param(name: str, default: int, minimum: int, maximum: int) -> int:
         raise ApiError(400, f"{name} must be an integer from {minimum} to {maximum}, "
                             f"got {text[:40]!r}")
     return int(text)
+
+
+def space_param(default: str = POOL3) -> str:
+    """Return the space named by query parameter `space`, or raise 400 for an unknown
+    one and 404 for one the grouping job has not computed."""
+    name = request.args.get("space", default)
+    if name not in SPACE_IDS:
+        raise ApiError(400, f"space must be one of {', '.join(SPACE_IDS)}, got {name[:40]!r}")
+    if name != POOL3:
+        state = read.spaces(database.connection()).get(name)
+        if state is None or state["dimensions"] is None:
+            reason = (state or {}).get("note") or "the grouping job has not run with it yet"
+            raise ApiError(404, f"space {name} is not computed: {reason}", space=name)
+    return name
 
 
 def check_image(image_id: int, row):

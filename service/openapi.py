@@ -1,9 +1,9 @@
 """The OpenAPI 3.1 description of the JSON API, the original endpoints and the media."""
 from __future__ import annotations
 
-from db.models import STATUSES
+from db.models import POOL3, SPACE_IDS, STATUSES
 from service.errors import MAX_ID
-from service.serialize import THUMBNAIL_SIZES
+from service.serialize import SPACE_DESCRIPTIONS, THUMBNAIL_SIZES
 
 
 def _ref(name: str) -> dict:
@@ -32,6 +32,12 @@ def _binary(media_type: str, description: str) -> dict:
 IMAGE_ID = {"name": "image_id", "in": "path", "required": True,
             "description": "The image's stable id.",
             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}
+
+
+SPACE = {"name": "space", "in": "query", "required": False,
+         "description": "; ".join(f"{name}: {text}"
+                                  for name, text in SPACE_DESCRIPTIONS.items()),
+         "schema": {"enum": list(SPACE_IDS), "default": POOL3}}
 
 
 def _query(name: str, description: str, minimum: int, maximum: int, default: int) -> dict:
@@ -79,12 +85,30 @@ COMPONENTS = {
                            "distance": {"type": "number", "minimum": 0},
                            "file_name": {"type": "string"}, "links": _ref("Links")}},
         "NeighbourList": {
-            "type": "object", "required": ["id", "offset", "limit", "neighbours", "next"],
-            "properties": {"id": {"type": "integer"}, "offset": {"type": "integer"},
+            "type": "object",
+            "required": ["id", "space", "offset", "limit", "neighbours", "next"],
+            "properties": {"id": {"type": "integer"}, "space": {"enum": list(SPACE_IDS)},
+                           "offset": {"type": "integer"},
                            "limit": {"type": "integer"},
                            "neighbours": {"type": "array", "maxItems": 100,
                                           "items": _ref("Neighbour")},
                            "next": _nullable("string")}},
+        "Space": {
+            "type": "object",
+            "required": ["name", "description", "computed", "dimensions", "lists",
+                         "learned_from", "learned_at", "note"],
+            "properties": {
+                "name": {"enum": list(SPACE_IDS)}, "description": {"type": "string"},
+                "computed": {"type": "boolean"},
+                "dimensions": {**_nullable("integer"),
+                               "description": "of the vectors distances are taken in"},
+                "lists": {"type": "integer", "minimum": 0,
+                          "description": "lists stored at the end of the last grouping "
+                                         "run"},
+                "learned_from": {**_nullable("integer"),
+                                 "description": "images a learned space was learned from"},
+                "learned_at": {**_nullable("string"), "format": "date-time"},
+                "note": {**_nullable("string"), "description": "why it is not computed"}}},
         "Job": {
             "type": ["object", "null"],
             "required": ["id", "started_at", "finished_at", "outcome", "counts", "message"],
@@ -156,7 +180,13 @@ PATHS = {
          "304": {"description": "Not modified (If-None-Match)"},
          **_errors(400, 404, 410, 503)},
         [IMAGE_ID, _query("limit", "Entries to return", 1, 100, 20),
-         _query("offset", "Entries to skip", 0, 100, 0)]),
+         _query("offset", "Entries to skip", 0, 100, 0), SPACE],
+        "A 404 also answers a space the grouping job has not computed, saying why."),
+    "/api/v1/spaces": _get(
+        "The spaces neighbour lists are kept in, and how each stands",
+        {"200": _json({"type": "object", "required": ["spaces"],
+                       "properties": {"spaces": {"type": "array", "items": _ref("Space")}}},
+                      "Every space, computed or not"), **_errors(503)}),
     "/api/v1/images/{image_id}/features": _get(
         "An image's 2048 feature values (Inception v3 pool_3)",
         {"200": _json({"type": "array", "minItems": 2048, "maxItems": 2048,

@@ -1,10 +1,10 @@
 """HTML pages for archivists: home, search, one image with its neighbours."""
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from db import read
-from db.models import MISSING, OK
+from db.models import MISSING, OK, POOL3, SPACE_IDS
 from service import database, serialize
 from service.errors import MAX_ID, ApiError, parse_id
 
@@ -12,6 +12,7 @@ bp = Blueprint("pages", __name__)
 
 FIRST_NEIGHBOURS = 20  # shown at once; the page fetches more on demand
 SEARCH_LIMIT = 50
+SPACE_LABELS = {"pool3": "Original similarity", "whitened": "Improved similarity"}
 
 
 @bp.get("/")
@@ -62,19 +63,28 @@ def search():
 
 @bp.get("/images/<image_id>")
 def image(image_id: str):
-    """Show an image, its fingerprint and its nearest neighbours."""
+    """Show an image, its fingerprint and its nearest neighbours in one space."""
     number = parse_id(image_id)
+    asked = request.args.get("space")
+    if asked is not None and asked not in SPACE_IDS:
+        raise ApiError(400, f"space must be one of {', '.join(SPACE_IDS)}")
     connection = database.connection()
     row = read.get_image(connection, number)
     if row is None:
         raise ApiError(404, f"There is no image with id {number}.")
+    spaces = serialize.spaces(read.spaces(connection))
+    computed = {space["name"] for space in spaces if space["computed"]}
+    preferred = current_app.config["SETTINGS"].page_space
+    space = asked or (preferred if preferred in computed else POOL3)
     neighbours = []
-    if row.status == OK:
-        _, neighbours = read.image_and_neighbours(connection, row.id, 1, FIRST_NEIGHBOURS)
+    if row.status == OK and space in computed:
+        _, neighbours = read.image_and_neighbours(connection, row.id, 1, FIRST_NEIGHBOURS,
+                                                  space)
     has_features = row.status == OK and read.has_features(connection, row.id)
     status = 410 if row.status == MISSING else 200
     return render_template("image.html", image=row, neighbours=neighbours,
-                           has_features=has_features,
+                           has_features=has_features, space=space, spaces=spaces,
+                           space_labels=SPACE_LABELS, computed=space in computed,
                            previous_id=read.previous_id(connection, row.id),
                            next_id=read.next_id(connection, row.id),
                            page_size=FIRST_NEIGHBOURS), status

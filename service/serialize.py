@@ -57,3 +57,27 @@ def job(run: dict | None) -> dict | None:
     return {**run, "started_at": timestamp(run["started_at"]),
             "finished_at": timestamp(run["finished_at"]),
             "counts": counts if isinstance(counts, dict) else None}
+
+
+SPACE_DESCRIPTIONS = {
+    "pool3": "the original distance: Euclidean on the 2048 pool_3 values, as the "
+             "replaced system computed it",
+    "whitened": "improved similarity: the same vectors in a space learned from the "
+                "collection (signed square root, PCA whitening, L2), Euclidean there",
+}
+
+
+def spaces(stored: dict[str, dict]) -> list[dict]:
+    """Return the JSON objects of every space, computed or not."""
+    result = []
+    for name, description in SPACE_DESCRIPTIONS.items():
+        state = stored.get(name) or {}
+        computed = state.get("dimensions") is not None
+        result.append({
+            "name": name, "description": description, "computed": computed,
+            "dimensions": state.get("dimensions"), "lists": state.get("lists", 0),
+            "learned_from": state.get("learned_from"),
+            "learned_at": timestamp(state.get("learned_at")),
+            "note": None if computed else (state.get("note")
+                                           or "the grouping job has not run with it yet")})
+    return result

@@ -20,7 +20,8 @@ from PIL import Image as PILImage
 
 from conftest import _mariadb_server_url
 from db.engine import make_engine, make_sessionmaker, upgrade
-from db.models import FAILED, MISSING, OK, PENDING, Image, ImageFeatures, ImageNeighbour, Job
+from db.models import FAILED, MISSING, OK, PENDING, POOL3, SPACE_IDS, WHITENED, Image, \
+    ImageFeatures, ImageNeighbour, Job, Space
 from db.read import path_hash
 from db.scratch import scratch_database
 from db.vectors import DIMENSIONS, MODEL_NAME, encode_vector
@@ -68,6 +69,8 @@ class Archive:
     specs: tuple[Spec, ...] = SPECS
     vectors: dict[int, np.ndarray] = field(default_factory=dict)
     neighbours: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
+    # The lists of the learned space, or None where the archive has none.
+    whitened: dict[int, list[tuple[int, float]]] | None = None
     files: dict[int, bytes] = field(default_factory=dict)
 
     def ids(self, **where) -> list[int]:
@@ -103,8 +106,16 @@ def brute_force(vectors: dict[int, np.ndarray], k: int) -> dict[int, list[tuple[
     return result
 
 
-def build_archive(url: str, root: Path, specs: tuple[Spec, ...] = SPECS) -> Archive:
-    """Write the files under `root` and the rows into the database at `url`."""
+def whitened_vector(vector: np.ndarray) -> np.ndarray:
+    """Return a stand-in for the learned space: other distances, another order."""
+    part = np.sqrt(vector[:16].astype(np.float64))
+    return part / np.linalg.norm(part)
+
+
+def build_archive(url: str, root: Path, specs: tuple[Spec, ...] = SPECS,
+                  whitened: bool = True) -> Archive:
+    """Write the files under `root` and the rows into the database at `url`; with
+    `whitened`, lists in the learned space too (from a stand-in projection)."""
     rng = np.random.default_rng(SEED)
     image_root = root / "images"
     image_root.mkdir(parents=True)
@@ -141,9 +152,19 @@ def build_archive(url: str, root: Path, specs: tuple[Spec, ...] = SPECS) -> Arch
                                       vector=encode_vector(vector), created_at=created))
         grouped = {i: v for i, v in archive.vectors.items() if specs[i - 1].grouped}
         archive.neighbours = brute_force(grouped, k=100)
-        for image_id, entries in archive.neighbours.items():
-            session.add_all(ImageNeighbour(image_id=image_id, neighbour_id=n, distance=d)
-                            for n, d in entries)
+        spaces = {POOL3: archive.neighbours}
+        if whitened:
+            archive.whitened = spaces[WHITENED] = brute_force(
+                {i: whitened_vector(v) for i, v in grouped.items()}, k=100)
+            session.add(Space(id=SPACE_IDS[WHITENED], name=WHITENED, dimensions=16,
+                              parameters='{"dimensions": 16, "shrinkage": 0.5}',
+                              learned_from=len(grouped), learned_at=created,
+                              lists=len(archive.whitened), updated_at=created))
+        for space, lists in spaces.items():
+            for image_id, entries in lists.items():
+                session.add_all(ImageNeighbour(image_id=image_id, space=SPACE_IDS[space],
+                                               neighbour_id=n, distance=d)
+                                for n, d in entries)
         session.add_all([
             Job(kind="features", started_at=datetime(2026, 11, 1, 10), outcome="completed",
                 finished_at=datetime(2026, 11, 1, 10, 5),

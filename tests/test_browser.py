@@ -93,6 +93,11 @@ def _loaded_images(page, selector: str) -> int:
         selector, "images => images.filter(i => i.complete && i.naturalWidth > 0).length")
 
 
+def links(page, grid: str) -> list[str]:
+    """Return the targets of the grid's links, in order."""
+    return page.eval_on_selector_all(grid + " a", "links => links.map(a => a.href)")
+
+
 def test_search_open_neighbours_and_keyboard(server, browser):
     base, archive = server
     ARTIFACTS.mkdir(exist_ok=True)
@@ -110,7 +115,7 @@ def test_search_open_neighbours_and_keyboard(server, browser):
     assert "tulip.jpg" in page.inner_text("h1")
 
     grid = "#neighbour-grid li.neighbour"
-    expected = [j for j, _ in archive.neighbours[2]]
+    expected = [j for j, _ in archive.whitened[2]]  # the improved similarity first
     assert page.locator(grid).count() == 20
     page.wait_for_function("document.querySelector('#main-image').naturalWidth > 0")
     page.wait_for_function(
@@ -121,9 +126,21 @@ def test_search_open_neighbours_and_keyboard(server, browser):
 
     page.click("#more")
     page.wait_for_function(f"document.querySelectorAll('{grid}').length === {len(expected)}")
-    hrefs = page.eval_on_selector_all(grid + " a", "links => links.map(a => a.href)")
+    hrefs = links(page, grid)
     assert hrefs == [f"{base}/images/{j}" for j in expected]
     assert page.locator("#more").count() == 0  # the whole list is shown
+
+    # The switch to the original distance changes the grid and the URL; back undoes it.
+    page.click("#space-pool3")
+    page.wait_for_url(base + "/images/2?space=pool3")
+    original = [j for j, _ in archive.neighbours[2]]
+    assert links(page, grid) == [f"{base}/images/{j}" for j in original[:20]] != hrefs[:20]
+    assert page.get_attribute("#space-pool3", "aria-current") == "page"
+    page.screenshot(path=str(ARTIFACTS / "image-original-space.png"), full_page=True)
+    page.go_back()
+    page.wait_for_url(base + "/images/2")
+    assert links(page, grid) == hrefs[:20]
+    assert page.get_attribute("#space-whitened", "aria-current") == "page"
 
     page.keyboard.press("ArrowRight")
     page.wait_for_url(base + "/images/3")

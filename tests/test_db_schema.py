@@ -57,15 +57,12 @@ def test_timestamps_keep_microseconds_also_after_upgrading_an_older_database(dat
     engine.dispose()
 
 
-def test_upgrading_keeps_the_lists_and_records_their_ends(database_url):
-    from alembic import command
+def migrator(engine):
+    """Return migrate(step, revision): alembic's upgrade or downgrade on the engine."""
     from alembic.config import Config
-    from sqlalchemy import insert, select, table, column
 
     from db.engine import MIGRATIONS
-    from db.models import Image, ImageNeighbour, NeighbourList
 
-    engine = make_engine(database_url)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
 
@@ -73,7 +70,17 @@ def test_upgrading_keeps_the_lists_and_records_their_ends(database_url):
         with engine.begin() as connection:
             config.attributes["connection"] = connection
             step(config, revision)
+    return migrate
 
+
+def test_upgrading_keeps_the_lists_and_records_their_ends(database_url):
+    from alembic import command
+    from sqlalchemy import insert, select, table, column
+
+    from db.models import Image, ImageNeighbour, NeighbourList
+
+    engine = make_engine(database_url)
+    migrate = migrator(engine)
     migrate(command.upgrade, "0002")
     ranked = table("image_neighbours", column("image_id"), column("rank"),
                    column("neighbour_id"), column("distance"))
@@ -120,3 +127,53 @@ def test_a_read_only_engine_refuses_writes(database_url):
         with reader.begin() as connection:
             connection.execute(text("DELETE FROM jobs"))
     reader.dispose()
+
+
+def test_upgrading_makes_the_stored_lists_those_of_the_original_space(database_url):
+    from alembic import command
+    from sqlalchemy import column, insert, select, table
+
+    from db.models import SPACE_IDS, Image, ImageNeighbour, NeighbourList, Space
+
+    engine = make_engine(database_url)
+    migrate = migrator(engine)
+    migrate(command.upgrade, "0004")
+    old_rows = table("image_neighbours", column("image_id"), column("neighbour_id"),
+                     column("distance"))
+    old_ends = table("neighbour_lists", column("image_id"), column("length"),
+                     column("last_distance"), column("last_neighbour_id"))
+    with engine.begin() as connection:
+        for image_id in (1, 2, 3):
+            connection.execute(insert(Image).values(
+                id=image_id, path=f"{image_id}.jpg", path_hash=f"{image_id:064d}",
+                file_name=f"{image_id}.jpg", status="ok", needs_grouping=False,
+                created_at=datetime(2026, 1, 1), updated_at=datetime(2026, 1, 1)))
+        connection.execute(insert(old_rows), [
+            {"image_id": 1, "neighbour_id": 2, "distance": 0.5},
+            {"image_id": 1, "neighbour_id": 3, "distance": 1.5},
+            {"image_id": 2, "neighbour_id": 1, "distance": 0.5}])
+        connection.execute(insert(old_ends), [
+            {"image_id": 1, "length": 2, "last_distance": 1.5, "last_neighbour_id": 3},
+            {"image_id": 2, "length": 1, "last_distance": 0.5, "last_neighbour_id": 1}])
+    upgrade(engine)
+    pool3, whitened = SPACE_IDS["pool3"], SPACE_IDS["whitened"]
+    with engine.begin() as connection:
+        assert sorted(connection.execute(select(
+            ImageNeighbour.image_id, ImageNeighbour.space, ImageNeighbour.neighbour_id,
+            ImageNeighbour.distance)).all()) == [(1, pool3, 2, 0.5), (1, pool3, 3, 1.5),
+                                                 (2, pool3, 1, 0.5)]
+        assert sorted(connection.execute(select(NeighbourList.image_id, NeighbourList.space,
+                                                NeighbourList.length)).all()) == [
+            (1, pool3, 2), (2, pool3, 1)]
+        assert connection.execute(select(Space.id, Space.name, Space.dimensions,
+                                         Space.lists)).all() == [(pool3, "pool3", 2048, 2)]
+        # A list of the learned space beside: the downgrade keeps the original's only.
+        connection.execute(insert(ImageNeighbour).values(image_id=1, space=whitened,
+                                                         neighbour_id=3, distance=0.25))
+    migrate(command.downgrade, "0004")
+    with engine.connect() as connection:
+        assert sorted(connection.execute(select(old_rows)).all()) == [
+            (1, 2, 0.5), (1, 3, 1.5), (2, 1, 0.5)]
+        assert len(connection.execute(select(old_ends)).all()) == 2
+    assert "spaces" not in inspect(engine).get_table_names()
+    engine.dispose()

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings as hypothesis_settings, \
+    strategies as st
 from sqlalchemy import delete, event, func, insert, inspect, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
@@ -17,12 +18,15 @@ from sqlalchemy.exc import IntegrityError
 from db import neighbour_store as store
 from db.engine import make_engine, upgrade
 from db.jobs import start_job
-from db.models import MISSING, OK, Image, ImageFeatures, ImageNeighbour, Job, NeighbourList
+from db.models import (MISSING, OK, POOL3, SPACE_IDS, WHITENED, Image, ImageFeatures,
+                       ImageNeighbour, Job, NeighbourList, Space)
 from db.vectors import DIMENSIONS, MODEL_NAME, encode_vector
 from grouping import vector_cache
-from grouping.engine import ExactIndex
+from grouping import whitening
+from grouping.engine import ExactIndex, exact_squared_distances
+from grouping.spaces import stored_whitening
 from grouping.plan import ALL, NONE, starting_point
-from grouping.run import MERGES_PER_BLOCK, run
+from grouping.run import MERGES_PER_BLOCK, run as run_job
 
 _names = itertools.count()
 
@@ -64,14 +68,25 @@ def change_image(engine, image_id, vector=None, status=None):
         connection.execute(update(Image).where(Image.id == image_id).values(**values))
 
 
-def stored_lists(engine) -> dict[int, tuple[list[int], list[float]]]:
-    """Return every stored list in list order; each list's neighbour_lists row must
-    hold its length and last entry."""
+def pool3(counts: dict) -> dict:
+    """Return a run's counts with those of the original space at the top."""
+    return {**counts, **(counts.get("spaces") or {}).get(POOL3, {})}
+
+
+def run(settings, **options) -> dict:
+    """Run the grouping job; most tests here look at the original space only."""
+    return pool3(run_job(settings, **options))
+
+
+def stored_lists(engine, space=POOL3) -> dict[int, tuple[list[int], list[float]]]:
+    """Return every stored list of a space in list order; each list's neighbour_lists
+    row must hold its length and last entry."""
     lists: dict = {}
     with engine.connect() as connection:
         for image_id, neighbour_id, distance in connection.execute(
                 select(ImageNeighbour.image_id, ImageNeighbour.neighbour_id,
                        ImageNeighbour.distance)
+                .where(ImageNeighbour.space == SPACE_IDS[space])
                 .order_by(ImageNeighbour.image_id, ImageNeighbour.distance,
                           ImageNeighbour.neighbour_id)):
             ids, distances = lists.setdefault(image_id, ([], []))
@@ -79,17 +94,25 @@ def stored_lists(engine) -> dict[int, tuple[list[int], list[float]]]:
             distances.append(distance)
         ends = {row[0]: tuple(row[1:]) for row in connection.execute(
             select(NeighbourList.image_id, NeighbourList.length,
-                   NeighbourList.last_distance, NeighbourList.last_neighbour_id))}
+                   NeighbourList.last_distance, NeighbourList.last_neighbour_id)
+            .where(NeighbourList.space == SPACE_IDS[space]))}
     assert ends == {image_id: (len(ids), distances[-1], ids[-1])
                     for image_id, (ids, distances) in lists.items()}
     return lists
 
 
-def expected_lists(engine, k) -> dict[int, tuple[list[int], list[float]]]:
-    """Return the float64 brute-force lists of the images now 'ok' (exact data only)."""
+def expected_lists(engine, k, project=None) -> dict[int, tuple[list[int], list[float]]]:
+    """Return the float64 brute-force lists of the images now 'ok' (exact data only), or
+    of project(their vectors), every pair's distance by the engine's exact kernel."""
     ids, vectors = store.load_vectors(engine)
-    vectors = vectors.astype(np.float64)
-    squared = ((vectors[:, None, :] - vectors[None, :, :]) ** 2).sum(axis=2)
+    if project is None:
+        vectors = vectors.astype(np.float64)
+        squared = ((vectors[:, None, :] - vectors[None, :, :]) ** 2).sum(axis=2)
+    else:
+        projected = project(vectors)
+        rows, columns = np.divmod(np.arange(len(ids) ** 2), len(ids))
+        squared = exact_squared_distances(projected[rows], projected[columns]).reshape(
+            len(ids), len(ids))
     lists = {}
     for row, image_id in enumerate(ids.tolist()):
         distances = np.sqrt(squared[row])
@@ -136,7 +159,7 @@ def mariadb_db(mariadb_url, settings_for):
 
 def clear(engine):
     with engine.begin() as connection:
-        for table in (ImageNeighbour, NeighbourList, ImageFeatures, Image, Job):
+        for table in (ImageNeighbour, NeighbourList, ImageFeatures, Image, Job, Space):
             connection.execute(delete(table))
 
 
@@ -209,22 +232,27 @@ operations = st.lists(st.tuples(st.sampled_from(["add", "change", "remove", "res
                       min_size=1, max_size=4)
 
 
+def apply_step(engine, ids: list[int], operation: str, pick: int, values) -> None:
+    """Add, change, remove or restore an image as the feature job would; ids grows."""
+    vector = embed(np.array([values], dtype=np.float32))[0]
+    target = ids[pick % len(ids)]
+    if operation == "add":
+        ids += add_images(engine, [vector])
+    elif operation == "change":
+        change_image(engine, target, vector=vector)
+    elif operation == "remove":
+        change_image(engine, target, status=MISSING)
+    else:
+        change_image(engine, target, status=OK)
+
+
 def check_sequence(engine, settings, initial, k, steps):
     clear(engine)
     ids = add_images(engine, embed(np.array(initial, dtype=np.float32)))
     run(settings, k=k, quiet=True)
     assert stored_lists(engine) == expected_lists(engine, k)
-    for operation, pick, values in steps:
-        vector = embed(np.array([values], dtype=np.float32))[0]
-        target = ids[pick % len(ids)]
-        if operation == "add":
-            ids += add_images(engine, [vector])
-        elif operation == "change":
-            change_image(engine, target, vector=vector)
-        elif operation == "remove":
-            change_image(engine, target, status=MISSING)
-        else:
-            change_image(engine, target, status=OK)
+    for step in steps:
+        apply_step(engine, ids, *step)
         counts = run(settings, k=k, quiet=True)
         # A full run only where the change reaches every list.
         assert counts["mode"] == "incremental" or (
@@ -279,10 +307,10 @@ def run_interrupted(monkeypatch, settings, writes) -> list[tuple[list[int], int]
     write_lists = store.write_lists
     written = []
 
-    def interrupting(engine, changes, *args, **kwargs):
+    def interrupting(engine, space, changes, *args, **kwargs):
         if len(written) == writes:
             raise KeyboardInterrupt
-        rows = write_lists(engine, changes, *args, **kwargs)
+        rows = write_lists(engine, space, changes, *args, **kwargs)
         written.append((sorted(changes.replaced), rows))
         return rows
 
@@ -300,7 +328,7 @@ def test_an_interrupted_run_records_what_it_wrote_and_the_next_resumes(db, monke
     for mode, writes in (("full", 3), ("resume", 2)):
         written = run_interrupted(monkeypatch, settings, writes)
         outcome, counts = job_rows(engine)[-1]
-        counts = json.loads(counts)
+        counts = pool3(json.loads(counts))
         assert outcome == "failed" and counts["mode"] == mode
         assert counts["valid_through"] == max(written[-1][0])
         assert counts["lists_written"] == sum(len(lists) for lists, _ in written)
@@ -345,19 +373,19 @@ def test_another_k_recomputes_everything(db):
     assert run(settings, k=3, quiet=True)["mode"] == "full"
     assert stored_lists(engine) == expected_lists(engine, 3)
     outcome, counts = job_rows(engine)[-1]
-    assert outcome == "completed" and json.loads(counts)["k"] == 3
+    assert outcome == "completed" and pool3(json.loads(counts))["k"] == 3
 
 
 def test_starting_point_after_completed_killed_and_failed_runs():
     done = {"k": 5, "valid_through": 7}
-    assert starting_point([], 5, False) == NONE
-    assert starting_point([("completed", done)], 5, False) == ALL
-    assert starting_point([("completed", done)], 5, True) == NONE
-    assert starting_point([("completed", done)], 6, False) == NONE
-    assert starting_point([("running", done), ("completed", done)], 5, False) == 7
-    assert starting_point([("failed", done)], 5, False) == 7
+    assert starting_point([], POOL3, 5, False) == NONE
+    assert starting_point([("completed", done)], POOL3, 5, False) == ALL
+    assert starting_point([("completed", done)], POOL3, 5, True) == NONE
+    assert starting_point([("completed", done)], POOL3, 6, False) == NONE
+    assert starting_point([("running", done), ("completed", done)], POOL3, 5, False) == 7
+    assert starting_point([("failed", done)], POOL3, 5, False) == 7
     # Killed before it recorded anything: it wrote nothing, look further back.
-    assert starting_point([("running", None), ("completed", done)], 5, False) == ALL
+    assert starting_point([("running", None), ("completed", done)], POOL3, 5, False) == ALL
 
 
 def log_writes(engine):
@@ -515,17 +543,18 @@ def test_writing_lists_leaves_foreign_key_checks_on(db):
     # back to the pool checking them again, also after a failed write.
     engine, _ = db
     ids = add_images(engine, embed(np.eye(3, dtype=np.float32)))
-    store.write_lists(engine, store.ListChanges.replacing(
+    store.write_lists(engine, SPACE_IDS[POOL3], store.ListChanges.replacing(
         [ids[0]], np.array([[ids[1]]]), np.array([[1.5]])))
     with pytest.raises(IntegrityError):  # the same row again, the old one kept
-        store.write_lists(engine, store.ListChanges([], [], [(ids[0], ids[1], 1.5)], []))
+        store.write_lists(engine, SPACE_IDS[POOL3],
+                          store.ListChanges([], [], [(ids[0], ids[1], 1.5)], []))
     pragma = ("PRAGMA foreign_keys" if engine.dialect.name == "sqlite"
               else "SELECT @@SESSION.foreign_key_checks")
     with engine.connect() as connection:
         assert connection.exec_driver_sql(pragma).scalar() == 1
         with pytest.raises(IntegrityError):  # a neighbour that is no image
             connection.execute(insert(ImageNeighbour).values(
-                image_id=ids[0], neighbour_id=10 ** 9, distance=1.0))
+                image_id=ids[0], space=SPACE_IDS[POOL3], neighbour_id=10 ** 9, distance=1.0))
             connection.commit()
 
 
@@ -538,9 +567,9 @@ def test_incremental_blocks_bound_the_lists_searched_whole(db, monkeypatch):
     blocks = []
     write_lists = store.write_lists
 
-    def recording(engine, changes, *args, **kwargs):
+    def recording(engine, space, changes, *args, **kwargs):
         blocks.append((len(changes.replaced), changes.lists()))
-        return write_lists(engine, changes, *args, **kwargs)
+        return write_lists(engine, space, changes, *args, **kwargs)
 
     monkeypatch.setattr(store, "write_lists", recording)
     counts = run(settings, k=3, quiet=True, block_rows=2)
@@ -599,3 +628,100 @@ def test_lists_wait_while_vectors_of_an_earlier_model_remain(db):
         connection.execute(update(ImageFeatures).values(model=MODEL_NAME))
     run(settings, k=3, quiet=True)
     assert stored_lists(engine) == expected_lists(engine, 3) and flagged(engine) == 0
+
+
+@pytest.fixture
+def few_to_learn(monkeypatch):
+    """Learn the whitened space from a handful of images, as from hundreds."""
+    monkeypatch.setattr(whitening, "MIN_IMAGES", 4)
+
+
+def whitened_lists_are_exact(engine, k):
+    projection, _ = stored_whitening(engine)
+    assert stored_lists(engine, WHITENED) == expected_lists(engine, k, projection.apply)
+    return projection
+
+
+@hypothesis_settings(max_examples=10, deadline=None,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                            HealthCheck.too_slow])
+@given(initial=st.lists(small_vector, min_size=4, max_size=12),
+       k=st.integers(1, 6), steps=operations)
+def test_incremental_runs_equal_full_runs_in_the_learned_space(db, few_to_learn, initial, k,
+                                                               steps):
+    assume(len({tuple(vector) for vector in initial}) > 1)  # some variance to learn
+    engine, settings = db
+    clear(engine)
+    ids = add_images(engine, embed(np.array(initial, dtype=np.float32)))
+    assert run_job(settings, k=k, quiet=True)["spaces"][WHITENED]["mode"] == "full"
+    learned = whitened_lists_are_exact(engine, k)
+    for step in steps:
+        apply_step(engine, ids, *step)
+        state = run_job(settings, k=k, quiet=True)["spaces"][WHITENED]
+        assert state["mode"] == "incremental" or state["lists_full"] == len(
+            store.load_ok_ids(engine))
+        # The space learned first is kept: every run sees the same space.
+        assert whitened_lists_are_exact(engine, k).learned_at == learned.learned_at
+    incremental = stored_lists(engine, WHITENED)
+    run_job(settings, k=k, full=True, quiet=True)
+    assert stored_lists(engine, WHITENED) == incremental
+
+
+def test_the_learned_space_waits_for_enough_images_then_is_learned_once(db):
+    engine, settings = db
+    rng = np.random.default_rng(29)
+    add_images(engine, np.maximum(rng.normal(size=(whitening.MIN_IMAGES - 1, DIMENSIONS)),
+                                  0).astype(np.float32))
+    counts = run_job(settings, k=5, quiet=True)
+    note = counts["spaces"][WHITENED]["note"]
+    assert note == (f"not computed: learning it needs at least {whitening.MIN_IMAGES} "
+                    f"images with features, the collection has {whitening.MIN_IMAGES - 1}")
+    assert stored_lists(engine, WHITENED) == {} and len(stored_lists(engine)) == 199
+    with engine.connect() as connection:
+        row = connection.execute(select(Space.note, Space.dimensions)
+                                 .where(Space.name == WHITENED)).one()
+    assert row.note == note.removeprefix("not computed: ") and row.dimensions is None
+    new = add_images(engine, np.maximum(rng.normal(size=(2, DIMENSIONS)), 0).astype(
+        np.float32))
+    counts = run_job(settings, k=5, quiet=True)
+    assert counts["spaces"][WHITENED]["mode"] == "full"
+    assert counts["spaces"][POOL3]["mode"] == "incremental"
+    learned = stored_whitening(engine)[0]
+    assert learned.learned_from == whitening.MIN_IMAGES + 1 and learned.dimensions == 200
+    assert set(stored_lists(engine, WHITENED)) == set(stored_lists(engine))
+    ids, vectors = store.load_vectors(engine)
+    want_ids, want_distances = ExactIndex(learned.apply(vectors), ids).search(
+        learned.apply(vectors), ids, 5)
+    lists = stored_lists(engine, WHITENED)
+    for row, image_id in enumerate(ids.tolist()):
+        assert lists[image_id] == (want_ids[row].tolist(), want_distances[row].tolist())
+    change_image(engine, new[0], status=MISSING)
+    counts = run_job(settings, k=5, quiet=True)
+    assert counts["spaces"][WHITENED]["mode"] == "incremental"
+    assert stored_whitening(engine)[0].learned_at == learned.learned_at
+    assert new[0] not in stored_lists(engine, WHITENED)
+
+
+def test_relearning_or_new_dimensions_recompute_the_space_and_zero_removes_it(
+        db, few_to_learn, settings_for):
+    engine, settings = db
+    rng = np.random.default_rng(30)
+    small_integer_images(engine, rng, 12)
+    run_job(settings, k=3, quiet=True)
+    first = stored_whitening(engine)[0]
+    counts = run_job(settings, k=3, quiet=True, relearn=True)
+    second = whitened_lists_are_exact(engine, 3)
+    assert counts["spaces"][WHITENED]["mode"] == "full"
+    assert counts["spaces"][POOL3]["lists_written"] == 0  # the original space untouched
+    assert second.learned_at > first.learned_at
+    fewer = settings.replace(whitened_dimensions=2)
+    assert run_job(fewer, k=3, quiet=True)["spaces"][WHITENED]["mode"] == "full"
+    assert whitened_lists_are_exact(engine, 3).dimensions == 2
+    assert run_job(fewer, k=3, quiet=True)["spaces"][WHITENED]["lists_written"] == 0
+    pool3_lists = stored_lists(engine)
+    counts = run_job(settings.replace(whitened_dimensions=0), k=3, quiet=True)
+    assert list(counts["spaces"]) == [POOL3]
+    assert stored_lists(engine, WHITENED) == {} and stored_lists(engine) == pool3_lists
+    assert stored_whitening(engine) == (None, None)
+    assert run_job(fewer, k=3, quiet=True)["spaces"][WHITENED]["mode"] == "full"
+    whitened_lists_are_exact(engine, 3)

@@ -17,9 +17,10 @@ from sqlalchemy.engine import make_url
 
 from db.engine import make_engine, upgrade
 from db.locks import run_lock
-from db.models import ImageNeighbour
+from db.models import POOL3, WHITENED, ImageNeighbour
 from grouping.engine import ExactIndex
-from test_grouping import add_images, embed, job_rows, stored_lists
+from grouping.spaces import stored_whitening
+from test_grouping import add_images, embed, job_rows, pool3, stored_lists
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = str(ROOT / "group_images.py")
@@ -125,13 +126,19 @@ def test_kill_9_while_writing_then_rerun_completes(database_url):
     assert rerun.returncode == 0, rerun.stderr
     outcome, counts = job_rows(engine)[-1]
     counts = json.loads(counts)
-    assert outcome == "completed" and counts["mode"] == "resume"
-    assert counts["lists_full"] < len(ids)  # taken up where it stopped, not redone
-    want_ids, want_distances = ExactIndex(vectors, ids).search(vectors, ids, 10)
-    lists = stored_lists(engine)
-    assert set(lists) == set(ids)
-    for row, image_id in enumerate(ids):
-        assert lists[image_id] == (want_ids[row].tolist(), want_distances[row].tolist())
+    assert outcome == "completed" and pool3(counts)["mode"] == "resume"
+    assert pool3(counts)["lists_full"] < len(ids)  # taken up where it stopped, not redone
+    # The learned space was not reached before the kill: computed whole by the rerun.
+    assert counts["spaces"][WHITENED]["mode"] == "full"
+    projection, _ = stored_whitening(engine)
+    for space, space_vectors in ((POOL3, vectors), (WHITENED, projection.apply(vectors))):
+        want_ids, want_distances = ExactIndex(space_vectors, ids).search(space_vectors,
+                                                                         ids, 10)
+        lists = stored_lists(engine, space)
+        assert set(lists) == set(ids)
+        for row, image_id in enumerate(ids):
+            assert lists[image_id] == (want_ids[row].tolist(),
+                                       want_distances[row].tolist())
     engine.dispose()
 
 

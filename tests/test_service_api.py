@@ -95,6 +95,69 @@ def test_neighbours_page_by_limit_and_offset(client, archive):
     assert beyond["neighbours"] == [] and beyond["next"] is None
 
 
+def test_neighbours_in_the_learned_space(client, archive):
+    for image_id, expected in archive.whitened.items():
+        page = get_json(client, f"/api/v1/images/{image_id}/neighbours?limit=100"
+                                "&space=whitened")
+        assert page["space"] == "whitened"
+        assert [(n["rank"], n["id"]) for n in page["neighbours"]] == \
+            [(rank, j) for rank, (j, _) in enumerate(expected, 1)]
+        assert [n["distance"] for n in page["neighbours"]] == \
+            pytest.approx([d for _, d in expected], rel=1e-12)
+    assert [j for j, _ in archive.whitened[1]] != [j for j, _ in archive.neighbours[1]]
+    page = get_json(client, "/api/v1/images/1/neighbours?limit=2&space=whitened")
+    assert page["next"] == "/api/v1/images/1/neighbours?limit=2&offset=2&space=whitened"
+    assert [n["id"] for n in get_json(client, page["next"])["neighbours"]] == \
+        [j for j, _ in archive.whitened[1]][2:4]
+    # The default, named or not, is the original space; the original endpoint serves
+    # nothing else.
+    default = get_json(client, "/api/v1/images/1/neighbours?limit=100")
+    assert default["space"] == "pool3" and default == {
+        **get_json(client, "/api/v1/images/1/neighbours?limit=100&space=pool3"),
+        "next": None}
+    legacy = get_json(client, "/image_name_and_neighbours/1")
+    assert [n["id"] for n in legacy[1]] == [j for j, _ in archive.neighbours[1]]
+
+
+@pytest.mark.parametrize("space", ["other", "", "POOL3", "whitened "])
+def test_an_unknown_space_is_a_400(client, space):
+    body = get_json(client, f"/api/v1/images/1/neighbours?space={space}", 400)
+    assert "space must be one of pool3, whitened" in body["error"]
+
+
+def test_spaces_say_how_each_stands(client, archive):
+    spaces = {s["name"]: s for s in get_json(client, "/api/v1/spaces")["spaces"]}
+    assert list(spaces) == ["pool3", "whitened"]
+    assert spaces["whitened"]["computed"] and spaces["whitened"]["dimensions"] == 16
+    assert spaces["whitened"]["learned_from"] == len(archive.whitened)
+    assert spaces["whitened"]["learned_at"] == "2026-11-01T12:00:00Z"
+    assert spaces["pool3"]["computed"] and spaces["pool3"]["dimensions"] == 2048
+    assert spaces["pool3"]["note"] is None
+
+
+def test_a_space_not_computed_is_a_404_that_says_why(tmp_path):
+    from db.engine import make_engine
+    from db.space_store import save_space
+    from service import create_app
+    from service_fixtures import build_archive, settings_for_archive
+    archive = build_archive(f"sqlite:///{tmp_path / 'images.sqlite3'}", tmp_path,
+                            whitened=False)
+    client = create_app(settings_for_archive(archive, tmp_path / "cache")).test_client()
+    body = get_json(client, "/api/v1/images/1/neighbours?space=whitened", 404)
+    assert body["error"] == ("space whitened is not computed: the grouping job has not "
+                             "run with it yet")
+    engine = make_engine(archive.url)
+    save_space(engine, "whitened", note="learning it needs at least 200 images")
+    engine.dispose()
+    body = get_json(client, "/api/v1/images/1/neighbours?space=whitened", 404)
+    assert body["error"] == ("space whitened is not computed: learning it needs at least "
+                             "200 images") and body["space"] == "whitened"
+    spaces = {s["name"]: s for s in get_json(client, "/api/v1/spaces")["spaces"]}
+    assert not spaces["whitened"]["computed"]
+    assert spaces["whitened"]["note"] == "learning it needs at least 200 images"
+    assert get_json(client, "/api/v1/images/1/neighbours")["space"] == "pool3"
+
+
 @pytest.mark.parametrize("image_id, status", [(6, 404), (7, 404), (9, 404), (8, 410),
                                               (999, 404)])
 def test_neighbours_of_images_without_a_list(client, image_id, status):
@@ -174,6 +237,10 @@ def _validator(document, schema):
     ("/api/v1/images/999", "/api/v1/images/{image_id}", 404),
     ("/api/v1/images/1/neighbours?limit=100", "/api/v1/images/{image_id}/neighbours", 200),
     ("/api/v1/images/6/neighbours", "/api/v1/images/{image_id}/neighbours", 404),
+    ("/api/v1/images/1/neighbours?space=whitened", "/api/v1/images/{image_id}/neighbours",
+     200),
+    ("/api/v1/images/1/neighbours?space=x", "/api/v1/images/{image_id}/neighbours", 400),
+    ("/api/v1/spaces", "/api/v1/spaces", 200),
     ("/api/v1/images/2/features", "/api/v1/images/{image_id}/features", 200),
     ("/api/v1/stats", "/api/v1/stats", 200),
     ("/api/v1/healthz", "/api/v1/healthz", 200),

@@ -29,7 +29,7 @@ def test_the_service_cannot_write_through_its_engine(app, archive):
     """Writes through the app's own engine fail: SQLite mode=ro, MariaDB READ ONLY."""
     engine = app.extensions["db_engine"]
     statements = [update(Image).where(Image.id == 1).values(status="failed"),
-                  insert(ImageNeighbour).values(image_id=6, neighbour_id=1, distance=0.0),
+                  insert(ImageNeighbour).values(image_id=6, space=1, neighbour_id=1, distance=0.0),
                   text("CREATE TABLE intruder (id INTEGER)")]
     for statement in statements:
         with pytest.raises(DBAPIError, match="(?i)read.?only"):

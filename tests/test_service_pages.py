@@ -8,7 +8,10 @@ import pytest
 from service_fixtures import app, archive, client  # noqa: F401  (fixtures)
 
 from db.models import OK
-from service_fixtures import SPECS
+from service import create_app
+from db.engine import make_engine
+from db.space_store import save_space
+from service_fixtures import SPECS, build_archive, settings_for_archive
 
 
 def page(client, url, status=200):
@@ -64,10 +67,40 @@ def test_image_page_shows_image_fingerprint_and_neighbours(client, archive):
     assert 'id="previous-link" rel="prev" href="/images/1"' in html
     assert 'id="next-link" rel="next" href="/images/3"' in html
     assert 'href="/api/v1/images/2"' in html
-    ranks = re.findall(r'<li class="neighbour"><a href="/images/(\d+)">', html)
-    assert [int(i) for i in ranks] == [j for j, _ in archive.neighbours[2]]
+    # The improved space first (PAGE_SPACE), the original one a click away.
+    assert grid(html) == [j for j, _ in archive.whitened[2]] != \
+        [j for j, _ in archive.neighbours[2]]
+    assert re.search(r'id="space-whitened" href="/images/2\?space=whitened"\s+title="[^"]*"'
+                     r' aria-current="page"', html)
+    html = page(client, "/images/2?space=pool3")
+    assert grid(html) == [j for j, _ in archive.neighbours[2]]
     first_distance = archive.neighbours[2][0][1]
     assert f'<span class="distance">{first_distance:.4g}</span>' in html
+    # Moving on keeps the space asked for.
+    assert 'id="next-link" rel="next" href="/images/3?space=pool3"' in html
+
+
+def grid(html: str) -> list[int]:
+    """Return the ids in the page's neighbour grid, in order."""
+    return [int(i) for i in re.findall(r'<li class="neighbour"><a href="/images/(\d+)">',
+                                       html)]
+
+
+def test_the_page_falls_back_to_the_original_space_and_says_why(tmp_path):
+    archive = build_archive(f"sqlite:///{tmp_path / 'images.sqlite3'}", tmp_path,
+                            whitened=False)
+    engine = make_engine(archive.url)
+    save_space(engine, "whitened", note="learning it needs at least 200 images with "
+                                        "features, the collection has 6")
+    engine.dispose()
+    client = create_app(settings_for_archive(archive, tmp_path / "thumbnails")).test_client()
+    html = page(client, "/images/2")
+    assert grid(html) == [j for j, _ in archive.neighbours[2]]
+    assert "Improved similarity: not computed (learning it needs at least 200" in html
+    html = page(client, "/images/2?space=whitened")
+    assert 'id="neighbour-grid"' not in html
+    assert "Improved similarity is not computed: learning it needs at least 200" in html
+    page(client, "/images/2?space=other", 400)
 
 
 @pytest.mark.parametrize("image_id, text", [

@@ -44,7 +44,8 @@
 
   more.addEventListener("click", function () {
     var offset = Number(more.dataset.offset);
-    var url = more.dataset.url + "?limit=" + more.dataset.limit + "&offset=" + offset;
+    var url = more.dataset.url + (more.dataset.url.indexOf("?") < 0 ? "?" : "&") +
+      "limit=" + more.dataset.limit + "&offset=" + offset;
     more.disabled = true;
     fetch(url, {headers: {"Accept": "application/json"}})
       .then(function (response) {

@@ -1,0 +1,37 @@
+"""The spaces table: which spaces the grouping job computes lists in, and how they stand."""
+from __future__ import annotations
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.engine import Connection, Engine
+
+from db.models import SPACE_IDS, NeighbourList, Space, utcnow
+
+
+def load_spaces(connection: Connection) -> dict[str, dict]:
+    """Return every stored space's row as a dict, by name."""
+    rows = connection.execute(select(Space)).mappings().all()
+    return {row["name"]: dict(row) for row in rows}
+
+
+def save_space(engine: Engine, name: str, **values) -> None:
+    """Insert or update the row of space `name` with these column values."""
+    values["updated_at"] = utcnow()
+    with engine.begin() as connection:
+        updated = connection.execute(update(Space).where(Space.name == name)
+                                     .values(**values)).rowcount
+        if not updated:
+            connection.execute(insert(Space).values(id=SPACE_IDS[name], name=name,
+                                                    **{"lists": 0, **values}))
+
+
+def count_lists(engine: Engine, name: str) -> int:
+    """Return how many lists space `name` holds."""
+    with engine.connect() as connection:
+        return connection.execute(select(func.count()).select_from(NeighbourList).where(
+            NeighbourList.space == SPACE_IDS[name])).scalar_one()
+
+
+def delete_space(engine: Engine, name: str) -> None:
+    """Delete the row of space `name` (its lists must be gone already)."""
+    with engine.begin() as connection:
+        connection.execute(delete(Space).where(Space.name == name))

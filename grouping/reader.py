@@ -1,0 +1,109 @@
+"""What the grouping job reads: flags, vectors, and the stored lists' ends and tails.
+
+One interface over the database (db/neighbour_store.py holds the SQL, with SQLite's and
+MariaDB's differences) and the local copy of the vectors (grouping/vector_cache.py, used
+on MariaDB only). The mapper gets everything it needs from here, block by block, and
+never sees a connection.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy.engine import Engine
+
+from db import neighbour_store as store
+from db.models import SPACE_IDS
+from db.neighbour_store import Changed
+from db.vectors import DIMENSIONS
+from grouping.mapper import Block, Entering
+from grouping.vector_cache import VectorCache
+
+log = logging.getLogger(__name__)
+
+CACHE_TOKEN = "vector_cache"  # the counts' entry naming the vector cache a run left
+
+
+class Reader:
+    """The reads of one grouping run on one database."""
+
+    def __init__(self, engine: Engine, vector_cache: Path | None, database_url: str):
+        self.engine = engine
+        # Not on SQLite: there the vectors are read from a local file already, about as
+        # fast as from the copy (bench/results/grouping.md, Run H), which would only
+        # double the disk space they take.
+        self.cache = (VectorCache(vector_cache, database_url)
+                      if vector_cache and engine.dialect.name != "sqlite" else None)
+
+    def changed(self) -> list[Changed]:
+        """Return the images flagged needs_grouping."""
+        return store.load_changed(self.engine)
+
+    def recent_jobs(self, limit: int = 20, before: int | None = None):
+        """Return (outcome, counts) of the latest grouping runs, newest first."""
+        return store.recent_grouping_jobs(self.engine, limit, before)
+
+    def ok_ids(self) -> np.ndarray:
+        return store.load_ok_ids(self.engine)
+
+    def vectors(self, changed: list[Changed], job_id: int,
+                full: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return (ids, vectors) of every 'ok' image and the ids among them whose vectors
+        were read from the database: all of them, unless the local copy is current.
+
+        Read after the flags: an image that changes while the vectors load keeps its
+        flag for the next run instead of having it cleared unseen."""
+        token = None
+        for outcome, counts in self.recent_jobs(1, before=job_id):
+            if outcome == "completed":
+                token = (counts or {}).get(CACHE_TOKEN)
+        # A full run reads everything from the database: it is also the way to start
+        # afresh.
+        if self.cache is None or full or not self.cache.open(token):
+            ids, vectors = store.load_vectors(self.engine)
+            return ids, vectors, ids
+        ok_ids = self.ok_ids()
+        unflagged = ok_ids[~np.isin(ok_ids, [c.id for c in changed])]
+        segment_of, row_of = self.cache.locate(unflagged)
+        held = segment_of >= 0
+        fetched_ids, fetched_vectors = store.load_vectors(
+            self.engine, np.setdiff1d(ok_ids, unflagged[held]))
+        # An image that changed since `changed` was read keeps its flag for the next run.
+        ids = np.union1d(unflagged[held], fetched_ids)
+        vectors = np.empty((len(ids), DIMENSIONS), dtype=np.float32)
+        self.cache.read_into(segment_of[held], row_of[held], vectors,
+                             np.searchsorted(ids, unflagged[held]))
+        vectors[np.searchsorted(ids, fetched_ids)] = fetched_vectors
+        return ids, vectors, fetched_ids
+
+    def keep_vectors(self, ids, vectors, fetched_ids) -> str | None:
+        """Leave the vectors of a completed run for the next; return the copy's token."""
+        if self.cache is None:
+            return None
+        try:
+            return self.cache.save(ids, vectors, fetched_ids)
+        except OSError as error:  # the lists are written; the next run reads the database
+            log.warning("could not save the vector cache in %s: %s", self.cache.folder,
+                        error)
+            return None
+
+    def lists_containing(self, space: str, neighbour_ids) -> set[int]:
+        return store.lists_containing(self.engine, SPACE_IDS[space], neighbour_ids)
+
+    def list_ends(self, space: str, image_ids):
+        """Return (length, last distance, last neighbour id) of each stored list."""
+        return store.load_list_ends(self.engine, SPACE_IDS[space], image_ids)
+
+    def block(self, space: str, ids: np.ndarray, full_ids: np.ndarray,
+              entering: Entering) -> Block:
+        """Return what the mapper needs to compute the lists of `ids` (ascending): which
+        are recomputed whole, and the entries entering the others with those lists'
+        tails."""
+        whole = np.isin(ids, full_ids)
+        merges = entering.of(ids[~whole]) if (~whole).any() else Entering.empty()
+        tails = (np.empty((0, 0), dtype=np.int64), np.empty((0, 0)))
+        if len(merges.owners):
+            tails = store.load_tails(self.engine, SPACE_IDS[space], merges.lists(),
+                                     merges.tail_sizes())
+        return Block(ids[whole], merges, *tails)

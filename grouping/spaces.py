@@ -1,0 +1,121 @@
+"""The spaces a grouping run computes lists in, and their vectors for this run.
+
+pool3 is the stored vectors as they are. whitened is their projection, learned once
+(grouping/whitening.py) and stored in the spaces table; a run learns it when there is
+none yet (or when asked to, or when WHITENED_DIMENSIONS changed), and reuses it
+otherwise, so that every run sees the same space. Each space's lists are valid for one
+projection only: a run that learns a new one recomputes that space whole.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy.engine import Engine
+
+from db import neighbour_store as store
+from db.models import POOL3, SPACE_IDS, WHITENED, utcnow
+from db.space_store import delete_space, load_spaces, save_space
+from grouping import whitening
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SpaceRun:
+    """One space as this run computes it."""
+
+    name: str
+    vectors: np.ndarray | None  # None: not computed in this run (see note)
+    projection: str | None = None  # identifies the projection the lists are valid for
+    relearned: bool = False  # a new projection: every list of the space is recomputed
+    note: str | None = None
+
+    @property
+    def id(self) -> int:
+        return SPACE_IDS[self.name]
+
+
+@dataclass
+class Whitening:
+    """What a run does about the whitened space: keep `stored`, learn a new projection,
+    or neither (note says why)."""
+
+    stored: whitening.Projection | None
+    learn: bool
+    note: str | None = None
+
+
+def stored_whitening(engine: Engine) -> tuple[whitening.Projection | None, int | None]:
+    """Return the stored whitened projection and the dimensions it was asked for."""
+    with engine.connect() as connection:
+        row = load_spaces(connection).get(WHITENED)
+    if row is None or row["projection"] is None:
+        return None, None
+    parameters = json.loads(row["parameters"])
+    return whitening.Projection.from_bytes(
+        row["projection"], row["learned_from"], row["learned_at"],
+        parameters["shrinkage"]), parameters["dimensions"]
+
+
+def decide(stored: whitening.Projection | None, asked: int | None, images: int,
+           dimensions: int, relearn: bool) -> Whitening:
+    """Decide about the whitened space of a collection of `images` images."""
+    if stored is not None and not relearn and asked == dimensions:
+        return Whitening(stored, learn=False)
+    if images >= whitening.MIN_IMAGES:
+        return Whitening(stored, learn=True)
+    note = (f"learning it needs at least {whitening.MIN_IMAGES} images with features, "
+            f"the collection has {images}")
+    # A projection learned before stays in use until there are enough images to learn
+    # another.
+    return Whitening(stored, learn=False, note=note)
+
+
+def prepare(engine: Engine, vectors: np.ndarray, dimensions: int,
+            relearn: bool = False) -> list[SpaceRun]:
+    """Return the spaces of this run: pool3, and whitened unless `dimensions` is 0."""
+    spaces = [SpaceRun(POOL3, vectors)]
+    stored, asked = stored_whitening(engine)
+    if not dimensions:
+        with engine.connect() as connection:
+            known = WHITENED in load_spaces(connection)
+        if known:
+            deleted = store.delete_space_lists(engine, SPACE_IDS[WHITENED])
+            delete_space(engine, WHITENED)
+            log.info("WHITENED_DIMENSIONS is 0: deleted the %d lists of the whitened space",
+                     deleted)
+        return spaces
+    decision = decide(stored, asked, len(vectors), dimensions, relearn)
+    projection = decision.stored
+    if decision.learn:
+        log.info("learning the whitened space (%d dimensions) from %d images",
+                 dimensions, len(vectors))
+        try:
+            projection = whitening.learn(vectors, dimensions, learned_at=utcnow())
+        except ValueError as error:  # vectors all alike: nothing to learn (yet)
+            decision = Whitening(stored, learn=False, note=str(error))
+    if decision.learn:
+        save_space(engine, WHITENED, dimensions=projection.dimensions,
+                   projection=projection.to_bytes(), learned_from=projection.learned_from,
+                   learned_at=projection.learned_at, note=None, parameters=json.dumps(
+                       {"dimensions": dimensions, "shrinkage": projection.shrinkage}))
+    elif projection is None:
+        save_space(engine, WHITENED, note=decision.note)
+        return spaces + [SpaceRun(WHITENED, None, note=f"not computed: {decision.note}")]
+    elif decision.note:
+        log.warning("the whitened space is not learned again (%s); the one learned from "
+                    "%d images stays", decision.note, projection.learned_from)
+    elif len(vectors) >= 2 * projection.learned_from:
+        log.info("the collection has grown to %d images since the whitened space was "
+                 "learned from %d; group_images.py --relearn may improve it",
+                 len(vectors), projection.learned_from)
+    return spaces + [SpaceRun(WHITENED, projection.apply(vectors), token(projection),
+                              relearned=decision.learn)]
+
+
+def token(projection: whitening.Projection) -> str:
+    """Return what identifies a projection in the runs' records: when it was learned."""
+    return projection.learned_at.isoformat()
