@@ -46,6 +46,11 @@ SETTINGS = (
             "Dimensions of the learned 'whitened' space the grouping job computes lists in "
             "beside the original distances (0: not computed, and its lists are deleted). "
             "Learned from the collection once it has 200 images with features."),
+    Setting("WHITENED_SHRINKAGE", "0.5",
+            "How much the whitened space damps the directions in which the collection "
+            "varies little: each eigenvalue is raised by this times their mean before "
+            "whitening (0: plain whitening, which collapses on small collections). A "
+            "change relearns the space."),
     Setting("VECTOR_CACHE", "data/vector-cache",
             "Folder where the grouping job keeps a copy of the vectors it last grouped, so "
             "that an incremental run reads only the changed ones from the database "
@@ -76,6 +81,7 @@ class Settings:
     neighbours_k: int
     grouping_memory_mb: int
     whitened_dimensions: int
+    whitened_shrinkage: float
     vector_cache: Path | None
     thumbnail_cache: Path
     page_space: str
@@ -115,6 +121,16 @@ def _int(name: str, value: str, minimum: int = 1) -> int:
     return number
 
 
+def _number(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not 0 <= number < float("inf"):
+        raise ValueError(f"{name} must be 0 or more, got {value!r}")
+    return number
+
+
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
@@ -148,6 +164,7 @@ def load_settings(overrides: dict[str, str] | None = None,
         neighbours_k=_int("NEIGHBOURS_K", values["NEIGHBOURS_K"]),
         grouping_memory_mb=_int("GROUPING_MEMORY_MB", values["GROUPING_MEMORY_MB"]),
         whitened_dimensions=_int("WHITENED_DIMENSIONS", values["WHITENED_DIMENSIONS"], 0),
+        whitened_shrinkage=_number("WHITENED_SHRINKAGE", values["WHITENED_SHRINKAGE"]),
         vector_cache=(_project_path(values["VECTOR_CACHE"]) if values["VECTOR_CACHE"]
                       else None),
         thumbnail_cache=_project_path(values["THUMBNAIL_CACHE"]),

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Measure the neighbour engine and group_images.py against baselines run alongside.
 
-    .venv/bin/python bench/bench_grouping.py [--sections engine,backend,legacy,e2e,incremental]
+    .venv/bin/python bench/bench_grouping.py
+        [--sections engine,backend,legacy,e2e,incremental,spaces]
         [--n 50000] [--queries 8192] [--big-n 200000] [--legacy-n 3000] [--e2e-n 10000]
-        [--inc-n 20000] [--inc-m 1000] [--k 100] [--rounds 3] [--all-rounds 2]
+        [--inc-n 20000] [--inc-m 1000] [--spaces-n 50000] [--spaces-d 256] [--k 100]
+        [--rounds 3] [--all-rounds 2]
         [--mariadb-url URL] [--no-sqlite]
 
 Data: seeded, d = 2048, non-negative like pool_3 (ReLU of clustered Gaussians). Every
@@ -131,6 +133,37 @@ def section_engine(args, report):
         del base, index, flat
 
 
+def section_spaces(args, report):
+    """The learned space's full run against the original's on the same vectors.
+
+    Both through ExactIndex.search_all, in alternating rounds, best of each; the
+    whitened side counts the projection of every vector (each run does it) and, apart,
+    the learning (done once)."""
+    from datetime import datetime
+
+    from grouping.whitening import learn
+
+    n, dimensions = args.spaces_n, args.spaces_d
+    base = pool3_like(n, seed=3)
+    ids = np.arange(1, n + 1)
+    learning, projection = timed(learn, base, dimensions, datetime.now(), shrinkage=0.5)
+    best = {"pool3": np.inf, "whitened": np.inf, "projection": np.inf}
+    for _ in range(args.rounds):
+        best["projection"] = min(best["projection"], timed(projection.apply, base)[0])
+        projected = projection.apply(base)
+        for name, vectors in (("pool3", base), ("whitened", projected)):
+            index = ExactIndex(vectors, ids)
+            best[name] = min(best[name], timed(lambda: list(index.search_all(
+                args.k, args.memory_mb << 20)))[0])
+    whitened = best["whitened"] + best["projection"]
+    report(f"spaces N={n:,} k={args.k}, full run's lists (search_all, best of {args.rounds}):"
+           f" pool3 d={D} {best['pool3']:.1f} s; whitened d={projection.dimensions} "
+           f"{best['whitened']:.1f} s + projecting every vector {best['projection']:.1f} s "
+           f"= {whitened:.1f} s -> {best['pool3'] / whitened:.1f}x cheaper "
+           f"({best['pool3'] / best['whitened']:.1f}x without the projection); learning "
+           f"the space once: {learning:.1f} s")
+
+
 def section_backend(args, report):
     """Compare numpy (OpenBLAS) and tf.linalg.matmul on the engine's product, interleaved."""
     import tensorflow as tf
@@ -220,8 +253,9 @@ def fill_database(url: str, vectors: np.ndarray) -> list[int]:
     return ids
 
 
-def run_job(url: str, k: int, cache: str, *extra) -> tuple[float, str]:
-    env = {**os.environ, "DATABASE_URL": url, "NEIGHBOURS_K": str(k), "VECTOR_CACHE": cache}
+def run_job(url: str, k: int, cache: str, whitened: int, *extra) -> tuple[float, str]:
+    env = {**os.environ, "DATABASE_URL": url, "NEIGHBOURS_K": str(k), "VECTOR_CACHE": cache,
+           "WHITENED_DIMENSIONS": str(whitened)}
     seconds, result = timed(subprocess.run,
                             [sys.executable, str(ROOT / "group_images.py"), "--quiet", *extra],
                             env=env, cwd=ROOT, capture_output=True, text=True)
@@ -280,7 +314,7 @@ def section_e2e(args, report, databases):
     report(f"engine alone (search_all) N={n:,} k={args.k}: {engine_seconds:.1f} s")
     for label, url in databases.urls("e2e"):
         fill_database(url, base)
-        seconds, summary = run_job(url, args.k, databases.cache(label))
+        seconds, summary = run_job(url, args.k, databases.cache(label), args.job_whitened)
         report(f"group_images.py end to end on {label}, N={n:,}: {seconds:.1f} s "
                f"-> {seconds / engine_seconds:.2f}x the engine alone  [{summary}]")
 
@@ -290,17 +324,17 @@ def section_incremental(args, report, databases):
     base = pool3_like(n + m, seed=4)
     for label, url in databases.urls("inc"):
         fill_database(url, base[:n])
-        full_seconds, summary = run_job(url, args.k, databases.cache(label))
+        full_seconds, summary = run_job(url, args.k, databases.cache(label), args.job_whitened)
         report(f"{label}: full run N={n:,}: {full_seconds:.1f} s  [{summary}]")
         fill_database(url, base[n:])
-        seconds, summary = run_job(url, args.k, databases.cache(label))
+        seconds, summary = run_job(url, args.k, databases.cache(label), args.job_whitened)
         report(f"{label}: incremental run, M={m:,} new among N={n + m:,}: {seconds:.1f} s "
                f"-> {full_seconds / seconds:.1f}x cheaper than the full run  [{summary}]")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sections", default="engine,backend,legacy,e2e,incremental")
+    parser.add_argument("--sections", default="engine,backend,legacy,e2e,incremental,spaces")
     parser.add_argument("--n", type=int, default=50_000)
     parser.add_argument("--queries", type=int, default=8192)
     parser.add_argument("--big-n", type=int, default=200_000)
@@ -309,6 +343,13 @@ def main() -> int:
     parser.add_argument("--e2e-n", type=int, default=10_000)
     parser.add_argument("--inc-n", type=int, default=20_000)
     parser.add_argument("--inc-m", type=int, default=1000)
+    parser.add_argument("--spaces-n", type=int, default=50_000)
+    parser.add_argument("--spaces-d", type=int, default=256,
+                        help="WHITENED_DIMENSIONS of the spaces section")
+    parser.add_argument("--job-whitened", type=int, default=0, metavar="D",
+                        help="WHITENED_DIMENSIONS of the jobs in the e2e and incremental "
+                             "sections (default 0: the original space only, as measured "
+                             "before there were spaces)")
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--all-rounds", type=int, default=2,
@@ -341,6 +382,8 @@ def main() -> int:
             section_e2e(args, report, databases)
         if "incremental" in sections:
             section_incremental(args, report, databases)
+        if "spaces" in sections:
+            section_spaces(args, report)
     finally:
         databases.close()
     return 0

@@ -94,8 +94,7 @@ def _run(engine: Engine, settings: Settings, job: JobRun, k: int, full: bool, qu
                   new_images=int(np.isin([c.id for c in changed], ids).sum()),
                   vectors_from_database=len(fetched_ids), spaces={})
     plans: list[tuple[SpaceRun, Plan]] = []
-    for space in spaces_module.prepare(engine, vectors, settings.whitened_dimensions,
-                                       relearn):
+    for space in spaces_module.prepare(engine, vectors, settings, relearn):
         if space.vectors is None:
             counts["spaces"][space.name] = {"note": space.note}
             continue
@@ -220,9 +219,9 @@ def _dry_run(settings: Settings, k: int, full: bool, relearn: bool) -> dict:
         counts["spaces"]["pool3"] = make_plan(reader, "pool3", ids, k, full,
                                               changed).counts()
         if settings.whitened_dimensions:
-            stored, asked = spaces_module.stored_whitening(engine)
-            decision = spaces_module.decide(stored, asked, len(ids),
-                                            settings.whitened_dimensions, relearn)
+            stored, learned_with = spaces_module.stored_whitening(engine)
+            decision = spaces_module.decide(stored, learned_with, len(ids),
+                                            spaces_module.wanted(settings), relearn)
             if decision.learn or decision.stored is not None:
                 projection = None if decision.learn else spaces_module.token(stored)
                 counts["spaces"][WHITENED] = make_plan(

@@ -33,10 +33,6 @@ class SpaceRun:
     relearned: bool = False  # a new projection: every list of the space is recomputed
     note: str | None = None
 
-    @property
-    def id(self) -> int:
-        return SPACE_IDS[self.name]
-
 
 @dataclass
 class Whitening:
@@ -48,22 +44,23 @@ class Whitening:
     note: str | None = None
 
 
-def stored_whitening(engine: Engine) -> tuple[whitening.Projection | None, int | None]:
-    """Return the stored whitened projection and the dimensions it was asked for."""
+def stored_whitening(engine: Engine) -> tuple[whitening.Projection | None, dict]:
+    """Return the stored whitened projection and the settings it was learned with."""
     with engine.connect() as connection:
         row = load_spaces(connection).get(WHITENED)
     if row is None or row["projection"] is None:
-        return None, None
+        return None, {}
     parameters = json.loads(row["parameters"])
     return whitening.Projection.from_bytes(
         row["projection"], row["learned_from"], row["learned_at"],
-        parameters["shrinkage"]), parameters["dimensions"]
+        parameters["shrinkage"]), parameters
 
 
-def decide(stored: whitening.Projection | None, asked: int | None, images: int,
-           dimensions: int, relearn: bool) -> Whitening:
-    """Decide about the whitened space of a collection of `images` images."""
-    if stored is not None and not relearn and asked == dimensions:
+def decide(stored: whitening.Projection | None, learned_with: dict, images: int,
+           wanted: dict, relearn: bool) -> Whitening:
+    """Decide about the whitened space of a collection of `images` images, given the
+    settings it was learned with and those wanted now (dimensions, shrinkage)."""
+    if stored is not None and not relearn and learned_with == wanted:
         return Whitening(stored, learn=False)
     if images >= whitening.MIN_IMAGES:
         return Whitening(stored, learn=True)
@@ -74,11 +71,18 @@ def decide(stored: whitening.Projection | None, asked: int | None, images: int,
     return Whitening(stored, learn=False, note=note)
 
 
-def prepare(engine: Engine, vectors: np.ndarray, dimensions: int,
+def wanted(settings) -> dict:
+    """Return the settings the whitened space is to be learned with."""
+    return {"dimensions": settings.whitened_dimensions,
+            "shrinkage": settings.whitened_shrinkage}
+
+
+def prepare(engine: Engine, vectors: np.ndarray, settings,
             relearn: bool = False) -> list[SpaceRun]:
-    """Return the spaces of this run: pool3, and whitened unless `dimensions` is 0."""
+    """Return the spaces of this run: pool3, and whitened unless WHITENED_DIMENSIONS is 0."""
     spaces = [SpaceRun(POOL3, vectors)]
-    stored, asked = stored_whitening(engine)
+    stored, learned_with = stored_whitening(engine)
+    dimensions = settings.whitened_dimensions
     if not dimensions:
         with engine.connect() as connection:
             known = WHITENED in load_spaces(connection)
@@ -88,20 +92,21 @@ def prepare(engine: Engine, vectors: np.ndarray, dimensions: int,
             log.info("WHITENED_DIMENSIONS is 0: deleted the %d lists of the whitened space",
                      deleted)
         return spaces
-    decision = decide(stored, asked, len(vectors), dimensions, relearn)
+    decision = decide(stored, learned_with, len(vectors), wanted(settings), relearn)
     projection = decision.stored
     if decision.learn:
         log.info("learning the whitened space (%d dimensions) from %d images",
                  dimensions, len(vectors))
         try:
-            projection = whitening.learn(vectors, dimensions, learned_at=utcnow())
+            projection = whitening.learn(vectors, dimensions, learned_at=utcnow(),
+                                         shrinkage=settings.whitened_shrinkage)
         except ValueError as error:  # vectors all alike: nothing to learn (yet)
             decision = Whitening(stored, learn=False, note=str(error))
     if decision.learn:
         save_space(engine, WHITENED, dimensions=projection.dimensions,
                    projection=projection.to_bytes(), learned_from=projection.learned_from,
-                   learned_at=projection.learned_at, note=None, parameters=json.dumps(
-                       {"dimensions": dimensions, "shrinkage": projection.shrinkage}))
+                   learned_at=projection.learned_at, note=None,
+                   parameters=json.dumps(wanted(settings)))
     elif projection is None:
         save_space(engine, WHITENED, note=decision.note)
         return spaces + [SpaceRun(WHITENED, None, note=f"not computed: {decision.note}")]

@@ -17,9 +17,6 @@ import numpy as np
 
 from grouping import kernels
 
-# β of the shrinkage. 0.5 kept every D from 128 to 512 within a few hundredths of the
-# best on both the museum photos of issue 13 and the flowers (bench/results/spaces.md).
-SHRINKAGE = 0.5
 # Fewer images than this and the space is not learned: from 150 up, every one of a
 # dozen random subsets of the flowers was better than pool3 on every measure.
 MIN_IMAGES = 200
@@ -86,9 +83,10 @@ class Projection:
                    scales.astype(np.float64), learned_from, learned_at, shrinkage)
 
 
-def learn(vectors: np.ndarray, dimensions: int, learned_at: datetime,
-          shrinkage: float = SHRINKAGE, sample: int = SAMPLE, seed: int = 0) -> Projection:
-    """Learn the projection to at most `dimensions` from (a sample of) the vectors.
+def learn(vectors: np.ndarray, dimensions: int, learned_at: datetime, shrinkage: float,
+          sample: int = SAMPLE, seed: int = 0) -> Projection:
+    """Learn the projection to at most `dimensions` from (a sample of) the vectors, the
+    eigenvalues raised by shrinkage · their mean (WHITENED_SHRINKAGE).
 
     Only directions in which the vectors vary are kept: n vectors span at most n − 1
     around their mean, and the others have no variance to whiten. Raises ValueError

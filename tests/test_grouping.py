@@ -257,7 +257,7 @@ def check_sequence(engine, settings, initial, k, steps):
         # A full run only where the change reaches every list.
         assert counts["mode"] == "incremental" or (
             counts["mode"] == "full" and counts["lists_full"] == counts["images"])
-        assert stored_lists(engine) == expected_lists(engine, k), (operation, counts)
+        assert stored_lists(engine) == expected_lists(engine, k), (step, counts)
     incremental = stored_lists(engine)
     counts = run(settings, k=k, full=True, quiet=True)
     assert counts["mode"] == "full"
@@ -614,7 +614,8 @@ def test_lists_wait_while_vectors_of_an_earlier_model_remain(db):
     run(settings, k=3, quiet=True)
     before = stored_lists(engine)
     with engine.begin() as connection:  # vectors of the decoding before the fix
-        connection.execute(update(ImageFeatures).values(model="inception_v3_2015_12_05_pool_3"))
+        connection.execute(update(ImageFeatures).values(
+            model="inception_v3_2015_12_05_pool_3"))
     for image_id in ids[:4]:  # the feature job recomputed four of them, then was killed
         change_image(engine, image_id, vector=embed(np.full((1, 4), 7, np.float32))[0])
         with engine.begin() as connection:
@@ -714,6 +715,9 @@ def test_relearning_or_new_dimensions_recompute_the_space_and_zero_removes_it(
     assert counts["spaces"][WHITENED]["mode"] == "full"
     assert counts["spaces"][POOL3]["lists_written"] == 0  # the original space untouched
     assert second.learned_at > first.learned_at
+    damped = settings.replace(whitened_shrinkage=1.0)
+    assert run_job(damped, k=3, quiet=True)["spaces"][WHITENED]["mode"] == "full"
+    assert whitened_lists_are_exact(engine, 3).shrinkage == 1.0
     fewer = settings.replace(whitened_dimensions=2)
     assert run_job(fewer, k=3, quiet=True)["spaces"][WHITENED]["mode"] == "full"
     assert whitened_lists_are_exact(engine, 3).dimensions == 2
@@ -722,6 +726,6 @@ def test_relearning_or_new_dimensions_recompute_the_space_and_zero_removes_it(
     counts = run_job(settings.replace(whitened_dimensions=0), k=3, quiet=True)
     assert list(counts["spaces"]) == [POOL3]
     assert stored_lists(engine, WHITENED) == {} and stored_lists(engine) == pool3_lists
-    assert stored_whitening(engine) == (None, None)
+    assert stored_whitening(engine) == (None, {})
     assert run_job(fewer, k=3, quiet=True)["spaces"][WHITENED]["mode"] == "full"
     whitened_lists_are_exact(engine, 3)

@@ -66,7 +66,7 @@ def test_without_shrinkage_it_is_plain_whitening():
 
 def test_a_projection_has_the_same_bits_in_any_batch():
     x = vectors(257, seed=2)
-    projection = learn(x, 12, WHEN)
+    projection = learn(x, 12, WHEN, shrinkage=0.5)
     whole = projection.apply(x)
     assert np.array_equal(whole, np.concatenate([projection.apply(x[i:i + 5])
                                                  for i in range(0, len(x), 5)]))
@@ -76,16 +76,16 @@ def test_a_projection_has_the_same_bits_in_any_batch():
 
 def test_few_images_keep_only_the_directions_they_span():
     x = vectors(10, seed=3)
-    projection = learn(x, 32, WHEN)
+    projection = learn(x, 32, WHEN, shrinkage=0.5)
     assert projection.dimensions == 9  # 10 vectors span 9 directions around their mean
     assert np.isfinite(projection.apply(vectors(5, seed=4))).all()
     with pytest.raises(ValueError, match="cannot learn"):
-        learn(x[:1], 32, WHEN)
+        learn(x[:1], 32, WHEN, shrinkage=0.5)
 
 
 def test_a_large_collection_is_learned_from_a_sample():
     x = vectors(400, seed=5)
-    projection = learn(x, 8, WHEN, sample=150)
+    projection = learn(x, 8, WHEN, shrinkage=0.5, sample=150)
     assert projection.learned_from == 150
     assert projection.apply(x).shape == (400, 8)
 
@@ -94,12 +94,12 @@ def test_zero_and_negative_values_are_handled():
     x = vectors(50, seed=6)
     x[3] = 0  # a blank image's vector
     x[4, :10] = -1.5
-    projected = learn(x, 8, WHEN).apply(x)
+    projected = learn(x, 8, WHEN, shrinkage=0.5).apply(x)
     assert np.isfinite(projected).all()
 
 
 def test_stored_projection_reloads_bit_for_bit():
-    projection = learn(vectors(200, seed=7), 16, WHEN)
+    projection = learn(vectors(200, seed=7), 16, WHEN, shrinkage=0.5)
     again = Projection.from_bytes(projection.to_bytes(), 200, WHEN, 0.5)
     for name in ("mean", "components", "scales"):
         assert np.array_equal(getattr(again, name), getattr(projection, name))
