@@ -17,6 +17,11 @@ STATUSES = (PENDING, OK, FAILED, MISSING)
 POOL3, WHITENED = "pool3", "whitened"
 SPACE_IDS = {POOL3: 1, WHITENED: 2}
 
+# Catalogue records: an external id fits a unique index whole; titles are searched by
+# the start of their case-folded form.
+EXTERNAL_ID_LENGTH = 255
+TITLE_KEY_LENGTH = 255
+
 # BIGINT on MariaDB, INTEGER (a rowid alias, so AUTOINCREMENT works) on SQLite.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 # Microseconds on MariaDB too (SQLite keeps them anyway): the grouping job tells an image
@@ -26,6 +31,33 @@ Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+# Browsing sorts by the bytes of a path and finds folders by theirs. MariaDB indexes at
+# most 3072 bytes per key (status + key + id must fit), and its utf8mb4_bin text compares
+# with trailing-space padding, so the service sorts on a VARBINARY copy of the first
+# KEY_BYTES bytes. Paths that agree in their first KEY_BYTES bytes sort by id.
+KEY_BYTES = 2048
+Key = LargeBinary().with_variant(mysql.VARBINARY(KEY_BYTES), "mysql", "mariadb")
+
+
+def path_key(path: str) -> bytes:
+    """Return the sort key of a stored path: its UTF-8 bytes, at most KEY_BYTES."""
+    return path.encode("utf-8", "surrogateescape")[:KEY_BYTES]
+
+
+def folder_of(path: str) -> str:
+    """Return the folder of a stored path ('' for a file at the top)."""
+    return path.rpartition("/")[0]
+
+
+def _path_key_default(context) -> bytes:
+    # Filled from the row's path whoever inserts it (the feature job, tests, benches).
+    return path_key(context.get_current_parameters()["path"])
+
+
+def _folder_key_default(context) -> bytes:
+    return path_key(folder_of(context.get_current_parameters()["path"]))
 
 
 class Base(DeclarativeBase):
@@ -40,6 +72,11 @@ class Image(Base):
     __table_args__ = (Index("ix_images_file_name", "file_name"),
                       Index("ix_images_status", "status"),
                       Index("ix_images_needs_grouping", "needs_grouping"),
+                      # Browsing: path order, path order within a status, and the
+                      # folder tree (one index seek per subfolder).
+                      Index("ix_images_path_key", "path_key", "id"),
+                      Index("ix_images_status_path_key", "status", "path_key", "id"),
+                      Index("ix_images_folder_key", "folder_key"),
                       {"sqlite_autoincrement": True,
                        "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"})
 
@@ -49,6 +86,11 @@ class Image(Base):
     path: Mapped[str] = mapped_column(Text, nullable=False)
     path_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
     file_name: Mapped[str] = mapped_column(String(255), nullable=False)
+    # path_key(path) and path_key(folder_of(path)): see KEY_BYTES. Paths never change
+    # (a moved file is a new image), so neither do these.
+    path_key: Mapped[bytes] = mapped_column(Key, nullable=False, default=_path_key_default)
+    folder_key: Mapped[bytes] = mapped_column(Key, nullable=False,
+                                              default=_folder_key_default)
     size: Mapped[int | None] = mapped_column(BigInteger)
     mtime_ns: Mapped[int | None] = mapped_column(BigInteger)
     content_hash: Mapped[str | None] = mapped_column(String(64))
@@ -163,3 +205,28 @@ class Job(Base):
     outcome: Mapped[str] = mapped_column(String(16), nullable=False, default="running")
     counts: Mapped[str | None] = mapped_column(Text)  # JSON object of named counts
     message: Mapped[str | None] = mapped_column(Text)
+
+
+class CatalogueRecord(Base):
+    """An image's record in the archive's catalogue, imported by import_metadata.py."""
+
+    __tablename__ = "catalogue_records"
+    # The title search is a prefix search on title_key; the external id is unique.
+    __table_args__ = (Index("ix_catalogue_records_title_key", "title_key"),
+                      {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"})
+
+    image_id: Mapped[int] = mapped_column(Id, ForeignKey("images.id"), primary_key=True,
+                                          autoincrement=False)
+    # The catalogue's own record id; at most EXTERNAL_ID_LENGTH characters, so that the
+    # unique index holds it whole.
+    external_id: Mapped[str | None] = mapped_column(String(EXTERNAL_ID_LENGTH), unique=True)
+    title: Mapped[str | None] = mapped_column(Text)
+    # The title case-folded and cut to TITLE_KEY_LENGTH characters: what search matches.
+    title_key: Mapped[str | None] = mapped_column(String(TITLE_KEY_LENGTH))
+    url: Mapped[str | None] = mapped_column(Text)
+    # The CSV's other columns as a JSON object of strings.
+    extra: Mapped[str | None] = mapped_column(Text)
+    # From the CSV column `excluded`: the image is left out of the grouping.
+    excluded: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False, default=utcnow,
+                                                 onupdate=utcnow)

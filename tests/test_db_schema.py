@@ -1,9 +1,16 @@
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlalchemy import inspect
 
 from db.engine import make_engine, upgrade
 from db.models import Base
+
+# The images table as the first revisions had it: inserts through the model would name
+# columns that later revisions added.
+OLD_IMAGES = sa.table("images", *(sa.column(name) for name in (
+    "id", "path", "path_hash", "file_name", "status", "needs_grouping", "created_at",
+    "updated_at")))
 
 
 def test_migrations_create_the_models_schema(database_url):
@@ -43,7 +50,7 @@ def test_timestamps_keep_microseconds_also_after_upgrading_an_older_database(dat
         command.upgrade(config, "0001")
     stamp = datetime(2026, 11, 22, 12, 0, 0, 123456)
     with engine.begin() as connection:
-        connection.execute(insert(Image).values(
+        connection.execute(insert(OLD_IMAGES).values(
             path="a.jpg", path_hash="0" * 64, file_name="a.jpg", status="ok",
             needs_grouping=True, created_at=stamp, updated_at=stamp))
     upgrade(engine)
@@ -88,7 +95,7 @@ def test_upgrading_keeps_the_lists_and_records_their_ends(database_url):
     lists = {1: [(3, 0.5), (2, 0.75), (4, 0.75)], 2: [(1, 0.75)], 3: [(1, 0.5), (4, 2.0)]}
     with engine.begin() as connection:
         for image_id in range(1, 5):
-            connection.execute(insert(Image).values(
+            connection.execute(insert(OLD_IMAGES).values(
                 id=image_id, path=f"{image_id}.jpg", path_hash=f"{image_id:064d}",
                 file_name=f"{image_id}.jpg", status="ok", needs_grouping=False,
                 created_at=datetime(2026, 1, 1), updated_at=datetime(2026, 1, 1)))
@@ -144,7 +151,7 @@ def test_upgrading_makes_the_stored_lists_those_of_the_original_space(database_u
                      column("last_distance"), column("last_neighbour_id"))
     with engine.begin() as connection:
         for image_id in (1, 2, 3):
-            connection.execute(insert(Image).values(
+            connection.execute(insert(OLD_IMAGES).values(
                 id=image_id, path=f"{image_id}.jpg", path_hash=f"{image_id:064d}",
                 file_name=f"{image_id}.jpg", status="ok", needs_grouping=False,
                 created_at=datetime(2026, 1, 1), updated_at=datetime(2026, 1, 1)))
@@ -176,4 +183,30 @@ def test_upgrading_makes_the_stored_lists_those_of_the_original_space(database_u
             (1, 2, 0.5), (1, 3, 1.5), (2, 1, 0.5)]
         assert len(connection.execute(select(old_ends)).all()) == 2
     assert "spaces" not in inspect(engine).get_table_names()
+    engine.dispose()
+
+
+def test_upgrading_fills_the_browsing_keys_of_the_images_there(database_url):
+    from alembic import command
+    from sqlalchemy import insert, select
+
+    from db.models import KEY_BYTES, Image
+
+    engine = make_engine(database_url)
+    migrator(engine)(command.upgrade, "0005")
+    paths = ["top.jpg", "Nachlass Müller/straße 1.jpg", "ü/" * 1500 + "long.jpg"]
+    with engine.begin() as connection:
+        for image_id, path in enumerate(paths, 1):
+            connection.execute(insert(OLD_IMAGES).values(
+                id=image_id, path=path, path_hash=f"{image_id:064d}", file_name="x",
+                status="ok", needs_grouping=False, created_at=datetime(2026, 1, 1),
+                updated_at=datetime(2026, 1, 1)))
+    upgrade(engine)
+    with engine.connect() as connection:
+        keys = connection.execute(select(Image.path_key, Image.folder_key)
+                                  .order_by(Image.id)).all()
+    assert [tuple(map(bytes, k)) for k in keys] == [
+        (b"top.jpg", b""),
+        ("Nachlass Müller/straße 1.jpg".encode(), "Nachlass Müller".encode()),
+        (paths[2].encode()[:KEY_BYTES], paths[2].rpartition("/")[0].encode()[:KEY_BYTES])]
     engine.dispose()
