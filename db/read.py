@@ -30,7 +30,7 @@ def path_hash(path: str) -> str:
 _ESCAPED_BYTE = re.compile(rb"\\x([0-9a-f]{2})")
 
 
-def _stored_path_hashes(path: str) -> list[str]:
+def stored_path_hashes(path: str) -> list[str]:
     """Return the hashes a path shown as `path` may be stored under."""
     hashes = [path_hash(path)]
     # A name that is not UTF-8 is stored as text with \xNN escapes (backslashreplace)
@@ -58,7 +58,7 @@ def find_by_path(connection: Connection, path: str) -> list:
     """Return the image stored under this path relative to IMAGE_ROOT (0 or 1 rows)."""
     # The hash finds the row through its index; comparing the text as well guards
     # against a (theoretical) hash collision.
-    query = select(*IMAGE_COLUMNS).where(Image.path_hash.in_(_stored_path_hashes(path)))
+    query = select(*IMAGE_COLUMNS).where(Image.path_hash.in_(stored_path_hashes(path)))
     return [row for row in connection.execute(query).all() if row.path == path]
 
 

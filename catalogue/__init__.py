@@ -1,0 +1,1 @@
+"""The archive's catalogue: records read from a CSV file and joined to the images."""
