@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from db.models import EXTERNAL_ID_LENGTH, TITLE_KEY_LENGTH
+from db.models import EXTERNAL_ID_LENGTH, title_key
 
 # Columns with a meaning; every other column is kept in the record's extra fields.
 JOIN_COLUMNS = ("path", "file_name")
@@ -55,11 +55,6 @@ class CatalogueFile:
     @property
     def extra_columns(self) -> list[str]:
         return [c for c in self.columns if c not in JOIN_COLUMNS + RECORD_COLUMNS]
-
-
-def title_key(title: str | None) -> str | None:
-    """Return what the title search matches: the title case-folded, cut to fit its index."""
-    return None if title is None else title.casefold()[:TITLE_KEY_LENGTH]
 
 
 def record_values(row: CsvRow, catalogue: CatalogueFile) -> dict:

@@ -46,6 +46,11 @@ def path_key(path: str) -> bytes:
     return path.encode("utf-8", "surrogateescape")[:KEY_BYTES]
 
 
+def title_key(title: str | None) -> str | None:
+    """Return what the title search matches: the title case-folded, cut to fit its index."""
+    return None if title is None else title.casefold()[:TITLE_KEY_LENGTH]
+
+
 def folder_of(path: str) -> str:
     """Return the folder of a stored path ('' for a file at the top)."""
     return path.rpartition("/")[0]

@@ -8,10 +8,11 @@ import numpy as np
 from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
-from db import read
+from db import browse, read
 from db.models import Image
 from db.vectors import decode_vector
 from service import database, serialize
+from service.browsing import browse_request
 from service.errors import MAX_ID, ApiError, check_image, get_image_or_error, int_param, \
     parse_id, require_grouped, space_param
 from service.openapi import openapi_document
@@ -21,6 +22,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_PAGE = 1000
 MAX_NEIGHBOURS = 100
 MAX_LOOKUP_TEXT = 4096
+LOOKUP_KEYS = ("path", "name", "external_id")
 LIST_CACHE = "public, max-age=300"  # lists change only when a job reruns
 
 
@@ -51,48 +53,93 @@ def images():
     """List images in id order, `limit` at a time; `next` continues after the last."""
     limit = int_param("limit", 100, 1, MAX_PAGE)
     cursor = int_param("cursor", 0, 0, MAX_ID)
-    rows = read.list_images(database.connection(), cursor, limit)
+    connection = database.connection()
+    rows = read.list_images(connection, cursor, limit)
     next_url = (_page_url("/api/v1/images", limit=limit, cursor=rows[-1].id)
                 if len(rows) == limit else None)
-    return jsonify({"images": [serialize.image(row) for row in rows], "limit": limit,
+    return jsonify({"images": _with_records(connection, rows), "limit": limit,
                     "next": next_url})
+
+
+def _with_records(connection, rows) -> list[dict]:
+    """Return the JSON objects of image rows with their catalogue fields."""
+    records = browse.records_of(connection, [row.id for row in rows])
+    return [serialize.image(row, records.get(row.id)) for row in rows]
+
+
+@bp.get("/browse")
+def browse_images():
+    """Return a page of the gallery (id or path order, folder, status) and its folders."""
+    view = browse_request()
+    path = "/api/v1/browse"
+    return jsonify({
+        "order": view.order, "folder": view.folder, "status": view.status,
+        "limit": view.limit,
+        "images": [serialize.image(row, view.records.get(row.id)) for row in view.page.rows],
+        "subfolders": [{"name": name, "folder": f"{view.folder}/{name}".lstrip("/"),
+                        "url": view.url(path, folder=f"{view.folder}/{name}".lstrip("/"))}
+                       for name in view.subfolders],
+        "more_subfolders": view.more_subfolders,
+        "next": view.next_id, "previous": view.previous_id,
+        "next_url": view.url(path, after=view.next_id) if view.next_id else None,
+        "previous_url": (view.url(path, before=view.previous_id)
+                         if view.previous_id else None)})
 
 
 @bp.get("/images/lookup")
 def lookup():
-    """Find images by exact path (relative to IMAGE_ROOT) or by exact file name."""
-    path, name = request.args.get("path"), request.args.get("name")
-    if (path is None) == (name is None):
-        raise ApiError(400, "give exactly one of the query parameters path or name")
-    text = path if path is not None else name
+    """Find images by exact path (relative to IMAGE_ROOT), exact file name or the
+    catalogue's external id."""
+    given = {key: request.args[key] for key in LOOKUP_KEYS if key in request.args}
+    if len(given) != 1:
+        raise ApiError(400, "give exactly one of the query parameters "
+                            + ", ".join(LOOKUP_KEYS))
+    (key, text), = given.items()
     if not text or len(text) > MAX_LOOKUP_TEXT:
-        raise ApiError(400, f"path or name must be 1 to {MAX_LOOKUP_TEXT} characters")
+        raise ApiError(400, f"{key} must be 1 to {MAX_LOOKUP_TEXT} characters")
     limit = int_param("limit", 100, 1, MAX_PAGE)
     cursor = int_param("cursor", 0, 0, MAX_ID)
     connection = database.connection()
-    if path is not None:  # paths are unique: one page says it all
-        rows = [row for row in read.find_by_path(connection, path) if row.id > cursor]
-        return jsonify({"images": [serialize.image(row) for row in rows], "next": None})
-    rows = read.find_by_name(connection, name, cursor, limit)
+    if key != "name":  # paths and external ids are unique: one page says it all
+        rows = (read.find_by_path(connection, text) if key == "path"
+                else [row for row in [browse.find_by_external_id(connection, text)] if row])
+        rows = [row for row in rows if row.id > cursor]
+        return jsonify({"images": _with_records(connection, rows), "next": None})
+    rows = read.find_by_name(connection, text, cursor, limit)
     next_url = None
     if len(rows) == limit:
-        next_url = _page_url("/api/v1/images/lookup", name=quote(name, safe=""),
+        next_url = _page_url("/api/v1/images/lookup", name=quote(text, safe=""),
                              limit=limit, cursor=rows[-1].id)
-    return jsonify({"images": [serialize.image(row) for row in rows], "next": next_url})
+    return jsonify({"images": _with_records(connection, rows), "next": next_url})
 
 
 @bp.get("/images/<image_id>")
 def image(image_id: str):
     """Describe one image."""
-    return jsonify(serialize.image(get_image_or_error(image_id)))
+    row = get_image_or_error(image_id)
+    return jsonify(_with_records(database.connection(), [row])[0])
 
 
 @bp.get("/images/<image_id>/neighbours")
 def neighbours(image_id: str):
     """Return an image's nearest neighbours in a space, `limit` from rank `offset` + 1."""
+    return _neighbours(parse_id(image_id))
+
+
+@bp.get("/external/<path:external_id>/neighbours")
+def external_neighbours(external_id: str):
+    """Return the neighbours of the image with this catalogue id, as /neighbours does."""
+    if len(external_id) > MAX_LOOKUP_TEXT:
+        raise ApiError(400, f"external_id must be at most {MAX_LOOKUP_TEXT} characters")
+    row = browse.find_by_external_id(database.connection(), external_id)
+    if row is None:
+        raise ApiError(404, f"no image has the external id {external_id[:200]!r}")
+    return _neighbours(row.id)
+
+
+def _neighbours(number: int):
     limit = int_param("limit", 20, 1, MAX_NEIGHBOURS)
     offset = int_param("offset", 0, 0, MAX_NEIGHBOURS)
-    number = parse_id(image_id)
     space = space_param()
     connection = database.connection()
     # One more than asked for tells whether there is a next page.

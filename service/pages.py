@@ -1,11 +1,14 @@
 """HTML pages for archivists: home, search, one image with its neighbours."""
 from __future__ import annotations
 
+import json
+
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
-from db import read
-from db.models import MISSING, OK, POOL3, SPACE_IDS
+from db import browse, read
+from db.models import MISSING, OK, POOL3, SPACE_IDS, STATUSES
 from service import database, serialize
+from service.browsing import browse_request
 from service.errors import MAX_ID, ApiError, parse_id
 
 bp = Blueprint("pages", __name__)
@@ -50,15 +53,38 @@ def search():
     by_path = read.find_by_path(connection, query)
     if by_path:
         return redirect(url_for("pages.image", image_id=by_path[0].id))
-    exact = read.find_by_name(connection, query, 0, SEARCH_LIMIT)
-    seen = {row.id for row in exact}
-    prefix = [row for row in read.find_by_name_prefix(connection, query, SEARCH_LIMIT)
-              if row.id not in seen]
-    results = (list(exact) + prefix)[:SEARCH_LIMIT]
+    by_external_id = browse.find_by_external_id(connection, query)
+    if by_external_id is not None:
+        return redirect(url_for("pages.image", image_id=by_external_id.id))
+    results, seen = [], set()
+    for found in (read.find_by_name(connection, query, 0, SEARCH_LIMIT),
+                  read.find_by_name_prefix(connection, query, SEARCH_LIMIT),
+                  browse.find_by_title_prefix(connection, query, SEARCH_LIMIT)):
+        results += [row for row in found if row.id not in seen]
+        seen.update(row.id for row in found)
+    results = results[:SEARCH_LIMIT]
     if len(results) == 1:
         return redirect(url_for("pages.image", image_id=results[0].id))
     return render_template("search.html", query=query, results=results,
+                           records=browse.records_of(connection, seen),
                            limit=SEARCH_LIMIT), 200 if results else 404
+
+
+@bp.get("/browse")
+def gallery():
+    """Show the collection as thumbnails, a page at a time, with its folder tree."""
+    view = browse_request()
+    return render_template("browse.html", view=view, statuses=STATUSES,
+                           orders=browse.ORDERS)
+
+
+def _extra_fields(record) -> dict:
+    """Return the catalogue's other columns of a record ({} where there are none)."""
+    try:
+        extra = json.loads(record.extra) if record is not None and record.extra else {}
+    except ValueError:
+        return {}
+    return extra if isinstance(extra, dict) else {}
 
 
 @bp.get("/images/<image_id>")
@@ -81,10 +107,15 @@ def image(image_id: str):
         _, neighbours = read.image_and_neighbours(connection, row.id, 1, FIRST_NEIGHBOURS,
                                                   space)
     has_features = row.status == OK and read.has_features(connection, row.id)
+    records = browse.records_of(connection, [row.id] + [n.id for n in neighbours])
+    record = records.get(row.id)
+    extra = _extra_fields(record)
     status = 410 if row.status == MISSING else 200
     return render_template("image.html", image=row, neighbours=neighbours,
                            has_features=has_features, space=space, spaces=spaces,
                            space_labels=SPACE_LABELS, computed=space in computed,
                            previous_id=read.previous_id(connection, row.id),
                            next_id=read.next_id(connection, row.id),
-                           page_size=FIRST_NEIGHBOURS), status
+                           page_size=FIRST_NEIGHBOURS, record=record,
+                           record_url=serialize.safe_url(record.url if record else None),
+                           extra=extra, records=records), status

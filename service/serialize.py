@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from urllib.parse import urlsplit
+
 from flask import request
 
 THUMBNAIL_SIZES = (128, 256, 512)
@@ -26,12 +28,31 @@ def links(image_id: int) -> dict[str, str]:
             "fingerprint_png": f"{page}/fingerprint.png"}
 
 
-def image(row) -> dict:
-    """Return the JSON object of one image row."""
+def image(row, record=None) -> dict:
+    """Return the JSON object of one image row, with its catalogue record's fields."""
     return {"id": row.id, "path": row.path, "file_name": row.file_name, "size": row.size,
             "width": row.width, "height": row.height, "status": row.status,
             "error": row.error, "content_hash": row.content_hash,
-            "updated_at": timestamp(row.updated_at), "links": links(row.id)}
+            "updated_at": timestamp(row.updated_at), "links": links(row.id),
+            **catalogue_fields(record)}
+
+
+def catalogue_fields(record) -> dict:
+    """Return the catalogue's fields of an image (all None where it has no record)."""
+    if record is None:
+        return {"external_id": None, "title": None, "url": None}
+    return {"external_id": record.external_id, "title": record.title, "url": record.url}
+
+
+def safe_url(url: str | None) -> str | None:
+    """Return the URL if a page may link to it (http or https), else None."""
+    # The import accepts no other scheme; checked again where a link is made, so that a
+    # record written some other way cannot put javascript: into a page.
+    try:
+        scheme = urlsplit(url).scheme.lower() if url else ""
+    except ValueError:
+        return None
+    return url if scheme in ("http", "https") else None
 
 
 def neighbour(row, root: str) -> dict:

@@ -1,0 +1,171 @@
+"""Browsing the collection: pages of images in id or path order, and the folder tree.
+
+Keyset paging throughout: a page starts after (or ends before) an image, found through
+an index, so page 5,000 costs what page 1 does. Nothing here writes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.engine import Connection
+
+from db.models import KEY_BYTES, CatalogueRecord, Image, path_key, title_key
+from db.read import IMAGE_COLUMNS
+
+ORDERS = ("id", "path")
+MAX_SUBFOLDERS = 500  # listed at once; a folder with more says so
+# '/' + 1: every path under the folder "a/b" lies in [b"a/b/", b"a/b0").
+_AFTER_SLASH = b"0"
+
+
+@dataclass
+class Page:
+    rows: list
+    has_previous: bool
+    has_next: bool
+
+
+def _folder_condition(folder: str):
+    """Return the condition 'the image lies under `folder`' ('' is the whole archive)."""
+    if not folder:
+        return None
+    prefix = path_key(folder + "/")
+    if len(prefix) >= KEY_BYTES:  # the keys are cut: compare the paths themselves too
+        return and_(Image.path_key == prefix[:KEY_BYTES],
+                    Image.path.startswith(folder + "/", autoescape=True))
+    return and_(Image.path_key >= prefix, Image.path_key < prefix[:-1] + _AFTER_SLASH)
+
+
+def _filters(folder: str, status: str | None) -> list:
+    conditions = [c for c in (_folder_condition(folder),) if c is not None]
+    if status is not None:
+        conditions.append(Image.status == status)
+    return conditions
+
+
+def _beyond(order: str, anchor, forward: bool):
+    """Return the condition 'after (forward) or before the anchor row' in `order`."""
+    if order == "id":
+        return Image.id > anchor.id if forward else Image.id < anchor.id
+    # Written as a range on path_key and a tie-break, so that the index serves it.
+    if forward:
+        return and_(Image.path_key >= anchor.path_key,
+                    or_(Image.path_key > anchor.path_key, Image.id > anchor.id))
+    return and_(Image.path_key <= anchor.path_key,
+                or_(Image.path_key < anchor.path_key, Image.id < anchor.id))
+
+
+def _sort(order: str, forward: bool) -> list:
+    columns = [Image.id] if order == "id" else [Image.path_key, Image.id]
+    return columns if forward else [column.desc() for column in columns]
+
+
+def anchor_of(connection: Connection, image_id: int):
+    """Return the (id, path_key) of an image to page from, or None if there is none."""
+    return connection.execute(select(Image.id, Image.path_key)
+                              .where(Image.id == image_id)).first()
+
+
+def _fetch(connection, conditions, order, forward, limit):
+    query = (select(*IMAGE_COLUMNS).where(*conditions)
+             .order_by(*_sort(order, forward)).limit(limit))
+    rows = connection.execute(query).all()
+    return rows if forward else rows[::-1]
+
+
+def _exists(connection, conditions) -> bool:
+    return connection.execute(select(Image.id).where(*conditions).limit(1)).first() \
+        is not None
+
+
+def page(connection: Connection, *, order: str = "id", folder: str = "",
+         status: str | None = None, after=None, before=None, limit: int = 60) -> Page:
+    """Return a page of images under `folder` (with `status`), in `order`: the first,
+    the one after the anchor row `after`, or the one before the anchor row `before`."""
+    filters = _filters(folder, status)
+    if before is not None:
+        rows = _fetch(connection, filters + [_beyond(order, before, False)], order, False,
+                      limit + 1)
+        if len(rows) > limit:
+            return Page(rows[1:], True, True)
+        after = None  # back at the start: the first page, full
+    conditions = filters + ([_beyond(order, after, True)] if after is not None else [])
+    rows = _fetch(connection, conditions, order, True, limit + 1)
+    has_previous = bool(rows) and after is not None and _exists(
+        connection, filters + [_beyond(order, _key_row(rows[0]), False)])
+    if not rows and after is not None:
+        has_previous = _exists(connection, filters + [_beyond(order, after, False)])
+    return Page(rows[:limit], has_previous, len(rows) > limit)
+
+
+def _key_row(row):
+    return _Anchor(row.id, path_key(row.path))
+
+
+@dataclass
+class _Anchor:
+    id: int
+    path_key: bytes
+
+
+def subfolders(connection: Connection, folder: str,
+               limit: int = MAX_SUBFOLDERS) -> tuple[list[str], bool]:
+    """Return the names of the folders directly in `folder` ('' is the top), sorted, and
+    whether there are more than `limit`.
+
+    One index seek per subfolder (a second where a subfolder's own subfolders sort
+    after a sibling's name): the images inside are never read.
+    """
+    prefix = path_key(folder + "/") if folder else b""
+    upper = prefix[:-1] + _AFTER_SLASH if folder else None
+    found: list[bytes] = []
+    seen: set[bytes] = set()
+    lower, inclusive = prefix, bool(folder)  # at the top, '' is the top's own files
+    while len(found) <= limit:
+        conditions = [Image.folder_key >= lower if inclusive else Image.folder_key > lower]
+        if upper is not None:
+            conditions.append(Image.folder_key < upper)
+        value = connection.execute(select(Image.folder_key).where(*conditions)
+                                   .order_by(Image.folder_key).limit(1)).scalar()
+        if value is None:
+            break
+        value = bytes(value)
+        name = value[len(prefix):].split(b"/", 1)[0]
+        if name not in seen:
+            seen.add(name)
+            found.append(name)
+        if value == prefix + name:
+            lower, inclusive = value, False   # next: whatever sorts after the folder
+        else:
+            lower, inclusive = prefix + name + _AFTER_SLASH, True  # past its subtree
+    names = sorted(found[:limit])
+    return [name.decode("utf-8", "replace") for name in names], len(found) > limit
+
+
+def records_of(connection: Connection, ids) -> dict[int, object]:
+    """Return the catalogue record (external_id, title, url, extra, excluded) by image."""
+    ids = sorted(set(ids))
+    if not ids:
+        return {}
+    query = select(CatalogueRecord.image_id, CatalogueRecord.external_id,
+                   CatalogueRecord.title, CatalogueRecord.url, CatalogueRecord.extra,
+                   CatalogueRecord.excluded).where(CatalogueRecord.image_id.in_(ids))
+    return {row.image_id: row for row in connection.execute(query)}
+
+
+def find_by_external_id(connection: Connection, external_id: str):
+    """Return the image row whose catalogue record has this external id, or None."""
+    query = (select(*IMAGE_COLUMNS)
+             .join(CatalogueRecord, CatalogueRecord.image_id == Image.id)
+             .where(CatalogueRecord.external_id == external_id))
+    return connection.execute(query).first()
+
+
+def find_by_title_prefix(connection: Connection, text: str, limit: int) -> list:
+    """Return up to `limit` images whose catalogue title starts with `text`, any case."""
+    query = (select(*IMAGE_COLUMNS)
+             .join(CatalogueRecord, CatalogueRecord.image_id == Image.id)
+             .where(CatalogueRecord.title_key.startswith(title_key(text), autoescape=True))
+             .order_by(CatalogueRecord.title_key, Image.id).limit(limit))
+    return connection.execute(query).all()
