@@ -100,11 +100,13 @@ def page(connection: Connection, *, order: str = "id", folder: str = "",
 
 
 def _key_row(row):
-    return _Anchor(row.id, path_key(row.path))
+    return Anchor(row.id, path_key(row.path))
 
 
 @dataclass
-class _Anchor:
+class Anchor:
+    """A place to page from: an image's id and its path key."""
+
     id: int
     path_key: bytes
 

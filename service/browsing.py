@@ -77,10 +77,15 @@ def browse_request() -> Browse:
     connection = database.connection()
     anchors = {}
     for name, image_id in (("after", after_id), ("before", before_id)):
-        if image_id is not None:
-            anchors[name] = browse.anchor_of(connection, image_id)
-            if anchors[name] is None:
-                raise ApiError(400, f"{name} must be the id of an image, got {image_id}")
+        if image_id is None:
+            continue
+        if order == "id":  # any id marks a place in id order
+            anchors[name] = browse.Anchor(image_id, b"")
+            continue
+        anchors[name] = browse.anchor_of(connection, image_id)
+        if anchors[name] is None:
+            raise ApiError(404, f"{name}: there is no image with id {image_id} to page "
+                                "from in path order", id=image_id)
     page = browse.page(connection, order=order, folder=folder, status=status,
                        limit=limit, **anchors)
     names, more = browse.subfolders(connection, folder)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from db.models import POOL3, SPACE_IDS, STATUSES
+from db.browse import ORDERS
+from service.browsing import BROWSE_LIMIT, MAX_BROWSE_LIMIT, MAX_FOLDER_TEXT
 from service.errors import MAX_ID
 from service.serialize import SPACE_DESCRIPTIONS, THUMBNAIL_SIZES
 
@@ -71,7 +73,36 @@ COMPONENTS = {
                 "status": {"enum": list(STATUSES)},
                 "error": _nullable("string"), "content_hash": _nullable("string"),
                 "updated_at": {"type": "string", "format": "date-time"},
-                "links": _ref("Links")}},
+                "links": _ref("Links"),
+                "external_id": {**_nullable("string"),
+                                "description": "the catalogue's record id "
+                                               "(import_metadata.py)"},
+                "title": {**_nullable("string"), "description": "the catalogue's title"},
+                "url": {**_nullable("string"),
+                        "description": "the catalogue record's address"}}},
+        "Browse": {
+            "type": "object",
+            "required": ["order", "folder", "status", "limit", "images", "subfolders",
+                         "more_subfolders", "next", "previous", "next_url",
+                         "previous_url"],
+            "properties": {
+                "order": {"enum": list(ORDERS)}, "folder": {"type": "string"},
+                "status": {"enum": [*STATUSES, None]},
+                "limit": {"type": "integer"},
+                "images": {"type": "array", "items": _ref("Image")},
+                "subfolders": {"type": "array", "items": {
+                    "type": "object", "required": ["name", "folder", "url"],
+                    "properties": {"name": {"type": "string"},
+                                   "folder": {"type": "string"},
+                                   "url": {"type": "string"}}}},
+                "more_subfolders": {"type": "boolean",
+                                    "description": "the folder has more subfolders than "
+                                                   "are listed"},
+                "next": {**_nullable("integer"),
+                         "description": "the `after` of the next page"},
+                "previous": {**_nullable("integer"),
+                             "description": "the `before` of the previous page"},
+                "next_url": _nullable("string"), "previous_url": _nullable("string")}},
         "ImageList": {
             "type": "object", "required": ["images", "next"],
             "properties": {"images": {"type": "array", "items": _ref("Image")},
@@ -157,18 +188,47 @@ PATHS = {
         {"200": _json(_ref("ImageList"), "A page of images"), **_errors(400, 503)},
         [_query("limit", "Images per page", 1, 1000, 100),
          _query("cursor", "Continue after this id (from `next`)", 0, MAX_ID, 0)]),
+    "/api/v1/browse": _get(
+        "A page of the collection in id or path order, under a folder, with a status",
+        {"200": _json(_ref("Browse"), "A page of images and the folder's subfolders"),
+         **_errors(400, 404, 503)},
+        [{"name": "order", "in": "query", "required": False,
+          "schema": {"enum": list(ORDERS), "default": "id"},
+          "description": "id, or path (the bytes of the path, as UTF-8)"},
+         {"name": "folder", "in": "query", "required": False,
+          "description": "only images under this folder (relative to IMAGE_ROOT)",
+          "schema": {"type": "string", "maxLength": MAX_FOLDER_TEXT}},
+         {"name": "status", "in": "query", "required": False,
+          "schema": {"enum": list(STATUSES)}},
+         _query("limit", "Images per page", 1, MAX_BROWSE_LIMIT, BROWSE_LIMIT),
+         _query("after", "The page after this image (from `next`)", 1, MAX_ID, 1),
+         _query("before", "The page before this image (from `previous`)", 1, MAX_ID, 1)],
+        "Keyset paging: follow next_url and previous_url. Give at most one of `after` "
+        "and `before`; in path order it must be the id of an image (404 otherwise)."),
+    "/api/v1/external/{external_id}/neighbours": _get(
+        "The neighbours of the image with this catalogue id, as for its image id",
+        {"200": {**_json(_ref("NeighbourList"), "Neighbours from rank offset+1"),
+                 "headers": {"ETag": {"schema": {"type": "string"}}}},
+         "304": {"description": "Not modified (If-None-Match)"},
+         **_errors(400, 404, 410, 503)},
+        [{"name": "external_id", "in": "path", "required": True,
+          "schema": {"type": "string", "minLength": 1, "maxLength": 4096}},
+         _query("limit", "Entries to return", 1, 100, 20),
+         _query("offset", "Entries to skip", 0, 100, 0), SPACE]),
     "/api/v1/images/lookup": _get(
-        "Find images by exact path or exact file name",
+        "Find images by exact path, exact file name or the catalogue's external id",
         {"200": _json(_ref("ImageList"), "The matching images, possibly none"),
          **_errors(400, 503)},
         [{"name": "path", "in": "query", "required": False,
           "schema": {"type": "string", "minLength": 1, "maxLength": 4096}},
          {"name": "name", "in": "query", "required": False,
           "schema": {"type": "string", "minLength": 1, "maxLength": 4096}},
+         {"name": "external_id", "in": "query", "required": False,
+          "schema": {"type": "string", "minLength": 1, "maxLength": 4096}},
          _query("limit", "Matches per page", 1, 1000, 100),
          _query("cursor", "Continue after this id (from `next`)", 0, MAX_ID, 0)],
-        "Give exactly one of `path` and `name`; both or neither is a 400 error (a rule "
-        "OpenAPI cannot express). A file name can occur in many folders: all matches are "
+        "Give exactly one of `path`, `name` and `external_id`; more or none is a 400 "
+        "error (a rule OpenAPI cannot express). A file name can occur in many folders: all matches are "
         "returned, `limit` at a time. No match is an empty list, not an error."),
     "/api/v1/images/{image_id}": _get(
         "Describe one image", {"200": _json(_ref("Image"), "The image"),

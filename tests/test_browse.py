@@ -171,12 +171,19 @@ def test_a_folder_of_many_subfolders_says_there_are_more(archive):
 
 
 @pytest.mark.parametrize("query", [
-    "order=size", "status=done", "after=abc", "after=0", "after=999999", "before=-1",
+    "order=size", "status=done", "after=abc", "after=0", "before=-1",
     "after=1&before=2", "limit=0", "limit=501", "folder=a//b", "folder=" + "x" * 5000])
 def test_bad_browse_parameters_are_400_with_a_message(client, query):
     assert "error" in get_json(client, f"/api/v1/browse?{query}", 400)
     response = client.get(f"/browse?{query}")
     assert response.status_code == 400 and b"Bad request" in response.data
+
+
+def test_paging_from_an_unknown_image(client):
+    tail = get_json(client, f"/api/v1/browse?after={len(PATHS)}")
+    assert tail["images"] == [] and tail["previous"] is None
+    assert tail["previous_url"] is None and tail["next_url"] is None
+    assert "error" in get_json(client, "/api/v1/browse?order=path&after=999999", 404)
 
 
 def test_image_json_carries_the_catalogue_fields(client):
