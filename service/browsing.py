@@ -66,9 +66,11 @@ def folder_param() -> str:
 
 def browse_request() -> Browse:
     """Return the page the request asks for; raise a 400 ApiError for a bad parameter."""
-    order = _choice("order", browse.ORDERS, "id")
-    status = _choice("status", STATUSES, None)
     folder = folder_param()
+    # A folder is shown in path order unless asked otherwise: its files by name, and an
+    # index range whatever the page (id order within a folder reads the whole folder).
+    order = _choice("order", browse.ORDERS, "path" if folder else "id")
+    status = _choice("status", STATUSES, None)
     limit = int_param("limit", BROWSE_LIMIT, 1, MAX_BROWSE_LIMIT)
     after_id = int_param("after", 0, 1, MAX_ID) if "after" in request.args else None
     before_id = int_param("before", 0, 1, MAX_ID) if "before" in request.args else None
