@@ -1,0 +1,119 @@
+"""The gallery and the catalogue search in a real headless Chromium, served by gunicorn."""
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from service_fixtures import SPECS, Spec, build_archive
+from test_browser import ARTIFACTS, ROOT, _free_port, browser  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.browser
+
+FOLDER = "Nachlass Müller/Kasten 1"
+BROWSE_SPECS = SPECS + tuple(Spec(f"{FOLDER}/Blatt {n:02d}.jpg") for n in range(1, 8)) + \
+    (Spec(f"{FOLDER}/Unterordner/innen.jpg"),)
+CATALOGUE = ("path,external_id,title,url\n"
+             f"{FOLDER}/Blatt 03.jpg,NM-1-3,Brief an die Schwester,https://catalogue.example/NM-1-3\n")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser-browse")
+    archive = build_archive(f"sqlite:///{root / 'images.sqlite3'}", root, BROWSE_SPECS)
+    from catalogue.job import run
+    from settings import load_settings
+    (root / "catalogue.csv").write_text(CATALOGUE, encoding="utf-8")
+    run(load_settings({"DATABASE_URL": archive.url}, env={}, env_file=None),
+        root / "catalogue.csv", out=io.StringIO())
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": archive.url, "IMAGE_ROOT": str(archive.image_root),
+           "THUMBNAIL_CACHE": str(root / "thumbnails"), "LOG_LEVEL": "WARNING"}
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    process = subprocess.Popen([str(gunicorn), "--bind", f"127.0.0.1:{port}", "--workers",
+                                "1", "--threads", "4", "--no-control-socket",
+                                "service:create_app()"], cwd=ROOT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=1).read()
+                break
+            except OSError:
+                assert process.poll() is None, "gunicorn exited"
+                time.sleep(0.1)
+        else:
+            pytest.fail("gunicorn did not answer within 10 s")
+        yield base, archive
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def gallery(page) -> list[str]:
+    return page.eval_on_selector_all("#gallery a", "links => links.map(a => a.href)")
+
+
+def test_browse_a_folder_and_page_forward_and_back(server, browser):  # noqa: F811
+    base, _ = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    in_folder = sorted((i for i, s in enumerate(BROWSE_SPECS, 1)
+                        if s.path.startswith(FOLDER + "/")),
+                       key=lambda i: BROWSE_SPECS[i - 1].path.encode())
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(base + "/")
+    page.click("#browse-link")
+    page.wait_for_url(base + "/browse")
+    page.click("#subfolders a:text-is('Nachlass Müller/')")
+    page.click("#subfolders a:text-is('Kasten 1/')")
+    assert [a.strip() for a in page.inner_text(".breadcrumbs").split("/")] == \
+        ["All images", "Nachlass Müller", "Kasten 1"]
+    assert page.eval_on_selector_all("#subfolders a", "l => l.map(a => a.textContent)") == \
+        ["Unterordner/"]
+    # Three at a time, by the URL's limit, from the folder page's own link.
+    page.goto(page.url + "&limit=3")
+    first = gallery(page)
+    assert first == [f"{base}/images/{i}" for i in in_folder[:3]]
+    page.wait_for_function("[...document.querySelectorAll('#gallery img')]"
+                           ".every(i => i.complete && i.naturalWidth > 0)")
+    page.screenshot(path=str(ARTIFACTS / "browse-folder.png"), full_page=True)
+    seen = [first]
+    while page.locator("#next-page").count():
+        page.click("#next-page")
+        seen.append(gallery(page))
+    assert sum(seen, []) == [f"{base}/images/{i}" for i in in_folder]
+    back = []
+    while page.locator("#previous-page").count():
+        page.click("#previous-page")
+        back.append(gallery(page))
+    assert back == seen[-2::-1]
+    page.click("#gallery a >> nth=0")
+    page.wait_for_url(f"{base}/images/{in_folder[0]}")
+    assert errors == []
+    page.close()
+
+
+def test_open_an_image_from_the_catalogue_search(server, browser):  # noqa: F811
+    base, _ = server
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(base + "/")
+    page.fill("input[name=q]", "brief an")
+    page.press("input[name=q]", "Enter")
+    image_id = next(i for i, s in enumerate(BROWSE_SPECS, 1) if s.path.endswith("Blatt 03.jpg"))
+    page.wait_for_url(f"{base}/images/{image_id}")
+    assert "Brief an die Schwester" in page.inner_text("h1")
+    assert page.get_attribute("#external-id a", "href") == "https://catalogue.example/NM-1-3"
+    page.fill("input[name=q]", "NM-1-3")
+    page.press("input[name=q]", "Enter")
+    page.wait_for_url(f"{base}/images/{image_id}")
+    page.screenshot(path=str(ARTIFACTS / "image-catalogue.png"), full_page=True)
+    page.close()
