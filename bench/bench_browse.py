@@ -114,6 +114,8 @@ def main() -> int:
         base = f"/api/v1/browse?limit={args.limit}"
         pairs = {
             "id order": (f"{base}", f"{base}&after={anchor(engine, 'id', offset - 1)}"),
+            "id order, page 2 vs N": (f"{base}&after={anchor(engine, 'id', args.limit - 1)}",
+                                      f"{base}&after={anchor(engine, 'id', offset - 1)}"),
             "path order": (f"{base}&order=path",
                            f"{base}&order=path&after={anchor(engine, 'path', offset - 1)}"),
             "folder, path order": (
@@ -123,6 +125,9 @@ def main() -> int:
             "folder, id order": (
                 f"{base}&folder={f}",
                 f"{base}&folder={f}&after={anchor(engine, 'id', offset - 1, folder)}"),
+            "path order, page 2 vs N": (
+                f"{base}&order=path&after={anchor(engine, 'path', args.limit - 1)}",
+                f"{base}&order=path&after={anchor(engine, 'path', offset - 1)}"),
             "status ok, path order": (
                 f"{base}&order=path&status=ok",
                 f"{base}&order=path&status=ok&after="

@@ -67,16 +67,31 @@ def anchor_of(connection: Connection, image_id: int):
                               .where(Image.id == image_id)).first()
 
 
-def _fetch(connection, conditions, order, forward, limit):
+def _index_for(order: str, status: str | None) -> str | None:
+    """Return the index that serves a page in `order` (None: leave it to the server)."""
+    if order == "path":
+        return "ix_images_status_path_key" if status else "ix_images_path_key"
+    return None if status else "PRIMARY"
+
+
+def _fetch(connection, conditions, order, forward, limit, index=None):
     query = (select(*IMAGE_COLUMNS).where(*conditions)
              .order_by(*_sort(order, forward)).limit(limit))
+    if index is not None:
+        # MariaDB's optimizer takes a range that holds a third of the table for a scan
+        # plus a sort, 60 times slower than walking the index for LIMIT rows.
+        for dialect in ("mysql", "mariadb"):
+            query = query.with_hint(Image, f"FORCE INDEX ({index})", dialect)
     rows = connection.execute(query).all()
     return rows if forward else rows[::-1]
 
 
-def _exists(connection, conditions) -> bool:
-    return connection.execute(select(Image.id).where(*conditions).limit(1)).first() \
-        is not None
+def _exists(connection, conditions, index=None) -> bool:
+    query = select(Image.id).where(*conditions).limit(1)
+    if index is not None:
+        for dialect in ("mysql", "mariadb"):
+            query = query.with_hint(Image, f"FORCE INDEX ({index})", dialect)
+    return connection.execute(query).first() is not None
 
 
 def page(connection: Connection, *, order: str = "id", folder: str = "",
@@ -84,18 +99,19 @@ def page(connection: Connection, *, order: str = "id", folder: str = "",
     """Return a page of images under `folder` (with `status`), in `order`: the first,
     the one after the anchor row `after`, or the one before the anchor row `before`."""
     filters = _filters(folder, status)
+    index = _index_for(order, status) if order == "path" or not folder else None
     if before is not None:
         rows = _fetch(connection, filters + [_beyond(order, before, False)], order, False,
-                      limit + 1)
+                      limit + 1, index)
         if len(rows) > limit:
             return Page(rows[1:], True, True)
         after = None  # back at the start: the first page, full
     conditions = filters + ([_beyond(order, after, True)] if after is not None else [])
-    rows = _fetch(connection, conditions, order, True, limit + 1)
+    rows = _fetch(connection, conditions, order, True, limit + 1, index)
     has_previous = bool(rows) and after is not None and _exists(
-        connection, filters + [_beyond(order, _key_row(rows[0]), False)])
+        connection, filters + [_beyond(order, _key_row(rows[0]), False)], index)
     if not rows and after is not None:
-        has_previous = _exists(connection, filters + [_beyond(order, after, False)])
+        has_previous = _exists(connection, filters + [_beyond(order, after, False)], index)
     return Page(rows[:limit], has_previous, len(rows) > limit)
 
 
