@@ -35,10 +35,8 @@ def find_hubs(connection: Connection, space: str, factor: float = FACTOR,
     lists, entries = connection.execute(
         select(func.count(), func.coalesce(func.sum(NeighbourList.length), 0))
         .where(NeighbourList.space == space_id)).one()
-    occurring = connection.execute(
-        select(func.count(func.distinct(ImageNeighbour.neighbour_id)))
-        .where(ImageNeighbour.space == space_id)).scalar_one()
-    mean = entries / occurring if occurring else 0.0
+    # Every image grouped has a list: the entries spread over as many images.
+    mean = entries / lists if lists else 0.0
     threshold = max(1, int(-(-factor * mean // 1)))  # at least factor × mean, rounded up
     count = func.count().label("lists")
     query = (select(ImageNeighbour.neighbour_id, count)

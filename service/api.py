@@ -101,6 +101,9 @@ def neighbours(image_id: str):
     check_image(number, owner)
     require_grouped(number, owner.status)
     if not rows and (offset == 0 or not read.has_neighbours(connection, number, space)):
+        if read.exclusion(connection, number) is not None:
+            raise ApiError(404, f"image {number} is excluded from the grouping: it has no "
+                                "neighbours", id=number, excluded=True)
         raise ApiError(404, f"image {number} has no neighbours in space {space} yet: the "
                             "grouping job has not run since its features were computed",
                        id=number)

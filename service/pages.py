@@ -84,6 +84,7 @@ def image(image_id: str):
     status = 410 if row.status == MISSING else 200
     return render_template("image.html", image=row, neighbours=neighbours,
                            has_features=has_features, space=space, spaces=spaces,
+                           exclusion=read.exclusion(connection, row.id),
                            space_labels=SPACE_LABELS, computed=space in computed,
                            previous_id=read.previous_id(connection, row.id),
                            next_id=read.next_id(connection, row.id),
