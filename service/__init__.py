@@ -14,7 +14,7 @@ from settings import Settings, load_settings
 
 def create_app(settings: Settings | None = None, test_config: dict | None = None) -> Flask:
     """Build the application for `settings` (default: from the environment and .env)."""
-    from service import api, database, duplicates, errors, legacy, media, pages
+    from service import api, database, errors, legacy, media, pages
     from service.orjson_provider import OrjsonProvider
 
     settings = settings or load_settings()
@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
         CORS(app, resources={r"/api/*": {"origins": origins},
                              # A regex matched at the start: not /images/... pages.
                              r"/image_(count|name|fingerprint)": {"origins": origins}})
-    for blueprint in (api.bp, legacy.bp, media.bp, pages.bp, duplicates.bp):
+    for blueprint in (api.bp, legacy.bp, media.bp, pages.bp):
         app.register_blueprint(blueprint)
 
     @app.after_request

@@ -11,12 +11,13 @@ from sqlalchemy import select
 from db import read
 from db.models import Image
 from db.vectors import decode_vector
-from service import database, serialize
+from service import database, duplicates, serialize
 from service.errors import MAX_ID, ApiError, check_image, get_image_or_error, int_param, \
     parse_id, require_grouped, space_param
 from service.openapi import openapi_document
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+bp.add_url_rule("/duplicates", "duplicates", duplicates.duplicates_json)
 
 MAX_PAGE = 1000
 MAX_NEIGHBOURS = 100

@@ -1,4 +1,4 @@
-"""Near-duplicate groups on a page and as JSON: the groups of report_duplicates.py.
+"""Near-duplicate groups on a page (/duplicates) and as JSON (/api/v1/duplicates): the groups of report_duplicates.py.
 
 The groups are computed from the stored lists (grouping/duplicates.py) once per space,
 distance and grouping run, and kept in the worker: the lists change only when a
@@ -10,17 +10,16 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from flask import Blueprint, current_app, render_template, request, url_for
+from flask import current_app, render_template, request, url_for
 
 from db import read
 from grouping import duplicates
 from service import database
 from service.errors import ApiError, int_param, space_param
 
-bp = Blueprint("duplicates", __name__)
-
 MAX_GROUPS_PER_PAGE = 100
 MAX_DISTANCE = 1000.0  # far beyond any pool3 or whitened distance of a near-duplicate
+MAX_START = 10 ** 9
 _KEPT = 8              # (space, distance, run) results kept per worker
 _cache: OrderedDict = OrderedDict()
 _lock = threading.Lock()
@@ -59,7 +58,7 @@ def _groups(connection, space: str, max_distance: float) -> list[list[int]]:
 def _page() -> dict:
     space = space_param()
     max_distance = _distance_param()
-    start = int_param("start", 0, 0, 10 ** 9)
+    start = int_param("start", 0, 0, MAX_START)
     limit = int_param("limit", 20, 1, MAX_GROUPS_PER_PAGE)
     connection = database.connection()
     groups = _groups(connection, space, max_distance)
@@ -89,14 +88,14 @@ def _with_urls(page: dict, endpoint: str) -> dict:
     return page
 
 
-@bp.get("/api/v1/duplicates")
+# The views are registered in the blueprints of the API (service/api.py) and of the
+# pages (service/pages.py): their errors then come as JSON and as pages.
 def duplicates_json():
     """Return the near-duplicate groups, largest first, `limit` from group `start`."""
-    return _with_urls(_page(), "duplicates.duplicates_json")
+    return _with_urls(_page(), "api.duplicates")
 
 
-@bp.get("/duplicates")
 def duplicates_page():
     """Show the near-duplicate groups, largest first, thumbnails side by side."""
-    page = _with_urls(_page(), "duplicates.duplicates_page")
+    page = _with_urls(_page(), "pages.duplicates")
     return render_template("duplicates.html", page=page)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from db.models import POOL3, SPACE_IDS, STATUSES
 from service.errors import MAX_ID
+from service.duplicates import MAX_DISTANCE, MAX_GROUPS_PER_PAGE, MAX_START
 from service.serialize import SPACE_DESCRIPTIONS, THUMBNAIL_SIZES
 
 
@@ -227,9 +228,9 @@ PATHS = {
         [SPACE, {"name": "max_distance", "in": "query", "required": False,
                  "description": "largest distance of a near-duplicate pair (default: "
                                 "DUPLICATE_DISTANCE)",
-                 "schema": {"type": "number", "minimum": 0, "maximum": 1000}},
-         _query("start", "Groups to skip", 0, 10 ** 9, 0),
-         _query("limit", "Groups per page", 1, 100, 20)],
+                 "schema": {"type": "number", "minimum": 0, "maximum": MAX_DISTANCE}},
+         _query("start", "Groups to skip", 0, MAX_START, 0),
+         _query("limit", "Groups per page", 1, MAX_GROUPS_PER_PAGE, 20)],
         "Images linked by list entries within max_distance, in connected components "
         "(report_duplicates.py writes the same groups as CSV)."),
     "/api/v1/stats": _get("Image counts by status and the last run of each job",

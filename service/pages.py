@@ -5,10 +5,11 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 
 from db import read
 from db.models import MISSING, OK, POOL3, SPACE_IDS
-from service import database, serialize
+from service import database, duplicates, serialize
 from service.errors import MAX_ID, ApiError, parse_id
 
 bp = Blueprint("pages", __name__)
+bp.add_url_rule("/duplicates", "duplicates", duplicates.duplicates_page)
 
 FIRST_NEIGHBOURS = 20  # shown at once; the page fetches more on demand
 SEARCH_LIMIT = 50
