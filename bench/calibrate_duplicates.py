@@ -157,6 +157,16 @@ def main() -> None:
     print(f"largest near-duplicate distance {most_duplicate:.3f}, smallest different-photo "
           f"distance {least_different:.3f}; half-way: "
           f"{(most_duplicate + least_different) / 2:.3f}")
+    print("## thresholds: near-duplicate pairs found, different-photo pairs taken for them")
+    different_all = np.concatenate([different, od[upper]])
+    kinds_found = {"sample": duplicate, **{f"flowers {k}": np.array(v)
+                                           for k, v in copy_distances.items()}}
+    print("| X | " + " | ".join(kinds_found) + " | different pairs within X (of "
+          f"{different_all.size}) |")
+    print("|---" * (len(kinds_found) + 2) + "|")
+    for x in (4, 6, 8, 9, 10, 12, 14, 16):
+        print(f"| {x} | " + " | ".join(f"{(v <= x).mean():.0%}" for v in kinds_found.values())
+              + f" | {(different_all <= x).sum()} |")
     print(f"({time.perf_counter() - started:.0f} s)")
 
 
