@@ -36,7 +36,7 @@ def find_hubs(connection: Connection, space: str, factor: float = FACTOR,
         select(func.count(), func.coalesce(func.sum(NeighbourList.length), 0))
         .where(NeighbourList.space == space_id)).one()
     # Every image grouped has a list: the entries spread over as many images.
-    mean = entries / lists if lists else 0.0
+    mean = int(entries) / lists if lists else 0.0  # SUM is a DECIMAL on MariaDB
     threshold = max(1, int(-(-factor * mean // 1)))  # at least factor × mean, rounded up
     count = func.count().label("lists")
     query = (select(ImageNeighbour.neighbour_id, count)
@@ -47,7 +47,7 @@ def find_hubs(connection: Connection, space: str, factor: float = FACTOR,
         query = query.limit(limit)
     rows = connection.execute(query).all()
     paths = dict(connection.execute(select(Image.id, Image.path).where(
-        Image.id.in_([r[0] for r in rows])))) if rows else {}
+        Image.id.in_([r[0] for r in rows]))).all()) if rows else {}
     hubs = [Hub(image_id, paths[image_id], n, n / lists) for image_id, n in rows]
     return hubs, {"lists": lists, "mean_lists_per_image": round(mean, 3),
                   "threshold": threshold, "factor": factor}
