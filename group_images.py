@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # Bookkeeping kept in the jobs row for the next run, not news for the operator.
-_HIDDEN = ("valid_through", "projection", "vector_cache", "spaces", "note")
+_HIDDEN = ("valid_through", "projection", "vector_cache", "spaces", "note", "exclusions")
 
 
 def summary(label: str, counts: dict) -> list[str]:
@@ -86,7 +86,11 @@ def summary(label: str, counts: dict) -> list[str]:
     spaces = [f"  {name}: " + (", ".join(f"{k} {v}" for k, v in state.items()
                                          if k not in _HIDDEN) or state.get("note", ""))
               for name, state in counts.get("spaces", {}).items()]
-    return lines[:1] + spaces + lines[1:]
+    change = counts.get("exclusions") or {}
+    excluded = ([f"  excluded {change['excluded']} (newly {change['newly_excluded']}, "
+                 f"included again {change['included_again']})"] if any(change.values())
+                else [])
+    return lines[:1] + spaces + excluded + lines[1:]
 
 
 if __name__ == "__main__":

@@ -55,6 +55,18 @@ SETTINGS = (
             "Folder where the grouping job keeps a copy of the vectors it last grouped, so "
             "that an incremental run reads only the changed ones from the database "
             "(MariaDB only; empty: no copy, every run reads all vectors)."),
+    Setting("EXCLUDE_PATTERNS", "",
+            "Comma-separated glob patterns of images the grouping job leaves out (no "
+            "list, in no list), e.g. placeholders/*,*no_image_available*. A pattern with "
+            "a / is matched against the whole path relative to IMAGE_ROOT, one without "
+            "against the file name; * also matches /; case-sensitive."),
+    Setting("EXCLUDE_FILE", "",
+            "File of more such patterns, one a line (# starts a comment); relative paths "
+            "are taken from the project folder (empty: none)."),
+    Setting("DUPLICATE_DISTANCE", "8",
+            "Largest pool3 distance at which report_duplicates.py and the duplicates page "
+            "take two images for near-duplicates (calibrated in "
+            "bench/results/duplicates.md)."),
     Setting("THUMBNAIL_CACHE", "data/thumbnails",
             "Folder where the service caches generated thumbnails."),
     Setting("PAGE_SPACE", "whitened",
@@ -83,6 +95,9 @@ class Settings:
     whitened_dimensions: int
     whitened_shrinkage: float
     vector_cache: Path | None
+    exclude_patterns: tuple[str, ...]
+    exclude_file: Path | None
+    duplicate_distance: float
     thumbnail_cache: Path
     page_space: str
     cors_origins: tuple[str, ...]
@@ -167,6 +182,11 @@ def load_settings(overrides: dict[str, str] | None = None,
         whitened_shrinkage=_number("WHITENED_SHRINKAGE", values["WHITENED_SHRINKAGE"]),
         vector_cache=(_project_path(values["VECTOR_CACHE"]) if values["VECTOR_CACHE"]
                       else None),
+        exclude_patterns=tuple(p.strip() for p in values["EXCLUDE_PATTERNS"].split(",")
+                               if p.strip()),
+        exclude_file=(_project_path(values["EXCLUDE_FILE"]) if values["EXCLUDE_FILE"]
+                      else None),
+        duplicate_distance=_number("DUPLICATE_DISTANCE", values["DUPLICATE_DISTANCE"]),
         thumbnail_cache=_project_path(values["THUMBNAIL_CACHE"]),
         page_space=_choice("PAGE_SPACE", values["PAGE_SPACE"], tuple(SPACE_IDS)),
         cors_origins=tuple(o.strip() for o in values["CORS_ORIGINS"].split(",") if o.strip()),

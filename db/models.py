@@ -235,3 +235,22 @@ class CatalogueRecord(Base):
     excluded: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False, default=utcnow,
                                                  onupdate=utcnow)
+
+
+class GroupingExclusion(Base):
+    """An image the grouping job left out of every space in its latest run.
+
+    Stored by the run before it writes any list (grouping/exclusions.py), together with
+    needs_grouping on every image whose exclusion changed, so that the next run, even
+    after a killed one, knows which lists the change reaches.
+    """
+
+    __tablename__ = "grouping_exclusions"
+    __table_args__ = ({"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"},)
+
+    image_id: Mapped[int] = mapped_column(Id, ForeignKey("images.id"), primary_key=True,
+                                          autoincrement=False)
+    # Which source excluded it (a pattern of EXCLUDE_PATTERNS or EXCLUDE_FILE), for the
+    # pages.
+    reason: Mapped[str | None] = mapped_column(Text)
+    excluded_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False, default=utcnow)

@@ -11,7 +11,7 @@ import orjson
 from sqlalchemy import bindparam, delete, func, select, text, tuple_, update
 from sqlalchemy.engine import Connection, Engine
 
-from db.models import OK, Image, ImageFeatures, ImageNeighbour, Job, NeighbourList
+from db.models import OK, GroupingExclusion, Image, ImageFeatures, ImageNeighbour, Job, NeighbourList
 from db.vectors import DIMENSIONS, decode_vector
 
 _IN_CHUNK = 1000      # ids per IN (...) list
@@ -32,10 +32,11 @@ def _chunks(values, size=_IN_CHUNK):
         yield values[start:start + size]
 
 
-def load_vectors(engine: Engine, image_ids=None,
-                 batch_rows: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+def load_vectors(engine: Engine, image_ids=None, batch_rows: int = 2000,
+                 skip=()) -> tuple[np.ndarray, np.ndarray]:
     """Return (ids, vectors) of every image with status 'ok', or of those among
-    image_ids (ascending), ordered by id."""
+    image_ids (ascending), ordered by id, less those in `skip` (ascending)."""
+    skip = np.asarray(skip, dtype=np.int64)
     query = (select(Image.id, ImageFeatures.vector)
              .join(ImageFeatures, ImageFeatures.image_id == Image.id)
              .where(Image.status == OK).order_by(Image.id))
@@ -59,6 +60,10 @@ def load_vectors(engine: Engine, image_ids=None,
         vectors = np.empty((expected, DIMENSIONS), dtype=np.float32)
         filled = 0
         for rows in pages:
+            if len(skip):
+                keep = ~np.isin(np.fromiter((row[0] for row in rows), np.int64,
+                                            len(rows)), skip)
+                rows = [row for row, kept in zip(rows, keep) if kept]
             end = filled + len(rows)
             if end > len(ids):
                 ids = np.resize(ids, max(end, len(ids) * 2))
@@ -319,12 +324,14 @@ def _apply(connection: Connection, space: int, changes: ListChanges,
 
 
 def delete_lists_of_unavailable(engine: Engine) -> int:
-    """Delete the lists, in every space, of images whose status is not 'ok'; return the
-    lists deleted."""
+    """Delete the lists, in every space, of images whose status is not 'ok' or that are
+    excluded from the grouping; return the lists deleted."""
     gone = select(Image.id).where(Image.status != OK)
+    excluded = select(GroupingExclusion.image_id)
     with engine.begin() as connection:
-        owners = connection.execute(select(NeighbourList.image_id)
-                                    .where(NeighbourList.image_id.in_(gone))).scalars().all()
+        owners = connection.execute(select(NeighbourList.image_id).where(
+            NeighbourList.image_id.in_(gone) | NeighbourList.image_id.in_(excluded))
+        ).scalars().all()
         for chunk in _chunks(set(owners)):
             for table in (ImageNeighbour, NeighbourList):
                 connection.execute(delete(table).where(table.image_id.in_(chunk)))

@@ -9,15 +9,17 @@ import hashlib
 import random
 import re
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, exists, func, select
 from sqlalchemy.engine import Connection
 
-from db.models import OK, POOL3, SPACE_IDS, STATUSES, Image, ImageFeatures, ImageNeighbour, \
-    Job, Space
+from db.models import OK, POOL3, SPACE_IDS, STATUSES, GroupingExclusion, Image, \
+    ImageFeatures, ImageNeighbour, Job, Space
 
 # Columns the service shows for an image (the error text only on the detail view).
 IMAGE_COLUMNS = (Image.id, Image.path, Image.file_name, Image.size, Image.content_hash,
-                 Image.width, Image.height, Image.status, Image.error, Image.updated_at)
+                 Image.width, Image.height, Image.status, Image.error, Image.updated_at,
+                 # Left out of the grouping by its latest run (grouping/exclusions.py).
+                 exists().where(GroupingExclusion.image_id == Image.id).label("excluded"))
 JOB_KINDS = ("features", "grouping")
 
 
@@ -45,6 +47,12 @@ def stored_path_hashes(path: str) -> list[str]:
 def get_image(connection: Connection, image_id: int):
     """Return the image row with this id, or None."""
     return connection.execute(select(*IMAGE_COLUMNS).where(Image.id == image_id)).first()
+
+
+def exclusion(connection: Connection, image_id: int):
+    """Return (reason, excluded_at) if the latest grouping run excluded the image, or None."""
+    return connection.execute(select(GroupingExclusion.reason, GroupingExclusion.excluded_at)
+                              .where(GroupingExclusion.image_id == image_id)).first()
 
 
 def list_images(connection: Connection, after_id: int, limit: int) -> list:

@@ -44,16 +44,21 @@ class Reader:
         """Return (outcome, counts) of the latest grouping runs, newest first."""
         return store.recent_grouping_jobs(self.engine, limit, before)
 
-    def ok_ids(self) -> np.ndarray:
-        return store.load_ok_ids(self.engine)
+    def ok_ids(self, excluded=()) -> np.ndarray:
+        """Return the ids of the 'ok' images with features, less those excluded."""
+        ids = store.load_ok_ids(self.engine)
+        return ids[~np.isin(ids, excluded)] if len(excluded) else ids
 
-    def vectors(self, changed: list[Changed], job_id: int,
-                full: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return (ids, vectors) of every 'ok' image and the ids among them whose vectors
-        were read from the database: all of them, unless the local copy is current.
+    def vectors(self, changed: list[Changed], job_id: int, full: bool,
+                excluded=()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return (ids, vectors) of every 'ok' image not excluded and the ids among them
+        whose vectors were read from the database: all of them, unless the local copy is
+        current.
 
         Read after the flags: an image that changes while the vectors load keeps its
-        flag for the next run instead of having it cleared unseen."""
+        flag for the next run instead of having it cleared unseen. An excluded image's
+        vector is not read: one included again is flagged, so it comes from the
+        database then."""
         token = None
         for outcome, counts in self.recent_jobs(1, before=job_id):
             if outcome == "completed":
@@ -61,9 +66,9 @@ class Reader:
         # A full run reads everything from the database: it is also the way to start
         # afresh.
         if self.cache is None or full or not self.cache.open(token):
-            ids, vectors = store.load_vectors(self.engine)
+            ids, vectors = store.load_vectors(self.engine, skip=excluded)
             return ids, vectors, ids
-        ok_ids = self.ok_ids()
+        ok_ids = self.ok_ids(excluded)
         unflagged = ok_ids[~np.isin(ok_ids, [c.id for c in changed])]
         segment_of, row_of = self.cache.locate(unflagged)
         held = segment_of >= 0

@@ -22,9 +22,10 @@ from db import neighbour_store as store
 from db.engine import make_engine
 from db.feature_store import other_models
 from db.models import WHITENED
-from db.neighbour_store import ListChanges
+from db.neighbour_store import Changed, ListChanges
 from db.space_store import count_lists, save_space
 from db.vectors import MODEL_NAME
+from grouping import exclusions
 from grouping import spaces as spaces_module
 from grouping.engine import ExactIndex
 from grouping.mapper import Entering, map_block, search_new
@@ -84,15 +85,18 @@ def _run(engine: Engine, settings: Settings, job: JobRun, k: int, full: bool, qu
          block_rows: int, relearn: bool) -> dict:
     started = time.monotonic()
     reader = Reader(engine, settings.vector_cache, settings.database_url)
+    # Before the flags are read: a change of the exclusions flags the images it concerns.
+    exclusion = exclusions.sync(engine, settings)
     # The flags are read before the vectors (Reader.vectors says why).
     changed = reader.changed()
-    ids, vectors, fetched_ids = reader.vectors(changed, job.id, full)
+    ids, vectors, fetched_ids = reader.vectors(changed, job.id, full, exclusion.excluded)
     log.info("loaded %d vectors (%d from the database) in %.1f s", len(ids),
              len(fetched_ids), time.monotonic() - started)
     counts = job.counts
     counts.update(images=len(ids), changed_images=len(changed),
                   new_images=int(np.isin([c.id for c in changed], ids).sum()),
-                  vectors_from_database=len(fetched_ids), spaces={})
+                  vectors_from_database=len(fetched_ids),
+                  exclusions=exclusion.counts(), spaces={})
     plans: list[tuple[SpaceRun, Plan]] = []
     for space in spaces_module.prepare(engine, vectors, settings, relearn):
         if space.vectors is None:
@@ -213,9 +217,15 @@ def _dry_run(settings: Settings, k: int, full: bool, relearn: bool) -> dict:
         if waiting:
             return {**nothing, **waiting}
         reader = Reader(engine, None, settings.database_url)
-        ids, changed = reader.ok_ids(), reader.changed()
-        counts = {"images": len(ids), "changed_images": len(changed), "spaces": {},
-                  "dry_run": True}
+        with engine.connect() as connection:
+            _, _, exclusion = exclusions.compare(connection, settings)
+        ids, changed = reader.ok_ids(exclusion.excluded), reader.changed()
+        # The images a run would flag for their change of exclusion.
+        flagged = {c.id for c in changed}
+        changed += [Changed(i, "", None) for i in
+                    exclusion.newly_excluded + exclusion.included_again if i not in flagged]
+        counts = {"images": len(ids), "changed_images": len(changed),
+                  "exclusions": exclusion.counts(), "spaces": {}, "dry_run": True}
         counts["spaces"]["pool3"] = make_plan(reader, "pool3", ids, k, full,
                                               changed).counts()
         if settings.whitened_dimensions:

@@ -11,13 +11,14 @@ from sqlalchemy import select
 from db import browse, read
 from db.models import Image
 from db.vectors import decode_vector
-from service import database, serialize
+from service import database, duplicates, serialize
 from service.browsing import browse_request
 from service.errors import MAX_ID, ApiError, check_image, get_image_or_error, int_param, \
     parse_id, require_grouped, space_param
 from service.openapi import openapi_document
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+bp.add_url_rule("/duplicates", "duplicates", duplicates.duplicates_json)
 
 MAX_PAGE = 1000
 MAX_NEIGHBOURS = 100
@@ -148,6 +149,9 @@ def _neighbours(number: int):
     check_image(number, owner)
     require_grouped(number, owner.status)
     if not rows and (offset == 0 or not read.has_neighbours(connection, number, space)):
+        if read.exclusion(connection, number) is not None:
+            raise ApiError(404, f"image {number} is excluded from the grouping: it has no "
+                                "neighbours", id=number, excluded=True)
         raise ApiError(404, f"image {number} has no neighbours in space {space} yet: the "
                             "grouping job has not run since its features were computed",
                        id=number)

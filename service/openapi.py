@@ -5,6 +5,7 @@ from db.models import POOL3, SPACE_IDS, STATUSES
 from db.browse import ORDERS
 from service.browsing import BROWSE_LIMIT, MAX_BROWSE_LIMIT, MAX_FOLDER_TEXT
 from service.errors import MAX_ID
+from service.duplicates import MAX_DISTANCE, MAX_GROUPS_PER_PAGE, MAX_START
 from service.serialize import SPACE_DESCRIPTIONS, THUMBNAIL_SIZES
 
 
@@ -63,7 +64,7 @@ COMPONENTS = {
         "Image": {
             "type": "object",
             "required": ["id", "path", "file_name", "size", "width", "height", "status",
-                         "error", "content_hash", "updated_at", "links"],
+                         "error", "content_hash", "updated_at", "excluded", "links"],
             "properties": {
                 "id": {"type": "integer", "minimum": 1},
                 "path": {"type": "string", "description": "POSIX path under IMAGE_ROOT"},
@@ -73,6 +74,10 @@ COMPONENTS = {
                 "status": {"enum": list(STATUSES)},
                 "error": _nullable("string"), "content_hash": _nullable("string"),
                 "updated_at": {"type": "string", "format": "date-time"},
+                "excluded": {"type": "boolean",
+                             "description": "left out of the grouping by its latest run "
+                                            "(EXCLUDE_PATTERNS, EXCLUDE_FILE, the catalogue): no "
+                                            "neighbours, in no list"},
                 "links": _ref("Links"),
                 "external_id": {**_nullable("string"),
                                 "description": "the catalogue's record id "
@@ -253,6 +258,41 @@ PATHS = {
                        "items": {"type": "number"}}, "The feature vector"),
          "304": {"description": "Not modified"}, **_errors(400, 404, 410, 503)},
         [IMAGE_ID]),
+    "/api/v1/duplicates": _get(
+        "Near-duplicate groups from the stored lists, largest first",
+        {"200": _json({"type": "object",
+                       "required": ["space", "max_distance", "start", "limit",
+                                    "groups_total", "images_total", "groups", "previous",
+                                    "next"],
+                       "properties": {
+                           "groups": {"type": "array", "items": {
+                               "type": "object", "required": ["group", "size", "images"],
+                               "properties": {
+                                   "group": {"type": "integer"},
+                                   "size": {"type": "integer"},
+                                   "images": {"type": "array", "items": {
+                                       "type": "object",
+                                       "required": ["id", "path", "file_name",
+                                                    "external_id", "distance", "links"],
+                                       "properties": {
+                                           "id": {"type": "integer"},
+                                           "path": {"type": "string"},
+                                           "file_name": {"type": "string"},
+                                           "external_id": _nullable("string"),
+                                           "distance": {
+                                               "type": "number", "description":
+                                               "to the group's first image"},
+                                           "links": _ref("Links")}}}}}},
+                           "previous": _nullable("string"), "next": _nullable("string")}},
+                      "A page of groups"), **_errors(400, 404, 503)},
+        [SPACE, {"name": "max_distance", "in": "query", "required": False,
+                 "description": "largest distance of a near-duplicate pair (default: "
+                                "DUPLICATE_DISTANCE)",
+                 "schema": {"type": "number", "minimum": 0, "maximum": MAX_DISTANCE}},
+         _query("start", "Groups to skip", 0, MAX_START, 0),
+         _query("limit", "Groups per page", 1, MAX_GROUPS_PER_PAGE, 20)],
+        "Images linked by list entries within max_distance, in connected components "
+        "(report_duplicates.py writes the same groups as CSV)."),
     "/api/v1/stats": _get("Image counts by status and the last run of each job",
                           {"200": _json(_ref("Stats"), "Counts"), **_errors(503)}),
     "/api/v1/healthz": _get(

@@ -7,11 +7,12 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 
 from db import browse, read
 from db.models import MISSING, OK, POOL3, SPACE_IDS, STATUSES
-from service import database, serialize
+from service import database, duplicates, serialize
 from service.browsing import browse_request
 from service.errors import MAX_ID, ApiError, parse_id
 
 bp = Blueprint("pages", __name__)
+bp.add_url_rule("/duplicates", "duplicates", duplicates.duplicates_page)
 
 FIRST_NEIGHBOURS = 20  # shown at once; the page fetches more on demand
 SEARCH_LIMIT = 50
@@ -113,6 +114,7 @@ def image(image_id: str):
     status = 410 if row.status == MISSING else 200
     return render_template("image.html", image=row, neighbours=neighbours,
                            has_features=has_features, space=space, spaces=spaces,
+                           exclusion=read.exclusion(connection, row.id),
                            space_labels=SPACE_LABELS, computed=space in computed,
                            previous_id=read.previous_id(connection, row.id),
                            next_id=read.next_id(connection, row.id),

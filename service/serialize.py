@@ -33,7 +33,8 @@ def image(row, record=None) -> dict:
     return {"id": row.id, "path": row.path, "file_name": row.file_name, "size": row.size,
             "width": row.width, "height": row.height, "status": row.status,
             "error": row.error, "content_hash": row.content_hash,
-            "updated_at": timestamp(row.updated_at), "links": links(row.id),
+            "updated_at": timestamp(row.updated_at), "excluded": bool(row.excluded),
+            "links": links(row.id),
             **catalogue_fields(record)}
 
 

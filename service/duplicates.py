@@ -1,0 +1,101 @@
+"""Near-duplicate groups on a page (/duplicates) and as JSON (/api/v1/duplicates): the groups of report_duplicates.py.
+
+The groups are computed from the stored lists (grouping/duplicates.py) once per space,
+distance and grouping run, and kept in the worker: the lists change only when a
+grouping run completes, and reading the close pairs visits every list. A page shows
+`limit` groups from `start`, each member's details read for that page only.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+from flask import current_app, render_template, request, url_for
+
+from db import read
+from grouping import duplicates
+from service import database
+from service.errors import ApiError, int_param, space_param
+
+MAX_GROUPS_PER_PAGE = 100
+MAX_DISTANCE = 1000.0  # far beyond any pool3 or whitened distance of a near-duplicate
+MAX_START = 10 ** 9
+_KEPT = 8              # (space, distance, run) results kept per worker
+_cache: OrderedDict = OrderedDict()
+_lock = threading.Lock()
+
+
+def _distance_param() -> float:
+    default = current_app.config["SETTINGS"].duplicate_distance
+    text = request.args.get("max_distance")
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= MAX_DISTANCE:
+        raise ApiError(400, f"max_distance must be a number from 0 to {MAX_DISTANCE:g}, "
+                            f"got {text[:40]!r}")
+    return value
+
+
+def _groups(connection, space: str, max_distance: float) -> list[list[int]]:
+    run = read.last_jobs(connection).get("grouping")
+    key = (space, max_distance, run and (run["id"], run["finished_at"]))
+    with _lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    groups = duplicates.find_groups(connection, space, max_distance)
+    with _lock:
+        _cache[key] = groups
+        while len(_cache) > _KEPT:
+            _cache.popitem(last=False)
+    return groups
+
+
+def _page() -> dict:
+    space = space_param()
+    max_distance = _distance_param()
+    start = int_param("start", 0, 0, MAX_START)
+    limit = int_param("limit", 20, 1, MAX_GROUPS_PER_PAGE)
+    connection = database.connection()
+    groups = _groups(connection, space, max_distance)
+    shown = duplicates.describe(connection, groups[start:start + limit], space)
+    params = {"space": space, "max_distance": max_distance, "limit": limit}
+    root = request.script_root
+    return {
+        "space": space, "max_distance": max_distance, "start": start, "limit": limit,
+        "groups_total": len(groups), "images_total": sum(map(len, groups)),
+        "groups": [{"group": number, "size": len(members), "images": [
+            {"id": m.image_id, "path": m.path, "file_name": m.file_name,
+             "external_id": m.external_id, "distance": m.distance,
+             "links": {"page": f"{root}/images/{m.image_id}",
+                       "thumbnail": f"{root}/images/{m.image_id}/thumbnail?size=256"}}
+            for m in members]} for number, members in enumerate(shown, start + 1)],
+        "previous": (None if start == 0 else
+                     dict(params, start=max(0, start - limit))),
+        "next": (dict(params, start=start + limit) if start + limit < len(groups)
+                 else None),
+    }
+
+
+def _with_urls(page: dict, endpoint: str) -> dict:
+    for name in ("previous", "next"):
+        if page[name] is not None:
+            page[name] = url_for(endpoint, **page[name])
+    return page
+
+
+# The views are registered in the blueprints of the API (service/api.py) and of the
+# pages (service/pages.py): their errors then come as JSON and as pages.
+def duplicates_json():
+    """Return the near-duplicate groups, largest first, `limit` from group `start`."""
+    return _with_urls(_page(), "api.duplicates")
+
+
+def duplicates_page():
+    """Show the near-duplicate groups, largest first, thumbnails side by side."""
+    page = _with_urls(_page(), "pages.duplicates")
+    return render_template("duplicates.html", page=page)

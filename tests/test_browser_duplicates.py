@@ -1,0 +1,106 @@
+"""The duplicates page in a real headless Chromium, served by gunicorn, over the sample
+images with their real features (tests/test_browser.py says how the browser is run)."""
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from features.job import run as run_features
+from features_support import shared_extractor
+from grouping.run import run as run_grouping
+from settings import load_settings
+from test_browser import ARTIFACTS, ROOT, _free_port, browser  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.browser
+SAMPLES = ROOT / "sample_images"
+
+
+@contextlib.contextmanager
+def gunicorn(env: dict):
+    port = _free_port()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("gunicorn")), "--bind", f"127.0.0.1:{port}",
+         "--workers", "1", "--threads", "4", "--no-control-socket", "service:create_app()"],
+        cwd=ROOT, env={**os.environ, **env})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(base + "/api/v1/healthz", timeout=1).read()
+                break
+            except OSError:
+                assert process.poll() is None, "gunicorn exited"
+                time.sleep(0.1)
+        else:
+            pytest.fail("gunicorn did not answer within 10 s")
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser-duplicates")
+    env = {"DATABASE_URL": f"sqlite:///{root / 'images.sqlite3'}",
+           "IMAGE_ROOT": str(SAMPLES), "NEIGHBOURS_K": "10",
+           "THUMBNAIL_CACHE": str(root / "thumbnails"), "LOG_LEVEL": "WARNING",
+           "EXCLUDE_PATTERNS": "gravel.jpg", "DUPLICATE_DISTANCE": "8"}
+    settings = load_settings({**env, "MODEL_CACHE": str(
+        ROOT / "data" / "inception_v3_2015_12_05.weights.h5")}, env={}, env_file=None)
+    run_features(settings, quiet=True, extractor=shared_extractor())
+    run_grouping(settings, quiet=True)
+    with gunicorn(env) as base:
+        yield base
+
+
+def test_the_duplicates_page_shows_groups_side_by_side_and_pages(server, browser):
+    base = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(base + "/")
+    page.click("#duplicates-link")
+    page.wait_for_url(base + "/duplicates")
+    groups = page.locator("li.duplicate-group")
+    assert groups.count() >= 5
+    sizes = [groups.nth(i).locator("li.neighbour").count() for i in range(groups.count())]
+    assert sizes == sorted(sizes, reverse=True) and min(sizes) >= 2  # largest first
+    # The thumbnails of the largest group load and sit side by side, on one row.
+    first = "li.duplicate-group:first-child li.neighbour img"
+    page.wait_for_function(f"[...document.querySelectorAll('{first}')]"
+                           ".every(i => i.complete && i.naturalWidth > 0)")
+    tops = page.eval_on_selector_all(first, "imgs => imgs.map(i => i.getBoundingClientRect().top)")
+    lefts = page.eval_on_selector_all(first, "imgs => imgs.map(i => i.getBoundingClientRect().left)")
+    assert len(set(round(t) for t in tops)) == 1 and lefts == sorted(lefts)
+    assert "coffee.jpg" in page.inner_text("li.duplicate-group:first-child")
+    page.screenshot(path=str(ARTIFACTS / "duplicates.png"), full_page=True)
+
+    # Two groups a page: forward, back, then a smaller distance from the form.
+    page.goto(base + "/duplicates?limit=2")
+    shown = page.inner_text("li.duplicate-group:first-child h2")
+    page.click("#next-groups")
+    page.wait_for_url("**/duplicates?*start=2*")
+    assert page.inner_text("li.duplicate-group:first-child h2").startswith("Group 3")
+    page.click("#previous-groups")
+    page.wait_for_url("**/duplicates?*start=0*")
+    assert page.inner_text("li.duplicate-group:first-child h2") == shown
+    page.fill("input[name=max_distance]", "3")
+    page.click(".duplicates-form button")
+    page.wait_for_url("**/duplicates?max_distance=3*")
+    assert page.locator("li.duplicate-group").count() < len(sizes)
+
+    # A thumbnail leads to the image page.
+    page.click("li.duplicate-group:first-child li.neighbour a >> nth=0")
+    page.wait_for_url("**/images/*")
+    page.wait_for_function("document.querySelector('#main-image').naturalWidth > 0")
+    assert errors == []
+    page.close()
