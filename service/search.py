@@ -21,8 +21,6 @@ from flask import current_app, request
 from sqlalchemy import select
 
 from db.models import POOL3, Image
-from model.preprocess import UPLOAD_FORMATS, ImageError, TooManyPixels, UnsupportedImage, \
-    load_upload
 from service import database
 from service.errors import ApiError
 from service.vector_store import NothingToSearch, VectorStore
@@ -31,7 +29,7 @@ MAX_RESULTS = 100
 DEFAULT_RESULTS = 20
 RETRY_AFTER_SECONDS = 2
 UPLOAD_FIELD = "image"
-UPLOAD_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG"}
+UPLOAD_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG"}  # model.preprocess.UPLOAD_FORMATS
 
 _models: dict[Path, object] = {}  # MODEL_CACHE path -> Extractor, once per process
 _model_lock = threading.Lock()
@@ -146,11 +144,13 @@ def search(upload: Upload, space: str, limit: int) -> Result:
     if not upload.data:
         raise ApiError(400, "the upload is empty: send a JPEG or PNG image")
     settings = current_app.config["SETTINGS"]
+    # TensorFlow is imported by the first search, not by every worker at its start.
+    from model.preprocess import ImageError, TooManyPixels, UnsupportedImage, load_upload
     with current_app.extensions["search_slots"].acquire():
         try:
             array, width, height, kind = load_upload(upload.data, settings.max_image_pixels)
         except UnsupportedImage as error:
-            raise ApiError(415, str(error), accepted=list(UPLOAD_FORMATS)) from None
+            raise ApiError(415, str(error), accepted=list(UPLOAD_TYPES)) from None
         except TooManyPixels as error:
             raise ApiError(413, str(error)) from None
         except ImageError as error:
