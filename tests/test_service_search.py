@@ -306,3 +306,28 @@ def test_a_newer_completed_grouping_run_replaces_the_files(collection, tmp_path)
     after = post(client, good).get_json()["grouping_run"]
     assert after > before
     assert sorted(p.name for p in store.folder.glob("run-*")) == [f"run-{after}"]
+
+
+def test_the_page_searches_with_a_plain_form_post(collection):
+    settings, app = collection
+    paths, _, _, _ = stored(settings.database_url)
+    client = app.test_client()
+    form = client.get("/search-by-image")
+    assert form.status_code == 200
+    page = form.get_data(as_text=True)
+    assert 'enctype="multipart/form-data"' in page and 'name="image"' in page
+    assert 'id="search-by-image-link"' in client.get("/").get_data(as_text=True)
+    data = (SAMPLES / "objects" / "coffee.jpg").read_bytes()
+    response = client.post("/search-by-image", content_type="multipart/form-data",
+                           data={"image": (io.BytesIO(data), "coffee.jpg"),
+                                 "space": "pool3"})
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert 'id="neighbour-grid"' in html
+    own = paths["objects/coffee.jpg"]
+    assert html.index(f'href="/images/{own}"') < html.index('class="rank">2<')
+    assert 'src="data:image/jpeg;base64,' in html  # the query beside the results
+    bad = client.post("/search-by-image", content_type="multipart/form-data",
+                      data={"image": (io.BytesIO(b"not an image"), "x.jpg")})
+    assert bad.status_code == 400 and bad.mimetype == "text/html"
+    assert "not a JPEG or PNG" in bad.get_data(as_text=True)
