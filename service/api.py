@@ -11,7 +11,7 @@ from sqlalchemy import select
 from db import browse, read
 from db.models import Image
 from db.vectors import decode_vector
-from service import database, duplicates, serialize
+from service import database, duplicates, search, serialize
 from service.browsing import browse_request
 from service.errors import MAX_ID, ApiError, check_image, get_image_or_error, int_param, \
     parse_id, require_grouped, space_param
@@ -222,3 +222,22 @@ def healthz():
 def openapi():
     """Return the OpenAPI document of this API."""
     return jsonify(openapi_document(request.script_root))
+
+
+@bp.post("/search")
+def search_by_image():
+    """Return the stored images nearest to an uploaded JPEG or PNG, exactly."""
+    limit = int_param("limit", search.DEFAULT_RESULTS, 1, search.MAX_RESULTS)
+    with_features = int_param("features", 0, 0, 1)
+    space = space_param()
+    result = search.search(search.read_upload(), space, limit)
+    root = request.script_root
+    body = {"space": result.space, "limit": limit, "grouping_run": result.job_id,
+            "query": {"format": result.format, "width": result.width,
+                      "height": result.height},
+            "neighbours": [serialize.neighbour(row, root) for row in result.rows]}
+    if with_features:
+        body["query"]["features"] = [float(str(value)) for value in result.vector]
+    response = jsonify(body)
+    response.headers["Cache-Control"] = "no-store"
+    return response

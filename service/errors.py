@@ -19,9 +19,10 @@ _DIGITS = re.compile(r"[0-9]{1,20}")
 class ApiError(Exception):
     """A client-facing error with its HTTP status."""
 
-    def __init__(self, code: int, message: str, **extra):
+    def __init__(self, code: int, message: str, headers: dict | None = None, **extra):
         super().__init__(message)
         self.status, self.message, self.extra = code, message, extra
+        self.headers = headers or {}
 
 
 def parse_id(text: str) -> int:
@@ -113,7 +114,8 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError):
-        return _respond(error.status, error.message, error.extra)
+        body, status = _respond(error.status, error.message, error.extra)
+        return body, status, error.headers
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):

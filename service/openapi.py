@@ -6,6 +6,7 @@ from db.browse import ORDERS
 from service.browsing import BROWSE_LIMIT, MAX_BROWSE_LIMIT, MAX_FOLDER_TEXT
 from service.errors import MAX_ID
 from service.duplicates import MAX_DISTANCE, MAX_GROUPS_PER_PAGE, MAX_START
+from service.search import DEFAULT_RESULTS, MAX_RESULTS, UPLOAD_FIELD, UPLOAD_TYPES
 from service.serialize import SPACE_DESCRIPTIONS, THUMBNAIL_SIZES
 
 
@@ -129,6 +130,24 @@ COMPONENTS = {
                            "neighbours": {"type": "array", "maxItems": 100,
                                           "items": _ref("Neighbour")},
                            "next": _nullable("string")}},
+        "SearchResult": {
+            "type": "object",
+            "required": ["space", "limit", "grouping_run", "query", "neighbours"],
+            "properties": {
+                "space": {"enum": list(SPACE_IDS)}, "limit": {"type": "integer"},
+                "grouping_run": {"type": "integer", "description":
+                                 "id of the completed grouping run whose vectors were "
+                                 "searched"},
+                "query": {"type": "object", "required": ["format", "width", "height"],
+                          "properties": {
+                              "format": {"enum": list(UPLOAD_TYPES.values())},
+                              "width": {"type": "integer"}, "height": {"type": "integer"},
+                              "features": {"type": "array", "minItems": 2048,
+                                           "maxItems": 2048, "items": {"type": "number"},
+                                           "description": "with features=1: the upload's "
+                                                          "2048 pool_3 values"}}},
+                "neighbours": {"type": "array", "maxItems": MAX_RESULTS,
+                               "items": _ref("Neighbour")}}},
         "Space": {
             "type": "object",
             "required": ["name", "description", "computed", "dimensions", "lists",
@@ -183,8 +202,12 @@ COMPONENTS = {
         400: "Bad parameter", 403: "The stored path leaves IMAGE_ROOT",
         404: "No such image, or it has no features or neighbours yet",
         410: "The image's file is missing from the archive",
+        413: "The upload is larger than SEARCH_MAX_UPLOAD_MB, or has more pixels than "
+             "MAX_IMAGE_PIXELS",
+        415: "The upload is not of an accepted type (JPEG or PNG)",
         422: "The image file cannot be decoded",
-        503: "The database is not reachable or has no tables yet"}.items()},
+        503: "The database is not reachable or has no tables yet; for a search also: "
+             "all search slots are busy (see Retry-After)"}.items()},
 }
 
 PATHS = {
@@ -293,6 +316,24 @@ PATHS = {
          _query("limit", "Groups per page", 1, MAX_GROUPS_PER_PAGE, 20)],
         "Images linked by list entries within max_distance, in connected components "
         "(report_duplicates.py writes the same groups as CSV)."),
+    "/api/v1/search": {"post": {
+        "summary": "The stored images nearest to an uploaded image, exactly",
+        "description": "The upload's features are computed by the feature job's own code "
+                       "(same decoding, resize, network and weights) and searched against "
+                       "every vector of the last completed grouping run, exactly, in the "
+                       "grouping job's order (distance, then id). Nothing is stored. "
+                       "A 404 answers a space not computed or no completed grouping run.",
+        "parameters": [_query("limit", "Entries to return", 1, MAX_RESULTS, DEFAULT_RESULTS),
+                       SPACE, _query("features", "1: include the upload's 2048 values",
+                                     0, 1, 0)],
+        "requestBody": {"required": True, "content": {
+            **{kind: {"schema": {"type": "string", "format": "binary"}}
+               for kind in UPLOAD_TYPES},
+            "multipart/form-data": {"schema": {
+                "type": "object", "required": [UPLOAD_FIELD],
+                "properties": {UPLOAD_FIELD: {"type": "string", "format": "binary"}}}}}},
+        "responses": {"200": _json(_ref("SearchResult"), "Nearest first"),
+                      **_errors(400, 404, 413, 415, 503)}}},
     "/api/v1/stats": _get("Image counts by status and the last run of each job",
                           {"200": _json(_ref("Stats"), "Counts"), **_errors(503)}),
     "/api/v1/healthz": _get(

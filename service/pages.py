@@ -1,13 +1,15 @@
 """HTML pages for archivists: home, search, one image with its neighbours."""
 from __future__ import annotations
 
+import base64
+import io
 import json
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from db import browse, read
 from db.models import MISSING, OK, POOL3, SPACE_IDS, STATUSES
-from service import database, duplicates, serialize
+from service import database, duplicates, search as image_search, serialize
 from service.browsing import browse_request
 from service.errors import MAX_ID, ApiError, parse_id
 
@@ -121,3 +123,54 @@ def image(image_id: str):
                            page_size=FIRST_NEIGHBOURS, record=record,
                            record_url=serialize.safe_url(record.url if record else None),
                            extra=extra, records=records), status
+
+
+PREVIEW_SIZE = 384  # pixels of the query's preview on the results page
+
+
+def _search_spaces():
+    """Return (spaces, the one to preselect): PAGE_SPACE where computed, else pool3."""
+    spaces = serialize.spaces(read.spaces(database.connection()))
+    computed = [space["name"] for space in spaces if space["computed"]]
+    preferred = current_app.config["SETTINGS"].page_space
+    return spaces, (preferred if preferred in computed else POOL3)
+
+
+@bp.route("/search-by-image", methods=["GET", "POST"])
+def search_by_image():
+    """Show the upload form; on a post, the nearest stored images beside the query."""
+    spaces, default_space = _search_spaces()
+    context = {"spaces": spaces, "space_labels": SPACE_LABELS, "space": default_space,
+               "limit": image_search.DEFAULT_RESULTS, "result": None, "error": None,
+               "preview": None, "accept": ",".join(image_search.UPLOAD_TYPES)}
+    if request.method == "GET":
+        return render_template("search_by_image.html", **context)
+    space = request.form.get("space", default_space)
+    context["space"] = space
+    try:
+        if space not in SPACE_IDS:
+            raise ApiError(400, f"space must be one of {', '.join(SPACE_IDS)}")
+        upload = image_search.read_upload()
+        result = image_search.search(upload, space, image_search.DEFAULT_RESULTS)
+    except ApiError as error:
+        context["error"] = error.message
+        return render_template("search_by_image.html", **context), error.status, \
+            error.headers
+    context.update(result=result, preview=_preview(upload.data))
+    return render_template("search_by_image.html", **context)
+
+
+def _preview(data: bytes) -> str | None:
+    """Return a small JPEG of the upload as a data: URL (nothing is stored), or None."""
+    from PIL import Image as PILImage, UnidentifiedImageError
+    try:
+        with PILImage.open(io.BytesIO(data)) as picture:
+            # The pixel cap was checked before the search decoded it.
+            picture.draft("RGB", (PREVIEW_SIZE, PREVIEW_SIZE))
+            picture = picture.convert("RGB")
+            picture.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE))
+            buffer = io.BytesIO()
+            picture.save(buffer, "JPEG", quality=85)
+    except (OSError, ValueError, UnidentifiedImageError, PILImage.DecompressionBombError):
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()

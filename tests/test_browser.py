@@ -6,6 +6,7 @@ skipped, unless REQUIRE_BROWSER=1 (CI), where it fails.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -54,7 +55,8 @@ def server(tmp_path_factory):
     archive = build_archive(f"sqlite:///{root / 'images.sqlite3'}", root, BROWSER_SPECS)
     port = _free_port()
     env = {**os.environ, "DATABASE_URL": archive.url, "IMAGE_ROOT": str(archive.image_root),
-           "THUMBNAIL_CACHE": str(root / "thumbnails"), "LOG_LEVEL": "WARNING"}
+           "THUMBNAIL_CACHE": str(root / "thumbnails"), "LOG_LEVEL": "WARNING",
+           "SEARCH_CACHE": str(root / "search-cache")}
     gunicorn = Path(sys.executable).with_name("gunicorn")
     process = subprocess.Popen([str(gunicorn), "--bind", f"127.0.0.1:{port}", "--workers",
                                 "1", "--threads", "4", "--no-control-socket",
@@ -116,7 +118,7 @@ def test_search_open_neighbours_and_keyboard(server, browser):
 
     grid = "#neighbour-grid li.neighbour"
     expected = [j for j, _ in archive.whitened[2]]  # the improved similarity first
-    assert page.locator(grid).count() == 20
+    assert page.locator(grid).count() == 20, page.inner_text("main")
     page.wait_for_function("document.querySelector('#main-image').naturalWidth > 0")
     page.wait_for_function(
         "[...document.querySelectorAll('#neighbour-grid img')].slice(0, 8)"
@@ -182,4 +184,77 @@ def test_phone_layout_and_clear_error_pages(server, browser):
     response = page.goto(base + "/images/abc")
     assert response.status == 400 and "Bad request" in page.inner_text("h1")
     page.screenshot(path=str(ARTIFACTS / "error-phone.png"))
+    context.close()
+
+
+def _api_search(base: str, data: bytes) -> list[str]:
+    """Return the page links of the JSON search's answer for these bytes."""
+    request = urllib.request.Request(base + "/api/v1/search", data=data,
+                                     headers={"Content-Type": "image/jpeg"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        body = json.loads(response.read())
+    return [base + entry["links"]["page"] for entry in body["neighbours"]]
+
+
+def test_search_by_image_through_the_page(server, browser, tmp_path):
+    base, archive = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    upload = tmp_path / "upload.jpg"
+    upload.write_bytes(archive.files[2])
+    expected = _api_search(base, archive.files[2])
+    assert len(expected) == 20
+    grid = "#neighbour-grid li.neighbour"
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(base + "/")
+    page.click("#search-by-image-link")
+    page.wait_for_url(base + "/search-by-image")
+    # The fixture's whitened space has lists but no projection to search with.
+    page.select_option("select[name=space]", "pool3")
+    # Choosing a file sends the form at once (the script); the results are the API's.
+    with page.expect_navigation(timeout=120_000):
+        page.set_input_files("#image-input", str(upload))
+    assert page.locator(grid).count() == 20, page.inner_text("main")
+    assert links(page, grid) == expected
+    page.wait_for_function("document.querySelector('#query-image').naturalWidth > 0")
+    page.screenshot(path=str(ARTIFACTS / "search-by-image.png"), full_page=True)
+
+    # Pasting an image from the clipboard does the same.
+    page.goto(base + "/search-by-image")
+    page.select_option("select[name=space]", "pool3")
+    with page.expect_navigation(timeout=120_000):
+        page.evaluate("""bytes => {
+            const file = new File([new Uint8Array(bytes)], "pasted.jpg", {type: "image/jpeg"});
+            const data = new DataTransfer();
+            data.items.add(file);
+            document.dispatchEvent(new ClipboardEvent("paste", {clipboardData: data}));
+        }""", list(archive.files[2]))
+    assert links(page, grid) == expected
+    # And dropping a file on the drop zone.
+    page.goto(base + "/search-by-image")
+    page.select_option("select[name=space]", "pool3")
+    with page.expect_navigation(timeout=120_000):
+        page.evaluate("""bytes => {
+            const file = new File([new Uint8Array(bytes)], "dropped.jpg", {type: "image/jpeg"});
+            const data = new DataTransfer();
+            data.items.add(file);
+            document.getElementById("drop-zone").dispatchEvent(
+                new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true}));
+        }""", list(archive.files[2]))
+    assert links(page, grid) == expected
+    assert errors == []
+    page.close()
+
+    # Without JavaScript: the plain form post.
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(base + "/search-by-image")
+    page.select_option("select[name=space]", "pool3")
+    page.set_input_files("#image-input", str(upload))
+    with page.expect_navigation(timeout=120_000):
+        page.click("#upload-form button[type=submit]")
+    assert links(page, grid) == expected
+    assert page.get_attribute("#query-image", "src").startswith("data:image/jpeg;base64,")
     context.close()

@@ -48,6 +48,10 @@ def test_requests_leave_the_sqlite_file_unchanged(tmp_path):
                 "/api/v1/images/1/neighbours", "/image_name_and_neighbours/2",
                 "/images/1/thumbnail", "/images/1/fingerprint.png"]:
         assert client.get(url).status_code in (200, 302)
+    # A search by image reads every vector and writes its files, but not to the database.
+    search = client.post("/api/v1/search", data=archive.files[1], content_type="image/jpeg")
+    assert search.status_code == 200, search.get_json()
+    assert search.get_json()["neighbours"]
     application.extensions["db_engine"].dispose()
     assert hashlib.sha256(database.read_bytes()).hexdigest() == before
 

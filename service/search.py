@@ -1,0 +1,185 @@
+"""Search by an uploaded image: the feature job's decoding and model, the grouping job's
+exact engine over the vectors of the last completed grouping run.
+
+Shared by the JSON endpoint (POST /api/v1/search) and the page (/search-by-image). The
+model loads on the first search of a worker and stays; a lock covers only that load, so
+the other endpoints never wait for it. Searches hold one of SEARCH_CONCURRENCY slots,
+lock files under SEARCH_CACHE that every worker on the machine shares: when all are
+taken the search is refused at once (503) rather than queued.
+"""
+from __future__ import annotations
+
+import fcntl
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import NamedTuple
+from pathlib import Path
+
+import numpy as np
+from flask import current_app, request
+from sqlalchemy import select
+
+from db.models import POOL3, Image
+from service import database
+from service.errors import ApiError
+from service.vector_store import NothingToSearch, VectorStore
+
+MAX_RESULTS = 100
+DEFAULT_RESULTS = 20
+RETRY_AFTER_SECONDS = 2
+UPLOAD_FIELD = "image"
+UPLOAD_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG"}  # model.preprocess.UPLOAD_FORMATS
+
+_models: dict[Path, object] = {}  # MODEL_CACHE path -> Extractor, once per process
+_model_lock = threading.Lock()
+
+
+def extractor(model_cache: Path):
+    """Return the feature job's extractor, loading it on first use in this process."""
+    model = _models.get(model_cache)
+    if model is None:
+        with _model_lock:
+            model = _models.get(model_cache)
+            if model is None:
+                from model import load_extractor
+                model = _models[model_cache] = load_extractor(model_cache)
+    return model
+
+
+class Slots:
+    """SEARCH_CONCURRENCY lock files: a search holds one, or is refused."""
+
+    def __init__(self, folder: Path, count: int):
+        self.folder, self.count = Path(folder), count
+
+    @contextmanager
+    def acquire(self):
+        """Hold a free slot for the block; raise ApiError 503 when none is free."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        # flock locks belong to an open file: two threads of one worker, or two
+        # workers, exclude each other alike, and a killed worker's slot frees itself.
+        for number in range(self.count):
+            handle = open(self.folder / f"slot-{number}.lock", "a+b")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            try:
+                yield
+            finally:
+                handle.close()  # closing releases the lock
+            return
+        raise ApiError(503, f"all {self.count} search slots are busy; retry in a moment",
+                       headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                       retry_after=RETRY_AFTER_SECONDS)
+
+
+@dataclass
+class Upload:
+    """The uploaded image as read from the request."""
+
+    data: bytes
+    declared: str | None  # the format its Content-Type named, if any
+
+
+def init_app(app) -> None:
+    """Give the app its vector store and search slots."""
+    settings = app.config["SETTINGS"]
+    app.extensions["search_store"] = VectorStore(
+        settings.search_cache / "vectors", settings.database_url, app.extensions["db_engine"])
+    app.extensions["search_slots"] = Slots(settings.search_cache / "slots",
+                                           settings.search_concurrency)
+
+
+def read_upload(form_allowed: bool = True) -> Upload:
+    """Return the uploaded image: multipart field `image` or a raw image/* body."""
+    settings = current_app.config["SETTINGS"]
+    # Per request (Flask ≥ 3.1): only this endpoint reads bodies. Werkzeug refuses a
+    # larger Content-Length at once and cuts a chunked body at the limit (413).
+    request.max_content_length = settings.search_max_upload_mb * 1024 * 1024
+    # Form uploads are read in memory or into an anonymous temporary file: a client's
+    # file name never reaches the disk.
+    mimetype = request.mimetype
+    if mimetype == "multipart/form-data" and form_allowed:
+        file = request.files.get(UPLOAD_FIELD)
+        if file is None:
+            raise ApiError(400, f"send the image in the form field {UPLOAD_FIELD!r}")
+        declared = UPLOAD_TYPES.get(file.mimetype)
+        return Upload(file.read(), declared)
+    if mimetype in UPLOAD_TYPES:
+        return Upload(request.get_data(cache=False), UPLOAD_TYPES[mimetype])
+    if not mimetype and not request.content_length and not request.stream.read(1):
+        raise ApiError(400, "empty body: send a JPEG or PNG image")
+    raise ApiError(415, f"unsupported content type {mimetype[:80]!r}: send image/jpeg or "
+                        f"image/png as the body, or multipart/form-data with the field "
+                        f"{UPLOAD_FIELD!r}", accepted=list(UPLOAD_TYPES))
+
+
+class Found(NamedTuple):
+    """One entry of the answer, shaped like a neighbour-list row."""
+
+    rank: int
+    id: int
+    distance: float
+    file_name: str | None
+
+
+@dataclass
+class Result:
+    """A search's answer."""
+
+    space: str
+    job_id: int
+    width: int
+    height: int
+    format: str
+    vector: np.ndarray  # the query's 2048 pool_3 values
+    rows: list[Found]
+
+
+def search(upload: Upload, space: str, limit: int) -> Result:
+    """Return the `limit` stored images nearest to the upload in `space`."""
+    if not upload.data:
+        raise ApiError(400, "the upload is empty: send a JPEG or PNG image")
+    settings = current_app.config["SETTINGS"]
+    # TensorFlow is imported by the first search, not by every worker at its start.
+    from model.preprocess import ImageError, TooManyPixels, UnsupportedImage, load_upload
+    with current_app.extensions["search_slots"].acquire():
+        try:
+            array, width, height, kind = load_upload(upload.data, settings.max_image_pixels)
+        except UnsupportedImage as error:
+            raise ApiError(415, str(error), accepted=list(UPLOAD_TYPES)) from None
+        except TooManyPixels as error:
+            raise ApiError(413, str(error)) from None
+        except ImageError as error:
+            raise ApiError(400, f"the upload is not a usable image: {error}") from None
+        connection = database.connection()
+        try:
+            loaded = current_app.extensions["search_store"].current(connection)
+        except NothingToSearch as error:
+            raise ApiError(404, f"nothing to search yet: {error}") from None
+        index = loaded.indexes.get(space)
+        if index is None:
+            raise ApiError(404, f"space {space} has no search vectors yet: the grouping "
+                                "job has not completed a run with it", space=space)
+        vector = extractor(settings.model_cache)(array[np.newaxis])[0]
+        query = vector[np.newaxis]
+        if space != POOL3:
+            query = loaded.projection.apply(query)
+        # Id 0 is no image's id: nothing is excluded as "self".
+        ids, distances = index.search(query, [0], limit)
+    found = [(int(i), float(d)) for i, d in zip(ids[0], distances[0]) if i >= 0]
+    names = _file_names(connection, [i for i, _ in found])
+    rows = [Found(rank, image_id, distance, names.get(image_id))
+            for rank, (image_id, distance) in enumerate(found, 1)]
+    return Result(space, loaded.job_id, width, height, kind, vector, rows)
+
+
+def _file_names(connection, ids: list[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    query = select(Image.id, Image.file_name).where(Image.id.in_(ids))
+    return dict(connection.execute(query).all())
+

@@ -1,0 +1,333 @@
+"""Search by an uploaded image, on both databases: the real feature and grouping jobs over
+the sample images (and enough seeded vectors for the whitened space to be learned), then
+POST /api/v1/search checked against a float64 brute force over the stored vectors."""
+from __future__ import annotations
+
+import io
+import threading
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from sqlalchemy import select
+
+from conftest import _mariadb_server_url
+from db.engine import make_engine, make_sessionmaker
+from db.models import OK, WHITENED, Image, ImageFeatures, Space
+from db.read import path_hash
+from db.scratch import scratch_database
+from db.vectors import DIMENSIONS, MODEL_NAME, decode_vector, encode_vector
+from features.job import run as run_features
+from features_support import MODEL_CACHE, ROOT, shared_extractor
+from grouping.run import run as run_grouping
+from service import create_app, search
+from settings import load_settings
+
+SAMPLES = ROOT / "sample_images"
+SEEDED = 200  # seeded vectors beside the samples: enough to learn the whitened space
+
+
+def _settings(url: str, folder: Path, **overrides):
+    values = {"DATABASE_URL": url, "IMAGE_ROOT": str(SAMPLES), "MODEL_CACHE": str(MODEL_CACHE),
+              "THUMBNAIL_CACHE": str(folder / "thumbnails"),
+              "VECTOR_CACHE": str(folder / "vector-cache"),
+              "SEARCH_CACHE": str(folder / "search-cache"), "NEIGHBOURS_K": "10"}
+    values.update({k.upper(): str(v) for k, v in overrides.items()})
+    return load_settings(values, env={}, env_file=None)
+
+
+def _add_seeded_vectors(url: str) -> None:
+    """Add image rows with seeded vectors (no files: the service only searches them)."""
+    rng = np.random.default_rng(14)
+    engine = make_engine(url)
+    now = datetime(2026, 11, 2, 12)
+    with make_sessionmaker(engine).begin() as session:
+        for number in range(SEEDED):
+            path = f"seeded/{number:03d}.jpg"
+            row = Image(path=path, path_hash=path_hash(path), file_name=f"{number:03d}.jpg",
+                        status=OK, needs_grouping=True, created_at=now, updated_at=now)
+            session.add(row)
+            session.flush()
+            vector = np.abs(rng.normal(0.0, 0.4, DIMENSIONS)).astype(np.float32)
+            session.add(ImageFeatures(image_id=row.id, model=MODEL_NAME,
+                                      vector=encode_vector(vector), created_at=now))
+    engine.dispose()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "mariadb"])
+def collection(request, tmp_path_factory):
+    """(settings, app) over the sample images and the seeded vectors, grouped."""
+    folder = tmp_path_factory.mktemp(f"search-{request.param}")
+
+    def build(url):
+        settings = _settings(url, folder)
+        run_features(settings, quiet=True, extractor=shared_extractor())
+        _add_seeded_vectors(url)
+        run_grouping(settings, quiet=True)
+        app = create_app(settings)
+        return settings, app
+
+    if request.param == "sqlite":
+        settings, app = build(f"sqlite:///{folder / 'images.sqlite3'}")
+        yield settings, app
+    else:
+        with scratch_database(_mariadb_server_url(), prefix="test_search") as url:
+            settings, app = build(url)
+            yield settings, app
+            app.extensions["db_engine"].dispose()
+
+
+def stored(url: str):
+    """Return {path: id}, the ok ids and their vectors, read with plain SQL."""
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        paths = dict(connection.execute(select(Image.path, Image.id)).all())
+        rows = connection.execute(
+            select(ImageFeatures.image_id, ImageFeatures.vector)
+            .join(Image, Image.id == ImageFeatures.image_id).where(Image.status == OK)
+            .order_by(ImageFeatures.image_id)).all()
+        projection = connection.execute(select(Space.projection)
+                                         .where(Space.name == WHITENED)).scalar()
+    engine.dispose()
+    ids = np.array([r[0] for r in rows])
+    vectors = np.stack([decode_vector(r[1]) for r in rows]).astype(np.float64)
+    return paths, ids, vectors, projection
+
+
+def whiten64(vectors: np.ndarray, projection: bytes) -> np.ndarray:
+    """The whitened space in float64, from the stored arrays (grouping/whitening.py's
+    definition, written out again): L2(((L2(ssqrt(x)) − mean) · components) / scales)."""
+    with np.load(io.BytesIO(projection), allow_pickle=False) as arrays:
+        mean, components, scales = arrays["mean"], arrays["components"], arrays["scales"]
+    roots = np.sign(vectors) * np.sqrt(np.abs(vectors))
+    roots /= np.linalg.norm(roots, axis=1, keepdims=True)
+    out = ((roots - mean) @ components) / scales
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def brute_force(query: np.ndarray, ids: np.ndarray, base: np.ndarray, k: int):
+    distances = np.sqrt(((base - query) ** 2).sum(axis=1))
+    order = sorted(zip(distances, ids))[:k]
+    return [int(i) for _, i in order], [float(d) for d, _ in order]
+
+
+def post(client, data: bytes, content_type="image/jpeg", query=""):
+    return client.post(f"/api/v1/search{query}", data=data, content_type=content_type)
+
+
+def test_every_sample_image_uploaded_finds_itself_first(collection):
+    settings, app = collection
+    paths, _, _, _ = stored(settings.database_url)
+    client = app.test_client()
+    for path in sorted(SAMPLES.rglob("*.jpg")):
+        relative = path.relative_to(SAMPLES).as_posix()
+        response = post(client, path.read_bytes(), query="?limit=3")
+        assert response.status_code == 200, response.get_json()
+        first = response.get_json()["neighbours"][0]
+        assert first["id"] == paths[relative], relative
+        assert first["distance"] < 1e-3, (relative, first)
+        assert first["links"]["page"].endswith(f"/images/{paths[relative]}")
+
+
+@pytest.mark.parametrize("space", ["pool3", "whitened"])
+def test_answer_equals_a_float64_brute_force_over_the_stored_vectors(collection, space):
+    settings, app = collection
+    _, ids, vectors, projection = stored(settings.database_url)
+    assert projection is not None, "the whitened space was not learned"
+    base = vectors if space == "pool3" else whiten64(vectors, projection)
+    client = app.test_client()
+    uploads = sorted(SAMPLES.rglob("*.jpg"))[::5]
+    # A new picture, not in the archive, as PNG.
+    buffer = io.BytesIO()
+    PILImage.open(uploads[0]).rotate(90, expand=True).save(buffer, "PNG")
+    for data, kind in [(p.read_bytes(), "image/jpeg") for p in uploads] + [
+            (buffer.getvalue(), "image/png")]:
+        response = post(client, data, kind, f"?limit=100&features=1&space={space}")
+        assert response.status_code == 200, response.get_json()
+        body = response.get_json()
+        assert body["space"] == space and len(body["neighbours"]) == 100
+        query = np.array(body["query"]["features"], dtype=np.float32)
+        assert query.shape == (DIMENSIONS,)
+        query = query.astype(np.float64)[np.newaxis]
+        if space != "pool3":
+            query = whiten64(query, projection)
+        want_ids, want_distances = brute_force(query[0], ids, base, 100)
+        got = body["neighbours"]
+        assert [n["rank"] for n in got] == list(range(1, 101))
+        assert [n["id"] for n in got] == want_ids
+        np.testing.assert_allclose([n["distance"] for n in got], want_distances,
+                                   rtol=1e-5 if space != "pool3" else 1e-6, atol=1e-7)
+
+
+def test_the_query_features_are_those_the_feature_job_stored(collection):
+    settings, app = collection
+    paths, ids, vectors, _ = stored(settings.database_url)
+    path = SAMPLES / "space" / "rocket.jpg"
+    body = post(app.test_client(), path.read_bytes(), query="?features=1").get_json()
+    mine = vectors[list(ids).index(paths["space/rocket.jpg"])]
+    np.testing.assert_allclose(body["query"]["features"], mine, rtol=1e-4, atol=1e-5)
+
+
+def test_multipart_upload_and_png_variants_work(collection):
+    _, app = collection
+    client = app.test_client()
+    photo = PILImage.open(SAMPLES / "animals" / "chelsea.jpg").convert("RGB")
+    variants = {"grayscale": photo.convert("L"), "palette": photo.convert("P"),
+                "rgba": photo.convert("RGBA"),
+                "16-bit": PILImage.fromarray(
+                    np.asarray(photo.convert("L"), dtype=np.uint16) * 257)}
+    first = None
+    for name, picture in variants.items():
+        buffer = io.BytesIO()
+        picture.save(buffer, "PNG")
+        if name == "16-bit":
+            assert buffer.getvalue()[24] == 16  # IHDR bit depth
+        response = client.post("/api/v1/search?limit=1", content_type="multipart/form-data",
+                               data={"image": (io.BytesIO(buffer.getvalue()), "x.png")})
+        assert response.status_code == 200, (name, response.get_json())
+        body = response.get_json()
+        assert body["query"]["format"] == "PNG" and body["query"]["width"] == photo.width
+        first = first or body["neighbours"][0]["id"]
+    cmyk = io.BytesIO()
+    photo.convert("CMYK").save(cmyk, "JPEG", quality=95)
+    response = post(client, cmyk.getvalue(), query="?limit=1")
+    assert response.status_code == 200
+    assert response.get_json()["query"]["format"] == "JPEG"
+
+
+def _bad_uploads():
+    good = (SAMPLES / "space" / "rocket.jpg").read_bytes()
+    gif = io.BytesIO()
+    PILImage.new("RGB", (8, 8)).save(gif, "GIF")
+    png = io.BytesIO()
+    PILImage.new("RGB", (64, 64), "red").save(png, "PNG")
+    bomb = io.BytesIO()
+    PILImage.new("L", (5000, 5000)).save(bomb, "PNG")
+    return {
+        "empty body": (b"", "image/jpeg", 400, "empty"),
+        "empty, no type": (b"", None, 400, "empty"),
+        "not an image": (b"hello, this is text", "image/jpeg", 400, "not a JPEG or PNG"),
+        "truncated JPEG": (good[:len(good) // 2], "image/jpeg", 400, "truncated"),
+        "corrupt JPEG": (good[:600] + bytes(range(256)) * 40 + good[-2:], "image/jpeg",
+                         400, "corrupt"),
+        "truncated PNG": (png.getvalue()[:60], "image/png", 400, "PNG"),
+        "pixel bomb": (bomb.getvalue(), "image/png", 413, "too many pixels"),
+        "GIF": (gif.getvalue(), "image/png", 415, "GIF"),
+        "type gif": (good, "image/gif", 415, "unsupported content type"),
+        "type text": (good, "text/plain", 415, "unsupported content type"),
+        "over size cap": (good + b"\0" * (1024 * 1024), "image/jpeg", 413, ""),
+    }
+
+
+@pytest.mark.parametrize("name", list(_bad_uploads()))
+def test_bad_uploads_get_a_json_4xx(collection, name, tmp_path):
+    settings, _ = collection
+    app = create_app(settings.replace(max_image_pixels=20_000_000, search_max_upload_mb=1))
+    data, kind, status, words = _bad_uploads()[name]
+    client = app.test_client()
+    response = (client.post("/api/v1/search", data=data) if kind is None
+                else post(client, data, kind))
+    assert response.status_code == status, response.get_data(as_text=True)[:300]
+    assert response.mimetype == "application/json"
+    assert words.lower() in response.get_json()["error"].lower()
+    app.extensions["db_engine"].dispose()
+
+
+def test_bad_parameters_and_form_field(collection):
+    _, app = collection
+    client = app.test_client()
+    good = (SAMPLES / "space" / "rocket.jpg").read_bytes()
+    for query in ("?limit=0", "?limit=101", "?limit=x", "?space=nope", "?features=2"):
+        response = post(client, good, query=query)
+        assert response.status_code == 400, query
+        assert "error" in response.get_json()
+    response = client.post("/api/v1/search", content_type="multipart/form-data",
+                           data={"picture": (io.BytesIO(good), "a.jpg")})
+    assert response.status_code == 400 and "'image'" in response.get_json()["error"]
+    assert client.get("/api/v1/search").status_code == 405
+
+
+def test_a_full_concurrency_bound_answers_503_with_retry_after(collection):
+    settings, app = collection
+    client = app.test_client()
+    good = (SAMPLES / "space" / "rocket.jpg").read_bytes()
+    slots = app.extensions["search_slots"]
+    held = [slots.acquire() for _ in range(settings.search_concurrency)]
+    for slot in held:
+        slot.__enter__()
+    try:
+        response = post(client, good)
+        assert response.status_code == 503
+        assert response.headers["Retry-After"].isdigit()
+        assert "busy" in response.get_json()["error"]
+        # Neighbour endpoints are not bound by it.
+        assert client.get("/api/v1/images/1/neighbours").status_code == 200
+    finally:
+        for slot in held:
+            slot.__exit__(None, None, None)
+    assert post(client, good).status_code == 200
+
+
+def test_searches_from_threads_agree_and_the_store_loads_once(collection):
+    settings, app = collection
+    good = (SAMPLES / "space" / "rocket.jpg").read_bytes()
+    store = app.extensions["search_store"]
+    client = app.test_client()
+    first = post(client, good).get_json()
+    loaded = store.loaded
+    answers, statuses = [], []
+
+    def worker():
+        response = app.test_client().post("/api/v1/search", data=good,
+                                          content_type="image/jpeg")
+        statuses.append(response.status_code)
+        if response.status_code == 200:
+            answers.append(response.get_json()["neighbours"])
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(statuses) <= {200, 503} and 200 in statuses
+    assert all(answer == first["neighbours"] for answer in answers)
+    assert store.loaded is loaded  # later searches did not load again
+
+
+def test_a_newer_completed_grouping_run_replaces_the_files(collection, tmp_path):
+    settings, app = collection
+    client = app.test_client()
+    good = (SAMPLES / "space" / "rocket.jpg").read_bytes()
+    before = post(client, good).get_json()["grouping_run"]
+    store = app.extensions["search_store"]
+    run_grouping(settings, quiet=True, full=True)
+    after = post(client, good).get_json()["grouping_run"]
+    assert after > before
+    assert sorted(p.name for p in store.folder.glob("run-*")) == [f"run-{after}"]
+
+
+def test_the_page_searches_with_a_plain_form_post(collection):
+    settings, app = collection
+    paths, _, _, _ = stored(settings.database_url)
+    client = app.test_client()
+    form = client.get("/search-by-image")
+    assert form.status_code == 200
+    page = form.get_data(as_text=True)
+    assert 'enctype="multipart/form-data"' in page and 'name="image"' in page
+    assert 'id="search-by-image-link"' in client.get("/").get_data(as_text=True)
+    data = (SAMPLES / "objects" / "coffee.jpg").read_bytes()
+    response = client.post("/search-by-image", content_type="multipart/form-data",
+                           data={"image": (io.BytesIO(data), "coffee.jpg"),
+                                 "space": "pool3"})
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert 'id="neighbour-grid"' in html
+    own = paths["objects/coffee.jpg"]
+    assert html.index(f'href="/images/{own}"') < html.index('class="rank">2<')
+    assert 'src="data:image/jpeg;base64,' in html  # the query beside the results
+    bad = client.post("/search-by-image", content_type="multipart/form-data",
+                      data={"image": (io.BytesIO(b"not an image"), "x.jpg")})
+    assert bad.status_code == 400 and bad.mimetype == "text/html"
+    assert "not a JPEG or PNG" in bad.get_data(as_text=True)
