@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, Iterator
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,12 @@ CONNECT_TIMEOUT = "30s"  # how long a job waits for an unreachable scheduler
 
 class SchedulerError(Exception):
     """No cluster could be opened with the scheduler given; str() says why, on one line."""
+
+
+def wanted(scheduler: Any) -> bool:
+    """Return whether `scheduler` names a cluster (None and "" do not)."""
+    return scheduler is not None and not (isinstance(scheduler, str)
+                                          and not scheduler.strip())
 
 
 def local_workers(scheduler: str) -> int | None:
@@ -50,7 +56,7 @@ def local_workers(scheduler: str) -> int | None:
 def open_client(scheduler: Any) -> Iterator[Any]:
     """Yield a distributed Client for `scheduler` (see the module's docstring), or None;
     close what was opened here on leaving."""
-    if scheduler is None or (isinstance(scheduler, str) and not scheduler.strip()):
+    if not wanted(scheduler):
         yield None
         return
     # Only with a scheduler: dask and distributed take a second to import and start
@@ -92,3 +98,27 @@ def worker_threads(client) -> int:
 def threads_per_worker(client) -> int:
     """Return the most tasks one worker runs at once (at least 1)."""
     return max([1, *client.nthreads().values()])
+
+
+class OnDemand:
+    """A client opened on first use only (a run with nothing to compute starts no
+    cluster), closed on leaving: `with OnDemand(scheduler) as cluster: cluster.client()`."""
+
+    def __init__(self, scheduler: Any):
+        self.scheduler = scheduler
+        self._stack = ExitStack()
+        self._client = None
+
+    def __bool__(self) -> bool:
+        return wanted(self.scheduler)
+
+    def client(self):
+        if self._client is None and wanted(self.scheduler):
+            self._client = self._stack.enter_context(open_client(self.scheduler))
+        return self._client
+
+    def __enter__(self) -> "OnDemand":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()

@@ -16,6 +16,7 @@ from db.feature_store import (load_known, mark_missing, other_models, outdated_i
                               paths_of, register, with_features)
 from db.models import MISSING, OK
 from db.vectors import MODEL_NAME, OUTDATED_MODELS
+from distribute import wanted
 from features.plan import CHANGED, NEW, OUTDATED, REAPPEARED, FileTask, Plan, gone_ids, \
     make_plan
 from features.scan import Scan, scan
@@ -48,7 +49,7 @@ def run(settings: Settings, *, quiet: bool = False, dry_run: bool = False,
         return _dry_run(settings, limit=limit, retry_failed=retry_failed)
     engine = connect(settings.database_url)
     try:
-        if extractor is None and not scheduler:
+        if extractor is None and not wanted(scheduler):
             extractor = _load_extractor(settings)
         compute = _Compute(extractor, scheduler, threads, partition_size)
         with one_run_at_a_time(engine, "features", "create_image_features.py"), \
@@ -124,7 +125,7 @@ def _extract(tasks: list[FileTask], engine: Engine, compute: _Compute, settings:
     """Run the worker over all tasks with a progress bar or periodic log lines."""
     progress = Progress(len(tasks), "images", quiet)
     try:
-        if compute.scheduler:
+        if wanted(compute.scheduler):
             return _extract_on_cluster(tasks, engine, compute, settings, progress)
         # Imported here: TensorFlow takes seconds to import, and dry runs, no-op reruns
         # and start-up errors do not need it.
