@@ -245,3 +245,18 @@ def test_without_a_scheduler_dask_is_not_imported(tmp_path):
                 .scalar_one() == 3
     finally:
         engine.dispose()
+
+
+def test_the_slurm_example_writes_a_job_script_for_this_checkout():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "slurm_cluster.py"), "--print-script",
+         "--cores", "16", "--memory", "64GB", "--queue", "normal", "--processes", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "DATABASE_URL": "sqlite:///:memory:"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    script = done.stdout
+    assert "#SBATCH --cpus-per-task=16" in script and "#SBATCH -p normal" in script
+    assert f"export PYTHONPATH={ROOT}" in script
+    # This Python, a dask worker with 2 processes of 8 threads, pointed at the scheduler.
+    assert f"{sys.executable} -m distributed.cli.dask_worker tcp://" in script
+    assert "--nthreads 8" in script and "--nworkers 2" in script
