@@ -260,3 +260,21 @@ def test_the_slurm_example_writes_a_job_script_for_this_checkout():
     # This Python, a dask worker with 2 processes of 8 threads, pointed at the scheduler.
     assert f"{sys.executable} -m distributed.cli.dask_worker tcp://" in script
     assert "--nthreads 8" in script and "--nworkers 2" in script
+
+
+def test_an_unreachable_scheduler_stops_the_job_with_one_line(sqlite_url, tmp_path,
+                                                             monkeypatch):
+    import distribute
+    from batch import JobError
+    monkeypatch.setattr(distribute, "CONNECT_TIMEOUT", "2s")
+    engine = make_engine(sqlite_url)
+    upgrade(engine)
+    add_images(engine, embed(np.eye(6, dtype=np.float32)))
+    settings = _settings(sqlite_url, tmp_path)
+    with pytest.raises(JobError, match="cannot connect to the Dask scheduler "
+                                       "tcp://127.0.0.1:9"):
+        run_grouping(settings, k=3, quiet=True, scheduler="tcp://127.0.0.1:9")
+    with pytest.raises(JobError, match="local:N needs a number of workers"):
+        run_grouping(settings, k=3, quiet=True, scheduler="local:many")
+    assert stored_lists(engine) == {}
+    engine.dispose()
