@@ -12,7 +12,7 @@ bit). On a machine whose in-process run already uses every core, the cluster can
 add overhead; the ratio shows how much.
 
     .venv/bin/python bench/bench_dask.py [--workers 2] [--images 64] [--n 20000] [--m 200]
-        [--k 100] [--whitened 0] [--rounds 1]
+        [--k 100] [--whitened 0] [--rounds 1] [--no-features]
 """
 from __future__ import annotations
 
@@ -82,6 +82,8 @@ def main() -> int:
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--whitened", type=int, default=0, help="WHITENED_DIMENSIONS")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--no-features", action="store_true",
+                        help="measure the grouping job only")
     args = parser.parse_args()
 
     from distributed import Client, LocalCluster
@@ -128,7 +130,8 @@ def main() -> int:
         for round_ in range(1, args.rounds + 1):
             print(f"round {round_}")
             times = {}
-            for label, scheduler in (("in-process", None), ("cluster", client)):
+            for label, scheduler in (() if args.no_features else
+                                     (("in-process", None), ("cluster", client))):
                 url = f"sqlite:///{work}/features-{label}-{round_}.sqlite3"
                 settings = settings_for(url, folder, BATCH_SIZE=args.batch_size)
                 times[label], counts = timed(run_features, settings, quiet=True,
@@ -136,10 +139,13 @@ def main() -> int:
                 assert counts["new"] == args.images, counts
                 print(f"  features {label:10s} {times[label]:7.1f} s "
                       f"{args.images / times[label]:6.2f} images/s")
-            same = features_table(f"sqlite:///{work}/features-in-process-{round_}.sqlite3") \
-                == features_table(f"sqlite:///{work}/features-cluster-{round_}.sqlite3")
-            print(f"  features cluster / in-process: {times['cluster'] / times['in-process']:.2f}x "
-                  f"time; vectors bit for bit equal: {same}")
+            if not args.no_features:
+                same = features_table(f"sqlite:///{work}/features-in-process-{round_}"
+                                      ".sqlite3") == \
+                    features_table(f"sqlite:///{work}/features-cluster-{round_}.sqlite3")
+                print(f"  features cluster / in-process: "
+                      f"{times['cluster'] / times['in-process']:.2f}x time; vectors bit "
+                      f"for bit equal: {same}")
             urls = {label: f"sqlite:///{work}/grouping-{label}-{round_}.sqlite3"
                     for label in ("in-process", "cluster")}
             for url in urls.values():
