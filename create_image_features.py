@@ -2,7 +2,7 @@
 """Compute Inception v3 features for new and changed JPEG files under IMAGE_ROOT.
 
     create_image_features.py [IMAGE_ROOT] [--batch-size N] [--limit N] [--dry-run]
-                             [--retry-failed] [--quiet]
+                             [--retry-failed] [--scheduler ADDRESS] [--quiet]
     create_image_features.py <image root> <db host> <db port> <db name> <db user> <db password>
 
 Settings (DATABASE_URL, IMAGE_ROOT, BATCH_SIZE, ...) come from the environment and .env;
@@ -39,6 +39,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="print what would be done and change nothing")
     parser.add_argument("--retry-failed", action="store_true",
                         help="decode again the files that failed before, even if unchanged")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run on a Dask cluster: 'local' (one worker process per core "
+                             "on this machine), 'local:N', or a scheduler address such as "
+                             "tcp://host:8786 (default: DASK_SCHEDULER; empty: in-process)")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress output; warnings, errors and the summary only")
     args = parser.parse_args(argv)
@@ -64,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             overrides["DATABASE_URL"] = legacy_database_url(*args.positional[1:])
         if args.batch_size is not None:
             overrides["BATCH_SIZE"] = str(args.batch_size)
+        if args.scheduler is not None:
+            overrides["DASK_SCHEDULER"] = args.scheduler
         settings = load_settings(overrides)
     except ValueError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)

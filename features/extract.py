@@ -1,8 +1,9 @@
 """The feature worker: read, hash and decode files in threads, run the model, write.
 
 `extract(tasks, engine, extractor, ...)` is the unit of work over a partition of files:
-one machine runs it over all files; a cluster would run it per partition, each worker
-with its own engine and its own extractor (loaded once). It holds no global state.
+one machine runs it over all files. On a Dask cluster (features/cluster.py) the workers
+run `computed()`, the same stages without the writes, per partition, and the job writes
+what they return with `write_batch()`. It holds no global state.
 """
 from __future__ import annotations
 
@@ -95,16 +96,26 @@ def in_order(tasks: Iterable[FileTask], pool: Executor, window: int,
         yield prepared
 
 
-def extract(tasks: Iterable[FileTask], engine: Engine, extractor, *, batch_size: int,
-            max_pixels: int, threads: int | None = None,
-            on_batch: Callable[[int], None] | None = None) -> Counter:
-    """Process `tasks` in batches, each written in one transaction; return the counts.
+def decode_threads(requested: int | None) -> int:
+    """Return the decode threads to use: `requested`, or for 0/None 4 at most on a CPU
+    (the model needs the cores) and every core where TensorFlow sees a GPU (which would
+    otherwise wait on JPEG decoding)."""
+    if requested:
+        return requested
+    cores = os.cpu_count() or 1
+    import tensorflow as tf  # already imported by the model; asks nothing of a GPU
+    return cores if tf.config.list_physical_devices("GPU") else min(4, cores)
+
+
+def computed(tasks: Iterable[FileTask], extractor, *, batch_size: int, max_pixels: int,
+             threads: int | None = None) -> Iterator[list[Prepared]]:
+    """Yield the tasks in batches of `batch_size`, each with its result (vectors computed).
 
     Reading and decoding run in a thread pool, `2 * batch_size` files ahead, while the
-    model works on the current batch.
+    model works on the current batch: decode and resize are TensorFlow ops that release
+    the GIL, so the threads decode in parallel and the model does not wait on them.
     """
-    threads = threads or min(4, os.cpu_count() or 1)
-    counts: Counter = Counter()
+    threads = decode_threads(threads)
     batch: list[Prepared] = []
     pool = ThreadPoolExecutor(threads, thread_name_prefix="decode")
     try:
@@ -112,20 +123,40 @@ def extract(tasks: Iterable[FileTask], engine: Engine, extractor, *, batch_size:
                                  lambda task: prepare(task, max_pixels)):
             batch.append(prepared)
             if len(batch) >= batch_size:
-                _finish(batch, engine, extractor, counts, on_batch)
+                _compute(batch, extractor)
+                yield batch
                 batch = []
-        _finish(batch, engine, extractor, counts, on_batch)
+        if batch:
+            _compute(batch, extractor)
+            yield batch
     finally:
         # On an error or Ctrl-C, files not yet started are not decoded for nothing.
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def extract(tasks: Iterable[FileTask], engine: Engine, extractor, *, batch_size: int,
+            max_pixels: int, threads: int | None = None,
+            on_batch: Callable[[int], None] | None = None) -> Counter:
+    """Process `tasks` in batches, each written in one transaction; return the counts."""
+    counts: Counter = Counter()
+    for batch in computed(tasks, extractor, batch_size=batch_size, max_pixels=max_pixels,
+                          threads=threads):
+        write_batch(engine, batch, extractor.name, counts, on_batch)
     return counts
 
 
-def _finish(batch: list[Prepared], engine: Engine, extractor, counts: Counter,
-            on_batch: Callable[[int], None] | None) -> None:
-    """Run the model on the batch's decoded images and write the whole batch."""
-    if not batch:
-        return
+def write_batch(engine: Engine, batch: list[Prepared], model: str, counts: Counter,
+                on_batch: Callable[[int], None] | None = None) -> None:
+    """Write a computed batch in one transaction and count it."""
+    write_results(engine, [p.result for p in batch], model)
+    for prepared in batch:
+        _count(prepared, counts)
+    if on_batch is not None:
+        on_batch(len(batch))
+
+
+def _compute(batch: list[Prepared], extractor) -> None:
+    """Run the model on the batch's decoded images: every task then has its result."""
     decoded = [p for p in batch if p.array is not None]
     if decoded:
         vectors = extractor(np.stack([p.array for p in decoded]))
@@ -134,11 +165,6 @@ def _finish(batch: list[Prepared], engine: Engine, extractor, counts: Counter,
                 prepared.task.image_id, {**prepared.stat, "status": OK, "error": None},
                 vector=encode_vector(vector), regroup=True)
             prepared.array = None  # free the memory before the write
-    write_results(engine, [p.result for p in batch], extractor.name)
-    for prepared in batch:
-        _count(prepared, counts)
-    if on_batch is not None:
-        on_batch(len(batch))
 
 
 def _count(prepared: Prepared, counts: Counter) -> None:

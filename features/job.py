@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import inspect
@@ -15,6 +16,7 @@ from db.feature_store import (load_known, mark_missing, other_models, outdated_i
                               paths_of, register, with_features)
 from db.models import MISSING, OK
 from db.vectors import MODEL_NAME, OUTDATED_MODELS
+from distribute import wanted
 from features.plan import CHANGED, NEW, OUTDATED, REAPPEARED, FileTask, Plan, gone_ids, \
     make_plan
 from features.scan import Scan, scan
@@ -28,8 +30,16 @@ COUNTS = ("new", "changed", "unchanged", "missing", "failed", "reappeared", "ret
 
 def run(settings: Settings, *, quiet: bool = False, dry_run: bool = False,
         limit: int | None = None, retry_failed: bool = False, extractor=None,
-        threads: int | None = None) -> dict[str, int]:
-    """Run the feature job and return its counts; raise JobError when it cannot run."""
+        threads: int | None = None, scheduler=None,
+        partition_size: int | None = None) -> dict[str, int]:
+    """Run the feature job and return its counts; raise JobError when it cannot run.
+
+    scheduler: where the files are computed (distribute.open_client; default the
+    DASK_SCHEDULER setting, empty for in-process). On a cluster the workers load the
+    model, so `extractor` is not used.
+    """
+    scheduler = settings.dask_scheduler if scheduler is None else scheduler
+    threads = threads or settings.decode_threads or None
     root = settings.image_root
     if not root.is_dir():
         raise JobError(f"IMAGE_ROOT {root} is not a folder")
@@ -39,19 +49,30 @@ def run(settings: Settings, *, quiet: bool = False, dry_run: bool = False,
         return _dry_run(settings, limit=limit, retry_failed=retry_failed)
     engine = connect(settings.database_url)
     try:
-        if extractor is None:
+        if extractor is None and not wanted(scheduler):
             extractor = _load_extractor(settings)
+        compute = _Compute(extractor, scheduler, threads, partition_size)
         with one_run_at_a_time(engine, "features", "create_image_features.py"), \
                 recorded(engine, "features") as job:
-            job.counts = _update(engine, settings, extractor, quiet=quiet, limit=limit,
-                                 retry_failed=retry_failed, threads=threads)
+            job.counts = _update(engine, settings, compute, quiet=quiet, limit=limit,
+                                 retry_failed=retry_failed)
             return job.counts
     finally:
         engine.dispose()
 
 
-def _update(engine: Engine, settings: Settings, extractor, *, quiet: bool,
-            limit: int | None, retry_failed: bool, threads: int | None) -> dict[str, int]:
+@dataclass(frozen=True)
+class _Compute:
+    """Where the model runs: `extractor` in this process, or the workers of `scheduler`."""
+
+    extractor: object
+    scheduler: object
+    threads: int | None
+    partition_size: int | None
+
+
+def _update(engine: Engine, settings: Settings, compute: _Compute, *, quiet: bool,
+            limit: int | None, retry_failed: bool) -> dict[str, int]:
     """Scan, plan, mark missing, register new files, extract; return the counts."""
     found = _scan(settings.image_root)
     known = load_known(engine)
@@ -76,7 +97,7 @@ def _update(engine: Engine, settings: Settings, extractor, *, quiet: bool,
     tasks = [_task(settings.image_root, w, ids, featured, outdated) for w in plan.work]
     counts: Counter = Counter()
     if tasks:
-        counts = _extract(tasks, engine, extractor, settings, quiet=quiet, threads=threads)
+        counts = _extract(tasks, engine, compute, settings, quiet=quiet)
     counts["unchanged"] += plan.unchanged
     counts["missing"] += len(plan.missing)
     counts["deferred"] += plan.deferred
@@ -99,19 +120,38 @@ def _outdated_note(engine: Engine, recomputed: int) -> str:
             "group_images.py keeps the lists as they are until all are done")
 
 
-def _extract(tasks: list[FileTask], engine: Engine, extractor, settings: Settings, *,
-             quiet: bool, threads: int | None) -> Counter:
+def _extract(tasks: list[FileTask], engine: Engine, compute: _Compute, settings: Settings,
+             *, quiet: bool) -> Counter:
     """Run the worker over all tasks with a progress bar or periodic log lines."""
-    # Imported here: TensorFlow takes seconds to import, and dry runs, no-op reruns and
-    # start-up errors do not need it.
-    from features.extract import extract
     progress = Progress(len(tasks), "images", quiet)
     try:
-        return extract(tasks, engine, extractor, batch_size=settings.batch_size,
-                       max_pixels=settings.max_image_pixels, threads=threads,
+        if wanted(compute.scheduler):
+            return _extract_on_cluster(tasks, engine, compute, settings, progress)
+        # Imported here: TensorFlow takes seconds to import, and dry runs, no-op reruns
+        # and start-up errors do not need it.
+        from features.extract import extract
+        return extract(tasks, engine, compute.extractor, batch_size=settings.batch_size,
+                       max_pixels=settings.max_image_pixels, threads=compute.threads,
                        on_batch=progress.update)
     finally:
         progress.close()
+
+
+def _extract_on_cluster(tasks: list[FileTask], engine: Engine, compute: _Compute,
+                        settings: Settings, progress: Progress) -> Counter:
+    # Dask only with a scheduler: without one it is not even imported.
+    from distribute import SchedulerError, open_client
+    from features.cluster import extract_on
+    try:
+        with open_client(compute.scheduler) as client:
+            return extract_on(client, tasks, engine, MODEL_NAME,
+                              model_cache=settings.model_cache,
+                              batch_size=settings.batch_size,
+                              max_pixels=settings.max_image_pixels, threads=compute.threads,
+                              partition_size=compute.partition_size,
+                              on_batch=progress.update)
+    except SchedulerError as error:
+        raise JobError(str(error)) from None
 
 
 def _task(root: Path, work, ids: dict[str, int], featured: set[int],

@@ -3,7 +3,8 @@
 The run only orchestrates: the reader (grouping/reader.py) brings flags, vectors and
 stored lists, grouping/spaces.py gives each space's vectors, grouping/plan.py decides
 what each space needs, the mapper (grouping/mapper.py) computes blocks of lists and the
-writer (grouping/writer.py) commits them with the resume point. A full space goes through
+writer (grouping/writer.py) commits them with the resume point; grouping/compute.py runs
+the mapper in-process or on a Dask cluster. A full space goes through
 ExactIndex.search_all instead of blocks of its own: it halves the products by symmetry.
 """
 from __future__ import annotations
@@ -27,8 +28,9 @@ from db.space_store import count_lists, save_space
 from db.vectors import MODEL_NAME
 from grouping import exclusions
 from grouping import spaces as spaces_module
-from grouping.engine import ExactIndex
-from grouping.mapper import Entering, map_block, search_new
+from distribute import OnDemand, SchedulerError
+from grouping.compute import InProcess, OnCluster
+from grouping.mapper import Entering
 from grouping.plan import ALL, Plan, make_plan
 from grouping.reader import CACHE_TOKEN, Reader
 from grouping.spaces import SpaceRun
@@ -43,8 +45,12 @@ MERGES_PER_BLOCK = 8
 
 def run(settings: Settings, full: bool = False, k: int | None = None,
         dry_run: bool = False, quiet: bool = False, block_rows: int = BLOCK_ROWS,
-        relearn: bool = False) -> dict:
-    """Run the grouping job and return its counts; raise JobError when it cannot run."""
+        relearn: bool = False, scheduler=None) -> dict:
+    """Run the grouping job and return its counts; raise JobError when it cannot run.
+
+    scheduler: where the lists are computed (distribute.open_client; default the
+    DASK_SCHEDULER setting, empty for in-process). The database stays on this side.
+    """
     k = settings.neighbours_k if k is None else k
     if k < 1:
         raise JobError(f"k must be at least 1, got {k}")
@@ -58,7 +64,8 @@ def run(settings: Settings, full: bool = False, k: int | None = None,
             if waiting:
                 job.counts = waiting
                 return waiting
-            return _run(engine, settings, job, k, full, quiet, block_rows, relearn)
+            return _run(engine, settings, job, k, full, quiet, block_rows, relearn,
+                        settings.dask_scheduler if scheduler is None else scheduler)
     except (ValueError, MemoryError) as error:  # vectors the engine cannot take, memory
         raise JobError(f"{type(error).__name__}: {short_error(error)}") from error
     finally:
@@ -82,7 +89,7 @@ def _waiting_for_features(engine: Engine) -> dict | None:
 
 
 def _run(engine: Engine, settings: Settings, job: JobRun, k: int, full: bool, quiet: bool,
-         block_rows: int, relearn: bool) -> dict:
+         block_rows: int, relearn: bool, scheduler) -> dict:
     started = time.monotonic()
     reader = Reader(engine, settings.vector_cache, settings.database_url)
     # Before the flags are read: a change of the exclusions flags the images it concerns.
@@ -122,9 +129,13 @@ def _run(engine: Engine, settings: Settings, job: JobRun, k: int, full: bool, qu
         counts["flags_cleared"] = store.clear_needs_grouping(engine, changed)
     counts["lists_deleted"] = store.delete_lists_of_unavailable(engine)
     memory_bytes = settings.grouping_memory_mb << 20
-    for space, plan in plans:
-        _group(engine, reader, job.id, space, plan, ids, counts, memory_bytes, quiet,
-               block_rows)
+    try:
+        with OnDemand(scheduler) as cluster:
+            for space, plan in plans:
+                _group(engine, reader, job.id, space, plan, ids, counts, memory_bytes,
+                       quiet, block_rows, cluster)
+    except SchedulerError as error:
+        raise JobError(str(error)) from None
     if not all_full:
         counts["flags_cleared"] = store.clear_needs_grouping(engine, changed)
     for space, _ in plans:
@@ -138,46 +149,53 @@ def _run(engine: Engine, settings: Settings, job: JobRun, k: int, full: bool, qu
 
 def _group(engine: Engine, reader: Reader, job_id: int, space: SpaceRun, plan: Plan,
            ids: np.ndarray, counts: dict, memory_bytes: int, quiet: bool,
-           block_rows: int) -> None:
+           block_rows: int, cluster: OnDemand) -> None:
     """Bring the lists of one space up to date, as the plan says."""
     state = counts["spaces"][space.name]
     if len(plan.full_ids) or len(plan.merge_ids):
-        index = ExactIndex(space.vectors, ids)
-        new_lists, entering = {}, Entering.empty()
-        if plan.mode != "full":
-            log.info("%s: searching %d new images against all %d", space.name,
-                     len(plan.new_ids), len(ids))
-            new_lists, entering = search_new(
-                index, plan.new_ids, plan.merge_ids,
-                reader.list_ends(space.name, plan.merge_ids), plan.k, memory_bytes)
-        # Lists that no new image enters stay as they are: blocks hold only lists to write.
-        work = np.union1d(plan.full_ids, entering.owners)
-        progress = Progress(len(work), f"{space.name} lists", quiet)
+        mapper = (OnCluster(cluster.client(), space.vectors, ids, memory_bytes) if cluster
+                  else InProcess(space.vectors, ids, memory_bytes))
         try:
-            with Writer(engine, space.name, job_id, counts, state) as writer:
-                for block, changes in _blocks(index, reader, space.name, plan, work,
-                                              new_lists, entering, memory_bytes,
-                                              block_rows):
-                    writer.write(changes, max(plan.valid_through, int(block[-1])))
-                    progress.update(len(block))
-                writer.close()
+            new_lists, entering = {}, Entering.empty()
+            if plan.mode != "full":
+                log.info("%s: searching %d new images against all %d", space.name,
+                         len(plan.new_ids), len(ids))
+                new_lists, entering = mapper.search_new(
+                    plan.new_ids, plan.merge_ids,
+                    reader.list_ends(space.name, plan.merge_ids), plan.k)
+            # Lists that no new image enters stay as they are: blocks hold only lists to
+            # write.
+            work = np.union1d(plan.full_ids, entering.owners)
+            progress = Progress(len(work), f"{space.name} lists", quiet)
+            try:
+                with Writer(engine, space.name, job_id, counts, state) as writer:
+                    for block, changes in _blocks(mapper, reader, space.name, plan, work,
+                                                  new_lists, entering, block_rows):
+                        writer.write(changes, max(plan.valid_through, int(block[-1])))
+                        progress.update(len(block))
+                    writer.close()
+            finally:
+                progress.close()
         finally:
-            progress.close()
+            mapper.close()
     state["lists_merged"] = state["lists_written"] - len(plan.full_ids)
     state["valid_through"] = ALL
     store.set_job_counts(engine, job_id, counts)
 
 
-def _blocks(index: ExactIndex, reader: Reader, space: str, plan: Plan, work: np.ndarray,
-            new_lists: dict, entering: Entering, memory_bytes: int, block_rows: int):
+def _blocks(mapper, reader: Reader, space: str, plan: Plan, work: np.ndarray,
+            new_lists: dict, entering: Entering, block_rows: int):
     """Yield (block ids, changes to their lists) in ascending id order."""
     if plan.mode == "full":
-        # Every list against every image: each distance block serves twice.
-        for start, stop, ids, distances in index.search_all(plan.k, memory_bytes,
-                                                           block_rows):
-            block = index.ids[start:stop]
-            yield block, ListChanges.replacing(block, ids, distances)
+        yield from mapper.full(plan.k, block_rows)
         return
+    yield from mapper.blocks(_merge_blocks(reader, space, plan, work, entering,
+                                           block_rows), new_lists, plan.k)
+
+
+def _merge_blocks(reader: Reader, space: str, plan: Plan, work: np.ndarray,
+                  entering: Entering, block_rows: int):
+    """Yield (block ids, what the mapper needs for them) of an incremental run."""
     # At most block_rows lists searched whole per block, as in a full run, and up to
     # MERGES_PER_BLOCK times as many in all: a list merged into costs little, and fewer
     # transactions write the pages they share (index ends, list ends) fewer times.
@@ -187,8 +205,7 @@ def _blocks(index: ExactIndex, reader: Reader, space: str, plan: Plan, work: np.
         stop = min(len(work), start + MERGES_PER_BLOCK * block_rows, int(np.searchsorted(
             searched_before, searched_before[start] + block_rows, side="right")) - 1)
         block = work[start:stop]
-        yield block, map_block(index, reader.block(space, block, plan.full_ids, entering),
-                               new_lists, plan.k, memory_bytes)
+        yield block, reader.block(space, block, plan.full_ids, entering)
         start = stop
 
 

@@ -161,6 +161,21 @@ def load_network(cache_path: Path, archive_path: Path | None = None):
     return model
 
 
+def use_gpus() -> list:
+    """Return the GPUs TensorFlow will run the model on (none: the CPU), each taking
+    memory as it needs it rather than all at once, so that several processes (Dask
+    workers, the service) can share one."""
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # already initialised by an earlier op: keep its setting
+            pass
+    return gpus
+
+
 def load_extractor(cache_path: Path, archive_path: Path | None = None) -> Extractor:
     """Return the feature extractor, converting the weights into `cache_path` if needed."""
+    gpus = use_gpus()
+    log.info("the model runs on %s", ", ".join(g.name for g in gpus) if gpus else "the CPU")
     return Extractor(fold(load_network(cache_path, archive_path)))

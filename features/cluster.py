@@ -1,0 +1,115 @@
+"""The feature job on a Dask cluster: partitions of planned files computed by workers,
+written by the job.
+
+Each partition is a list of FileTasks. A worker reads, decodes and runs the model over
+it with the same stages as the local loop (features.extract.computed), and returns the
+batches with their results (ids, float32 vector bytes, errors); the model loads once per
+worker process. The job writes each batch it receives in one transaction with the same
+writer as the local loop, so what is committed stays resumable, no worker needs the
+database, and a batch is written once: a partition whose worker dies before it returns
+is run again elsewhere by the scheduler (up to its `allowed-failures`), and only its one
+returned result is written.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Callable
+
+from sqlalchemy.engine import Engine
+
+from batch import JobError
+from distribute import worker_threads
+from features.plan import FileTask
+
+log = logging.getLogger(__name__)
+
+PARTITION_BATCHES = 4  # model batches per partition: a task's work, about 4 commits
+IN_FLIGHT_PER_THREAD = 2  # partitions queued per worker thread, so none waits for work
+
+_loaded: dict[str, object] = {}
+_loading = threading.Lock()
+
+
+def worker_extractor(model_cache: str):
+    """Return this process's extractor for the weights at `model_cache`, loaded on first
+    use: once per worker process, however many partitions it runs."""
+    with _loading:
+        extractor = _loaded.get(model_cache)
+        if extractor is None:
+            from model import load_extractor
+            extractor = _loaded[model_cache] = load_extractor(Path(model_cache))
+        return extractor
+
+
+def compute_partition(tasks: list[FileTask], model_cache: str, batch_size: int,
+                      max_pixels: int, threads: int | None) -> list[list]:
+    """Return the partition's batches with their results (the worker's task)."""
+    from features.extract import computed
+    extractor = worker_extractor(model_cache)
+    return list(computed(tasks, extractor, batch_size=batch_size, max_pixels=max_pixels,
+                         threads=threads))
+
+
+def partitions(tasks: list[FileTask], size: int) -> list[list[FileTask]]:
+    return [tasks[start:start + size] for start in range(0, len(tasks), size)]
+
+
+def extract_on(client, tasks: list[FileTask], engine: Engine, model: str, *,
+               model_cache: Path, batch_size: int, max_pixels: int,
+               threads: int | None = None, partition_size: int | None = None,
+               on_batch: Callable[[int], None] | None = None) -> Counter:
+    """Compute `tasks` on the cluster of `client`, writing each batch as it comes back;
+    return the counts as features.extract.extract does."""
+    from distributed import as_completed
+    from distributed.client import FutureCancelledError
+    from distributed.scheduler import KilledWorker
+
+    from features.extract import write_batch
+
+    counts: Counter = Counter()
+    waiting = partitions(tasks, partition_size or PARTITION_BATCHES * batch_size)
+    waiting.reverse()  # popped from the end: partitions go out in walk order
+
+    outstanding: set = set()
+
+    def submit():
+        future = client.submit(compute_partition, waiting.pop(), str(model_cache),
+                               batch_size, max_pixels, threads, pure=False)
+        outstanding.add(future)
+        return future
+
+    # A bounded number of partitions on the cluster at a time: the scheduler does not
+    # hold every FileTask of a large archive, and a failure stops the run soon.
+    running = as_completed([submit() for _ in range(min(
+        len(waiting), IN_FLIGHT_PER_THREAD * worker_threads(client)))])
+    try:
+        for future in running:
+            try:
+                batches = future.result()
+            except KilledWorker:
+                raise JobError("a partition's Dask workers died again and again (see "
+                               "distributed.scheduler.allowed-failures); the batches "
+                               "written so far are kept, the next run does the rest") \
+                    from None
+            except FutureCancelledError:
+                raise JobError("the Dask cluster cancelled a partition (scheduler gone?); "
+                               "the batches written so far are kept") from None
+            except (JobError, KeyboardInterrupt):
+                raise
+            except Exception as error:  # the worker's own error, raised here
+                raise JobError(f"a Dask worker failed: {type(error).__name__}: {error}; "
+                               "the batches written so far are kept") from error
+            outstanding.discard(future)
+            future.release()
+            for batch in batches:
+                write_batch(engine, batch, model, counts, on_batch)
+            # Top up to the cluster's current size (an adaptive cluster grows and shrinks).
+            while waiting and running.count() < IN_FLIGHT_PER_THREAD * worker_threads(client):
+                running.add(submit())
+    finally:
+        for future in outstanding:
+            future.cancel()
+    return counts

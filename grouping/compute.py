@@ -1,0 +1,131 @@
+"""Where the grouping job's mapper runs: in this process, or on a Dask cluster.
+
+Both give the same lists, bit for bit: the engine is exact, its distances come from one
+float64 kernel whatever the blocking, and ties are broken by neighbour id. The job reads
+and writes the database itself and hands the mapper only arrays:
+- InProcess runs grouping.mapper on one ExactIndex, a full space through search_all
+  (each distance block serves both its sides);
+- OnCluster scatters the space's index to every worker once (broadcast) and sends query
+  blocks to them: a block of rows to search (full runs: twice the products of
+  search_all, spread over the workers), or a mapper block (incremental runs). Results
+  come back in block order, at most a few blocks per worker thread ahead, so the job's
+  writer commits them in order with its resume point, as in-process.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from batch import JobError
+from db.neighbour_store import ListChanges
+from grouping.engine import ExactIndex
+from grouping.mapper import Block, Entering, map_block, search_new
+
+IN_FLIGHT_PER_THREAD = 2  # blocks queued per worker thread, so none waits for work
+
+
+class InProcess:
+    """The mapper on this machine's cores."""
+
+    def __init__(self, vectors: np.ndarray, ids: np.ndarray, memory_bytes: int):
+        self.index = ExactIndex(vectors, ids)
+        self.memory_bytes = memory_bytes
+
+    def search_new(self, new_ids, merge_ids, ends, k: int) -> tuple[dict, Entering]:
+        return search_new(self.index, new_ids, merge_ids, ends, k, self.memory_bytes)
+
+    def full(self, k: int, block_rows: int) -> Iterator[tuple[np.ndarray, ListChanges]]:
+        for start, stop, ids, distances in self.index.search_all(k, self.memory_bytes,
+                                                                 block_rows):
+            block = self.index.ids[start:stop]
+            yield block, ListChanges.replacing(block, ids, distances)
+
+    def blocks(self, blocks: Iterable[tuple[np.ndarray, Block]], new_lists: dict,
+               k: int) -> Iterator[tuple[np.ndarray, ListChanges]]:
+        for ids, block in blocks:
+            yield ids, map_block(self.index, block, new_lists, k, self.memory_bytes)
+
+    def close(self) -> None:
+        pass
+
+
+def _search_rows(index: ExactIndex, start: int, stop: int, k: int, memory_bytes: int):
+    """Return the lists of base rows start..stop (a worker's task)."""
+    return index.search(index.vectors[start:stop], index.ids[start:stop], k, memory_bytes)
+
+
+class OnCluster:
+    """The mapper on the workers of a distributed Client."""
+
+    def __init__(self, client, vectors: np.ndarray, ids: np.ndarray, memory_bytes: int):
+        from distribute import threads_per_worker
+        self.client = client
+        self.ids = np.asarray(ids, dtype=np.int64)
+        # One engine thread per task: the workers' threads are the parallelism (a worker
+        # with 16 threads runs 16 blocks), and each task's blocks share its memory.
+        self.memory_bytes = max(1 << 20, memory_bytes // threads_per_worker(client))
+        # Norms computed once here; the index goes to every worker once, not per block.
+        self.index = client.scatter(ExactIndex(vectors, ids, threads=1), broadcast=True,
+                                    hash=False)
+
+    def search_new(self, new_ids, merge_ids, ends, k: int) -> tuple[dict, Entering]:
+        # One product of the new images against all: one task.
+        future = self.client.submit(search_new, self.index, new_ids, merge_ids, ends, k,
+                                    self.memory_bytes, pure=False)
+        return _result(future)
+
+    def full(self, k: int, block_rows: int) -> Iterator[tuple[np.ndarray, ListChanges]]:
+        calls = ((self.ids[start:start + block_rows], _search_rows,
+                  (start, min(start + block_rows, len(self.ids)), k, self.memory_bytes))
+                 for start in range(0, len(self.ids), block_rows))
+        for block, (ids, distances) in self._in_order(calls):
+            yield block, ListChanges.replacing(block, ids, distances)
+
+    def blocks(self, blocks: Iterable[tuple[np.ndarray, Block]], new_lists: dict,
+               k: int) -> Iterator[tuple[np.ndarray, ListChanges]]:
+        # Each block carries only the new images' lists it needs.
+        calls = ((ids, map_block, (block, {i: new_lists[i] for i in block.whole.tolist()
+                                           if i in new_lists}, k, self.memory_bytes))
+                 for ids, block in blocks)
+        yield from self._in_order(calls)
+
+    def _in_order(self, calls) -> Iterator[tuple[np.ndarray, object]]:
+        """Submit calls (key, function, arguments after the index) a window ahead; yield
+        (key, result) in the calls' order."""
+        from distribute import worker_threads
+        pending: deque = deque()
+        try:
+            for key, function, arguments in calls:
+                pending.append((key, self.client.submit(function, self.index, *arguments,
+                                                        pure=False)))
+                while len(pending) > IN_FLIGHT_PER_THREAD * worker_threads(self.client):
+                    key_done, future = pending.popleft()
+                    yield key_done, _result(future)
+            while pending:
+                key_done, future = pending.popleft()
+                yield key_done, _result(future)
+        finally:
+            for _, future in pending:
+                future.cancel()
+
+    def close(self) -> None:
+        self.index.release()
+
+
+def _result(future):
+    """Return a task's result; a cluster's failure leaves as a one-line JobError."""
+    from distributed.client import FutureCancelledError
+    from distributed.scheduler import KilledWorker
+    try:
+        result = future.result()
+    except KilledWorker:
+        raise JobError("a block's Dask workers died again and again (see "
+                       "distributed.scheduler.allowed-failures); the lists written so "
+                       "far are kept, the next run resumes after them") from None
+    except FutureCancelledError:
+        raise JobError("the Dask cluster cancelled a block (scheduler gone?); the lists "
+                       "written so far are kept") from None
+    future.release()
+    return result
