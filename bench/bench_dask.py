@@ -24,7 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 from sqlalchemy import select
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,7 +23,7 @@ from db import neighbour_store as store
 from db.engine import make_engine
 from db.feature_store import other_models
 from db.models import WHITENED
-from db.neighbour_store import Changed, ListChanges
+from db.neighbour_store import Changed
 from db.space_store import count_lists, save_space
 from db.vectors import MODEL_NAME
 from grouping import exclusions

@@ -6,6 +6,7 @@ skipped, unless REQUIRE_BROWSER=1 (CI), where it fails.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -48,20 +49,14 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """Yield (base URL, archive) of gunicorn serving a fixture archive on loopback."""
-    root = tmp_path_factory.mktemp("browser")
-    archive = build_archive(f"sqlite:///{root / 'images.sqlite3'}", root, BROWSER_SPECS)
+@contextlib.contextmanager
+def gunicorn(env: dict):
+    """Yield the base URL of gunicorn serving the service with these settings on loopback."""
     port = _free_port()
-    env = {**os.environ, "DATABASE_URL": archive.url, "IMAGE_ROOT": str(archive.image_root),
-           "THUMBNAIL_CACHE": str(root / "thumbnails"), "LOG_LEVEL": "WARNING",
-           "SEARCH_CACHE": str(root / "search-cache")}
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    process = subprocess.Popen([str(gunicorn), "--bind", f"127.0.0.1:{port}", "--workers",
-                                "1", "--threads", "4", "--no-control-socket",
-                                "service:create_app()"],
-                               cwd=ROOT, env=env)
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("gunicorn")), "--bind", f"127.0.0.1:{port}",
+         "--workers", "1", "--threads", "4", "--no-control-socket", "service:create_app()"],
+        cwd=ROOT, env={**os.environ, **env})
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -73,10 +68,21 @@ def server(tmp_path_factory):
                 time.sleep(0.1)
         else:
             pytest.fail("gunicorn did not answer within 10 s")
-        yield base, archive
+        yield base
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """Yield (base URL, archive) of gunicorn serving a fixture archive on loopback."""
+    root = tmp_path_factory.mktemp("browser")
+    archive = build_archive(f"sqlite:///{root / 'images.sqlite3'}", root, BROWSER_SPECS)
+    with gunicorn({"DATABASE_URL": archive.url, "IMAGE_ROOT": str(archive.image_root),
+                   "THUMBNAIL_CACHE": str(root / "thumbnails"), "LOG_LEVEL": "WARNING",
+                   "SEARCH_CACHE": str(root / "search-cache")}) as base:
+        yield base, archive
 
 
 @pytest.fixture(scope="module")

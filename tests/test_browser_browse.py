@@ -2,18 +2,11 @@
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 
 from service_fixtures import SPECS, Spec, build_archive
-from test_browser import ARTIFACTS, ROOT, _free_port, browser  # noqa: F401  (fixture)
+from test_browser import ARTIFACTS, browser, gunicorn  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.browser
 
@@ -33,28 +26,10 @@ def server(tmp_path_factory):
     (root / "catalogue.csv").write_text(CATALOGUE, encoding="utf-8")
     run(load_settings({"DATABASE_URL": archive.url}, env={}, env_file=None),
         root / "catalogue.csv", out=io.StringIO())
-    port = _free_port()
-    env = {**os.environ, "DATABASE_URL": archive.url, "IMAGE_ROOT": str(archive.image_root),
-           "THUMBNAIL_CACHE": str(root / "thumbnails"), "LOG_LEVEL": "WARNING"}
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    process = subprocess.Popen([str(gunicorn), "--bind", f"127.0.0.1:{port}", "--workers",
-                                "1", "--threads", "4", "--no-control-socket",
-                                "service:create_app()"], cwd=ROOT, env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=1).read()
-                break
-            except OSError:
-                assert process.poll() is None, "gunicorn exited"
-                time.sleep(0.1)
-        else:
-            pytest.fail("gunicorn did not answer within 10 s")
+    with gunicorn({"DATABASE_URL": archive.url, "IMAGE_ROOT": str(archive.image_root),
+                   "THUMBNAIL_CACHE": str(root / "thumbnails"),
+                   "LOG_LEVEL": "WARNING"}) as base:
         yield base, archive
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def gallery(page) -> list[str]:

@@ -2,13 +2,6 @@
 images with their real features (tests/test_browser.py says how the browser is run)."""
 from __future__ import annotations
 
-import contextlib
-import os
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -16,34 +9,10 @@ from features.job import run as run_features
 from features_support import shared_extractor
 from grouping.run import run as run_grouping
 from settings import load_settings
-from test_browser import ARTIFACTS, ROOT, _free_port, browser  # noqa: F401 (a fixture)
+from test_browser import ARTIFACTS, ROOT, browser, gunicorn  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.browser
 SAMPLES = ROOT / "sample_images"
-
-
-@contextlib.contextmanager
-def gunicorn(env: dict):
-    port = _free_port()
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("gunicorn")), "--bind", f"127.0.0.1:{port}",
-         "--workers", "1", "--threads", "4", "--no-control-socket", "service:create_app()"],
-        cwd=ROOT, env={**os.environ, **env})
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(base + "/api/v1/healthz", timeout=1).read()
-                break
-            except OSError:
-                assert process.poll() is None, "gunicorn exited"
-                time.sleep(0.1)
-        else:
-            pytest.fail("gunicorn did not answer within 10 s")
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

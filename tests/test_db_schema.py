@@ -84,7 +84,7 @@ def test_upgrading_keeps_the_lists_and_records_their_ends(database_url):
     from alembic import command
     from sqlalchemy import insert, select, table, column
 
-    from db.models import Image, ImageNeighbour, NeighbourList
+    from db.models import ImageNeighbour, NeighbourList
 
     engine = make_engine(database_url)
     migrate = migrator(engine)
@@ -140,7 +140,7 @@ def test_upgrading_makes_the_stored_lists_those_of_the_original_space(database_u
     from alembic import command
     from sqlalchemy import column, insert, select, table
 
-    from db.models import SPACE_IDS, Image, ImageNeighbour, NeighbourList, Space
+    from db.models import SPACE_IDS, ImageNeighbour, NeighbourList, Space
 
     engine = make_engine(database_url)
     migrate = migrator(engine)
