@@ -28,16 +28,14 @@ def init_app(app: Flask, database_url: str) -> None:
 
 
 def _mariadb_engine(database_url: str) -> Engine:
-    """Return an engine whose requests cost one round trip per SELECT and nothing more."""
+    """Return an engine in autocommit whose pooled connections are checked after idling."""
     # Autocommit: each SELECT reads one snapshot of its own (a neighbour list is one
     # SELECT, so never half old, half new) and there is no transaction to end.
-    engine = create_engine(database_url, isolation_level="AUTOCOMMIT",
-                           skip_autocommit_rollback=True, pool_reset_on_return=None,
-                           pool_recycle=3600)
-    # Every connection is in autocommit from connect to close: say so, rather than
-    # let the driver ask the server (mysql-connector does, at each request's end).
-    engine.dialect.detect_autocommit_setting = lambda _dbapi_connection: True
-    ping_per_cursor = make_url(database_url).get_driver_name() == "mysqlconnector"
+    # Only the driver's and SQLAlchemy's public API: the earlier speed-ups (a cursor
+    # built around the driver's cursor(), autocommit declared rather than asked) are
+    # suspects in the workers' crashes inside the C extension (bench/results/
+    # reliability.md).
+    engine = create_engine(database_url, isolation_level="AUTOCOMMIT", pool_recycle=3600)
     dbapi_error = engine.dialect.loaded_dbapi.Error
 
     @event.listens_for(engine, "connect")
@@ -45,12 +43,6 @@ def _mariadb_engine(database_url: str) -> Engine:
         # In production the DB user has SELECT rights only; this makes every session
         # read-only as well, so a write fails even under a user that could write.
         read_only_session(dbapi_connection)
-        if ping_per_cursor:
-            # mysql-connector's cursor() pings the server each time, a round trip per
-            # statement; a cursor of the same class made directly does not.
-            cursor_class = type(dbapi_connection.cursor(buffered=True))
-            dbapi_connection.cursor = lambda *_args, **_kwargs: cursor_class(
-                dbapi_connection)
         record.info["last_used"] = time.monotonic()
 
     @event.listens_for(engine, "checkout")
