@@ -6,7 +6,7 @@ import time
 from flask import Flask, current_app, g
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 
 from db.engine import make_engine, read_only_session
 
@@ -35,7 +35,13 @@ def _mariadb_engine(database_url: str) -> Engine:
     # built around the driver's cursor(), autocommit declared rather than asked) are
     # suspects in the workers' crashes inside the C extension (bench/results/
     # reliability.md).
-    engine = create_engine(database_url, isolation_level="AUTOCOMMIT", pool_recycle=3600)
+    # No ROLLBACK when a request's connection ends (skip_autocommit_rollback) nor when
+    # the pool takes it back (pool_reset_on_return): in autocommit there is nothing to
+    # roll back, and mysql-connector's C extension lets a lost connection's rollback()
+    # escape as its own MySQLInterfaceError, which is not a DB-API error.
+    engine = create_engine(database_url, isolation_level="AUTOCOMMIT",
+                           skip_autocommit_rollback=True, pool_reset_on_return=None,
+                           pool_recycle=3600)
     dbapi_error = engine.dialect.loaded_dbapi.Error
 
     @event.listens_for(engine, "connect")
@@ -72,4 +78,10 @@ def connection() -> Connection:
 def _close_connection(_exception=None) -> None:
     db_connection = g.pop("db_connection", None)
     if db_connection is not None:
-        db_connection.close()
+        try:
+            db_connection.close()
+        except SQLAlchemyError as error:
+            # The answer is made; a connection that cannot even end (the server went
+            # away after the last SELECT) must not turn it into a 500. SQLAlchemy has
+            # closed it and, for a lost connection, dropped it from the pool.
+            current_app.logger.warning("database error ending a request: %s", error)
