@@ -37,6 +37,9 @@ def connect(database_url: str, read_only: bool = False) -> Engine:
         engine = make_engine(database_url, read_only=read_only)
         with engine.connect():
             pass
+    except ImportError as error:  # the URL names a driver that is not installed
+        raise JobError(f"cannot connect to the database: its driver is not installed "
+                       f"({error})") from None
     except (SQLAlchemyError, OSError, ValueError) as error:
         where = make_url(database_url).render_as_string(hide_password=True)
         raise JobError(f"cannot connect to the database {where}: {short_error(error)}") \
