@@ -246,8 +246,9 @@ def run_feature_job(server: str, folder: Path) -> str:
         [sys.executable, "create_image_features.py", "--quiet"], cwd=ROOT,
         env={**os.environ, "DATABASE_URL": url.render_as_string(hide_password=False),
              "IMAGE_ROOT": str(folder)}, capture_output=True, text=True, timeout=1800)
-    return (f"exit {result.returncode} after {time.monotonic() - started:.0f} s: "
-            f"{(result.stdout + result.stderr).strip().splitlines()[-1:]}")
+    lines = [line for line in (result.stdout + result.stderr).splitlines()
+             if line.strip() and not line.startswith(("I0000 ", "WARNING: All log"))]
+    return f"exit {result.returncode} after {time.monotonic() - started:.0f} s: {lines[-1:]}"
 
 
 def main() -> None:
@@ -288,8 +289,10 @@ def main() -> None:
         [str(Path(sys.executable).with_name("gunicorn")), "--bind", f"127.0.0.1:{port}",
          "--workers", str(args.workers), "--worker-class", "gthread", "--threads",
          str(args.threads), "--no-control-socket", "--log-level", "info",
-         "--error-logfile", str(gunicorn_log), "service:create_app()"],
-        cwd=args.app_dir, env=env, start_new_session=True)
+         "--error-logfile", "-", "service:create_app()"],
+        # gunicorn's log and the application's (Flask logs to stderr) in one file.
+        cwd=args.app_dir, env=env, start_new_session=True,
+        stdout=gunicorn_log.open("ab"), stderr=subprocess.STDOUT)
     for _ in range(300):
         try:
             probe = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
@@ -390,7 +393,8 @@ def summarize(args, records, restart, start, rss_early, rss_end, gunicorn_text,
     outside_5xx = sum(n for key, n in bad_outside.items()
                       if str(key.rsplit(": ", 1)[1]).startswith("5"))
     boots = len(re.findall(r"Booting worker with pid", gunicorn_text))
-    exits = re.findall(r"^.*(?:was sent SIG\w+|exited with code|WORKER TIMEOUT).*$",
+    # SIGTERM is the soak's own stop at the end; anything else is a crash or a kill.
+    exits = re.findall(r"^.*(?:was sent SIG(?!TERM)\w+|exited with code|WORKER TIMEOUT).*$",
                        gunicorn_text, re.MULTILINE)
     # The service logs each 500 with its traceback; its last line names the cause.
     causes = Counter(match.group(1)[:120] for match in re.finditer(
