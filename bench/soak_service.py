@@ -435,7 +435,8 @@ def summarize(args, records, restart, start, rss_early, rss_end, gunicorn_text,
         f"- list rewrites (grouping job's write_lists): {writer.rewrites:,}, errors "
         f"{dict(writer.errors)}; lists checked {sum(c.checked for c in checkers):,}, "
         f"partial {partial}",
-        f"- feature job on a new batch of 40 (during the run): {job_result}",
+        f"- feature job on a new batch of {min(40, len(SAMPLES))} JPEGs (during the run): "
+        f"{job_result}",
         "",
         "| endpoint | requests | p50 ms | p99 ms |", "|---|---:|---:|---:|",
     ]
