@@ -374,7 +374,9 @@ def summarize(args, records, restart, start, rss_early, rss_end, gunicorn_text,
     for started, label, expected, status, latency, is_json in records:
         by_status[status] += 1
         good = status == expected
-        inside = window is not None and window[0] <= started <= window[1]
+        # A request in flight when the server stops belongs to the window too.
+        inside = window is not None and started <= window[1] and \
+            started + latency >= window[0]
         if not good:
             if inside:
                 html = label.startswith("html")  # pages answer errors as HTML
