@@ -1,10 +1,13 @@
 """Soak the service against MariaDB: mixed traffic for a long time, list rewrites, a feature
 job run and one MariaDB restart in the same run; report what a client and the logs saw.
 
-    .venv/bin/python bench/soak_service.py --images 100000 --duration 1800 --write
+    TEST_MARIADB_URL=$(scripts/mariadb.sh start) .venv/bin/python bench/soak_service.py --images 100000 --duration 1800 --write
 
-(the recorded run; the server is the private one of scripts/mariadb.sh, taken from
-TEST_MARIADB_PORT / TEST_MARIADB_DIR / TEST_MARIADB_URL, and restarted with that script).
+(the recorded run, one line). The server is the private one of scripts/mariadb.sh (its
+TEST_MARIADB_PORT / TEST_MARIADB_DIR, default port 3307), which the soak restarts with
+that script, so never point it at a shared server. The first run at a size builds the
+database `bench_service` (as bench/bench_service.py does; minutes at 100,000 images, not
+counted in --duration) and later runs reuse it.
 
 During --duration seconds:
   - --clients threads send a mix over every read endpoint (JSON neighbours and pages,
