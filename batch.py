@@ -37,6 +37,9 @@ def connect(database_url: str, read_only: bool = False) -> Engine:
         engine = make_engine(database_url, read_only=read_only)
         with engine.connect():
             pass
+    except ImportError as error:  # the URL names a driver that is not installed
+        raise JobError(f"cannot connect to the database: its driver is not installed "
+                       f"({error})") from None
     except (SQLAlchemyError, OSError, ValueError) as error:
         where = make_url(database_url).render_as_string(hide_password=True)
         raise JobError(f"cannot connect to the database {where}: {short_error(error)}") \
@@ -80,11 +83,15 @@ def recorded(engine: Engine, kind: str) -> Iterator[JobRun]:
             f"{type(error).__name__}: {error}"
         try:
             finish_job(engine, run.id, "failed", run.counts, message[:1000])
+            unrecorded = ""
         except SQLAlchemyError:
-            log.warning("could not record the failed run in the jobs table")
+            unrecorded = f" (its jobs row {run.id} still says running)"
+            if not isinstance(error, SQLAlchemyError):
+                log.warning("could not record the failed run in the jobs table")
         if isinstance(error, SQLAlchemyError):
-            raise JobError(f"database error during the run: {short_error(error)}") \
-                from error
+            # One line: the cause, and whether the jobs row could say so.
+            raise JobError(f"database error during the run: {short_error(error)}"
+                           f"{unrecorded}") from error
         raise
     try:
         finish_job(engine, run.id, "completed", run.counts)

@@ -138,7 +138,21 @@ def _project_path(value: str) -> Path:
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 
+SUPPORTED_DATABASES = ("SQLite (sqlite:///path/to/file.sqlite3) and MariaDB "
+                       "(mysql+mysqlconnector://user:password@host:3306/name)")
+
+
 def _database_url(value: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+    try:
+        backend = make_url(value).get_backend_name()
+    except ArgumentError:
+        raise ValueError(f"DATABASE_URL is not a database URL; the supported databases "
+                         f"are {SUPPORTED_DATABASES}") from None
+    if backend not in ("sqlite", "mysql", "mariadb"):
+        raise ValueError(f"DATABASE_URL names {backend}, which this project does not "
+                         f"support; the supported databases are {SUPPORTED_DATABASES}")
     # A relative SQLite path would otherwise depend on the caller's working directory
     # (cron jobs run from $HOME).
     prefix = "sqlite:///"

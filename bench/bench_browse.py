@@ -28,7 +28,7 @@ from sqlalchemy import func, insert, select, text  # noqa: E402
 
 from db.engine import make_engine, upgrade  # noqa: E402
 from db.models import CatalogueRecord, Image, path_key  # noqa: E402
-from db.read import path_hash  # noqa: E402
+from db.paths import text_hash as path_hash  # noqa: E402
 from db.scratch import scratch_database  # noqa: E402
 
 COLLECTIONS = 3

@@ -42,7 +42,7 @@ from sqlalchemy import insert  # noqa: E402
 
 from db.engine import make_engine, upgrade  # noqa: E402
 from db.models import OK, Image, ImageFeatures, ImageNeighbour, Job  # noqa: E402
-from db.read import path_hash  # noqa: E402
+from db.paths import text_hash as path_hash  # noqa: E402
 from db.scratch import scratch_database  # noqa: E402
 from db.vectors import DIMENSIONS, MODEL_NAME  # noqa: E402
 

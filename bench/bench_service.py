@@ -47,9 +47,9 @@ from sqlalchemy import (Column, Integer, MetaData, Table, create_engine, func,  
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from db.engine import make_engine, upgrade  # noqa: E402
-from db.models import Image, ImageNeighbour, NeighbourList  # noqa: E402
+from db.models import POOL3, SPACE_IDS, Image, ImageNeighbour, NeighbourList  # noqa: E402
 from db.neighbour_store import ListChanges, write_lists  # noqa: E402
-from db.read import path_hash  # noqa: E402
+from db.paths import text_hash as path_hash  # noqa: E402
 
 NOTES_MARKER = "<!-- notes: kept when bench_service.py --write rewrites the figures -->"
 DATABASE = os.environ.get("BENCH_DATABASE", "bench_service")
@@ -136,19 +136,20 @@ def build_database(server_url: str, images: int, rebuild: bool) -> str:
     for first in range(1, images + 1, step):
         # Neighbour ids: the next K ids, wrapping around; distance grows with rank and
         # stays below 1 (the writer's versions use the integer part).
-        query = (select(image.c.id, (image.c.id - 1 + rank.c.n) % literal(images) + 1,
+        query = (select(image.c.id, literal(SPACE_IDS[POOL3]),
+                        (image.c.id - 1 + rank.c.n) % literal(images) + 1,
                         rank.c.n * literal(0.001))
                  .select_from(image.join(rank, literal(True)))
                  .where(image.c.id >= first, image.c.id < first + step))
         with engine.begin() as connection:
             connection.execute(insert(ImageNeighbour).from_select(
-                ["image_id", "neighbour_id", "distance"], query))
+                ["image_id", "space", "neighbour_id", "distance"], query))
     with engine.begin() as connection:
         ranks.drop(connection)
         # Each list's length and last entry, as the grouping job keeps them.
         connection.execute(insert(NeighbourList).from_select(
-            ["image_id", "length", "last_distance", "last_neighbour_id"],
-            select(Image.id, literal(K), literal(K * 0.001),
+            ["image_id", "space", "length", "last_distance", "last_neighbour_id"],
+            select(Image.id, literal(SPACE_IDS[POOL3]), literal(K), literal(K * 0.001),
                    (Image.id - 1 + K) % literal(images) + 1)))
     log(f"built {images * K:,} neighbour rows in {time.perf_counter() - started:.1f} s")
     engine.dispose()
@@ -292,9 +293,9 @@ class Writer(threading.Thread):
                     for part in (ListChanges([image_id], [], [], []),
                                  ListChanges([], [], lists.added[:half], []),
                                  ListChanges([], [], lists.added[half:], lists.ends)):
-                        write_lists(engine, part)
+                        write_lists(engine, SPACE_IDS[POOL3], part)
                 else:
-                    write_lists(engine, lists)  # the grouping job's own transaction
+                    write_lists(engine, SPACE_IDS[POOL3], lists)  # the grouping job's own transaction
                 self.rewrites += 1
         except Exception as error:  # reported, not swallowed
             self.error = repr(error)

@@ -7,7 +7,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
 from db.models import MISSING, CatalogueRecord, Image, utcnow
-from db.read import stored_path_hashes
+from db.paths import hashes_of_stored_text
 
 CHUNK = 500  # values per IN (...) list
 RECORD_FIELDS = ("external_id", "title", "title_key", "url", "extra", "excluded")
@@ -22,7 +22,7 @@ def ids_by_path(connection: Connection, paths: Iterable[str]) -> dict[str, int]:
     """Return the image id of each of `paths` stored in the database."""
     wanted = {}
     for path in set(paths):
-        for digest in stored_path_hashes(path):
+        for digest in hashes_of_stored_text(path):
             wanted[digest] = path
     found = {}
     for chunk in _chunks(list(wanted)):

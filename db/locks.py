@@ -6,12 +6,16 @@ still works; two feature runs would decode the same files and collide on new row
 from __future__ import annotations
 
 import fcntl
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+
+log = logging.getLogger(__name__)
 
 
 class LockHeld(Exception):
@@ -50,7 +54,18 @@ def _server_lock(engine: Engine, job: str) -> Iterator[None]:
         connection.execute(text("SET SESSION wait_timeout = 31536000"))
         if connection.execute(text("SELECT GET_LOCK(:name, 0)"), {"name": name}).scalar() != 1:
             raise LockHeld(job)
+        run_failed = True
         try:
             yield
+            run_failed = False
         finally:
-            connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
+            try:
+                connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
+            except DBAPIError:
+                # The connection is lost, and the lock with it. Dropped, not closed: a
+                # close would try a ROLLBACK on it and raise over the run's own error.
+                connection.invalidate()
+                if not run_failed:
+                    log.warning("the connection holding the %s run's lock was lost before "
+                                "the run ended; another run could have started meanwhile",
+                                job)

@@ -5,43 +5,23 @@ dicts); nothing here writes.
 """
 from __future__ import annotations
 
-import hashlib
 import random
-import re
 
 from sqlalchemy import bindparam, exists, func, select
 from sqlalchemy.engine import Connection
 
 from db.models import OK, POOL3, SPACE_IDS, STATUSES, GroupingExclusion, Image, \
     ImageFeatures, ImageNeighbour, Job, Space
+from db.paths import hashes_of_stored_text
 
 # Columns the service shows for an image (the error text only on the detail view).
-IMAGE_COLUMNS = (Image.id, Image.path, Image.file_name, Image.size, Image.content_hash,
-                 Image.width, Image.height, Image.status, Image.error, Image.updated_at,
+# path_hash says which file a path with \xNN in its text is (db/paths.py).
+IMAGE_COLUMNS = (Image.id, Image.path, Image.path_hash, Image.file_name, Image.size,
+                 Image.content_hash, Image.width, Image.height, Image.status, Image.error,
+                 Image.updated_at,
                  # Left out of the grouping by its latest run (grouping/exclusions.py).
                  exists().where(GroupingExclusion.image_id == Image.id).label("excluded"))
 JOB_KINDS = ("features", "grouping")
-
-
-def path_hash(path: str) -> str:
-    """Return the sha256 hex digest under which images.path_hash indexes a path."""
-    # The feature job hashes the path's raw bytes (os.fsencode: UTF-8, surrogateescape).
-    return hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()
-
-
-_ESCAPED_BYTE = re.compile(rb"\\x([0-9a-f]{2})")
-
-
-def stored_path_hashes(path: str) -> list[str]:
-    """Return the hashes a path shown as `path` may be stored under."""
-    hashes = [path_hash(path)]
-    # A name that is not UTF-8 is stored as text with \xNN escapes (backslashreplace)
-    # but hashed from its raw bytes: undo the escapes to find it.
-    if "\\x" in path:
-        raw = _ESCAPED_BYTE.sub(lambda m: bytes([int(m.group(1), 16)]),
-                                path.encode("utf-8", "surrogateescape"))
-        hashes.append(hashlib.sha256(raw).hexdigest())
-    return hashes
 
 
 def get_image(connection: Connection, image_id: int):
@@ -66,7 +46,7 @@ def find_by_path(connection: Connection, path: str) -> list:
     """Return the image stored under this path relative to IMAGE_ROOT (0 or 1 rows)."""
     # The hash finds the row through its index; comparing the text as well guards
     # against a (theoretical) hash collision.
-    query = select(*IMAGE_COLUMNS).where(Image.path_hash.in_(stored_path_hashes(path)))
+    query = select(*IMAGE_COLUMNS).where(Image.path_hash.in_(hashes_of_stored_text(path)))
     return [row for row in connection.execute(query).all() if row.path == path]
 
 

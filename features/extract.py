@@ -21,9 +21,9 @@ from sqlalchemy.engine import Engine
 
 from db.feature_store import ImageResult, write_results
 from db.models import FAILED, OK
+from db.paths import stored_text
 from db.vectors import encode_vector
 from features.plan import CHANGED, NEW, OUTDATED, REAPPEARED, RETRY, FileTask
-from features.scan import display_text
 from model.preprocess import ImageError, load_image
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def prepare(task: FileTask, max_pixels: int) -> Prepared:
     except ImageError as error:
         return _failed(task, str(error), stat)
     except Exception as error:  # noqa: BLE001 - one odd file must not stop the run
-        log.warning("unexpected error decoding %s", display_text(task.path), exc_info=True)
+        log.warning("unexpected error decoding %s", stored_text(task.path), exc_info=True)
         return _failed(task, f"cannot decode: {type(error).__name__}: {error}", stat)
     return Prepared(task, array=array, stat={**stat, "width": width, "height": height},
                     outcome=OK)

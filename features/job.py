@@ -230,4 +230,6 @@ def _load_extractor(settings: Settings):
         return load_extractor(settings.model_cache)
     except ModelUnavailable as error:
         raise JobError(str(error)) from None
+    except (RuntimeError, OSError, ValueError) as error:  # a cache or archive that is off
+        raise JobError(f"cannot load the model: {error}") from None
 

@@ -3,17 +3,16 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from dataclasses import dataclass
-from hashlib import sha256
 from pathlib import Path
+
+from db.paths import path_hash, raw_path, stored_text
 
 log = logging.getLogger(__name__)
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 # MariaDB's images.file_name is VARCHAR(255); escaped non-UTF-8 names can be longer.
 FILE_NAME_MAX = 255
-_FS_ENCODING = sys.getfilesystemencoding()
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,21 +27,11 @@ class ScannedFile:
     @property
     def text(self) -> str:
         """Return the relative path as storable text; non-UTF-8 bytes become \\xNN escapes."""
-        return display_text(self.rel)
+        return stored_text(self.rel)
 
     @property
     def file_name(self) -> str:
-        return display_text(self.rel.rpartition("/")[2])[:FILE_NAME_MAX]
-
-
-def display_text(name: str) -> str:
-    """Return `name` as valid UTF-8 text, escaping bytes that are not UTF-8."""
-    return os.fsencode(name).decode("utf-8", errors="backslashreplace")
-
-
-def path_hash(rel: str) -> str:
-    """Return the identity of a relative path: sha256 hex of its raw bytes."""
-    return sha256(_encode(rel)).hexdigest()
+        return stored_text(self.rel.rpartition("/")[2])[:FILE_NAME_MAX]
 
 
 @dataclass
@@ -68,12 +57,12 @@ def scan(root: Path) -> Scan:
         prefix, top = stack.pop()
         try:
             with os.scandir(top) as iterator:
-                entries = sorted(iterator, key=lambda e: _encode(e.name))
+                entries = sorted(iterator, key=lambda e: raw_path(e.name))
         except OSError as error:
             # A folder we cannot list is reported and skipped; the run goes on.
-            log.warning("cannot read folder %s: %s", display_text(top),
+            log.warning("cannot read folder %s: %s", stored_text(top),
                         error.strerror or error)
-            unreadable.append(display_text(prefix.rstrip("/")))
+            unreadable.append(stored_text(prefix.rstrip("/")))
             continue
         folders = []
         for entry in entries:
@@ -87,14 +76,14 @@ def scan(root: Path) -> Scan:
                     # would be grouped but never shown.
                     if entry.is_symlink() and not _inside(entry.path, real_root):
                         log.warning("skipping %s: links to a file outside IMAGE_ROOT",
-                                    display_text(rel))
+                                    stored_text(rel))
                         continue
                     stat = entry.stat()
-                    files.append(ScannedFile(rel, path_hash(rel),
+                    files.append(ScannedFile(rel, path_hash(raw_path(rel)),
                                              stat.st_size, stat.st_mtime_ns))
             except OSError as error:
                 # Vanished between listing and stat, or a dangling symlink: not a file now.
-                log.warning("skipping %s: %s", display_text(rel), error.strerror or error)
+                log.warning("skipping %s: %s", stored_text(rel), error.strerror or error)
         stack.extend(reversed(folders))
     return Scan(files=files, unreadable_dirs=unreadable)
 
@@ -102,8 +91,3 @@ def scan(root: Path) -> Scan:
 def _inside(path: str, real_root: str) -> bool:
     """Return whether `path`, links resolved, lies under the resolved root."""
     return os.path.commonpath([os.path.realpath(path), real_root]) == real_root
-
-
-def _encode(name: str) -> bytes:
-    """Return a name's raw bytes (os.fsencode, without its per-call overhead)."""
-    return name.encode(_FS_ENCODING, "surrogateescape")

@@ -6,7 +6,7 @@ import time
 from flask import Flask, current_app, g
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, SQLAlchemyError
 
 from db.engine import make_engine, read_only_session
 
@@ -28,16 +28,20 @@ def init_app(app: Flask, database_url: str) -> None:
 
 
 def _mariadb_engine(database_url: str) -> Engine:
-    """Return an engine whose requests cost one round trip per SELECT and nothing more."""
+    """Return an engine in autocommit whose pooled connections are checked after idling."""
     # Autocommit: each SELECT reads one snapshot of its own (a neighbour list is one
     # SELECT, so never half old, half new) and there is no transaction to end.
+    # Only the driver's and SQLAlchemy's public API: the earlier speed-ups (a cursor
+    # built around the driver's cursor(), autocommit declared rather than asked) are
+    # suspects in the workers' crashes inside the C extension (bench/results/
+    # reliability.md).
+    # No ROLLBACK when a request's connection ends (skip_autocommit_rollback) nor when
+    # the pool takes it back (pool_reset_on_return): in autocommit there is nothing to
+    # roll back, and mysql-connector's C extension lets a lost connection's rollback()
+    # escape as its own MySQLInterfaceError, which is not a DB-API error.
     engine = create_engine(database_url, isolation_level="AUTOCOMMIT",
                            skip_autocommit_rollback=True, pool_reset_on_return=None,
                            pool_recycle=3600)
-    # Every connection is in autocommit from connect to close: say so, rather than
-    # let the driver ask the server (mysql-connector does, at each request's end).
-    engine.dialect.detect_autocommit_setting = lambda _dbapi_connection: True
-    ping_per_cursor = make_url(database_url).get_driver_name() == "mysqlconnector"
     dbapi_error = engine.dialect.loaded_dbapi.Error
 
     @event.listens_for(engine, "connect")
@@ -45,12 +49,6 @@ def _mariadb_engine(database_url: str) -> Engine:
         # In production the DB user has SELECT rights only; this makes every session
         # read-only as well, so a write fails even under a user that could write.
         read_only_session(dbapi_connection)
-        if ping_per_cursor:
-            # mysql-connector's cursor() pings the server each time, a round trip per
-            # statement; a cursor of the same class made directly does not.
-            cursor_class = type(dbapi_connection.cursor(buffered=True))
-            dbapi_connection.cursor = lambda *_args, **_kwargs: cursor_class(
-                dbapi_connection)
         record.info["last_used"] = time.monotonic()
 
     @event.listens_for(engine, "checkout")
@@ -80,4 +78,10 @@ def connection() -> Connection:
 def _close_connection(_exception=None) -> None:
     db_connection = g.pop("db_connection", None)
     if db_connection is not None:
-        db_connection.close()
+        try:
+            db_connection.close()
+        except SQLAlchemyError as error:
+            # The answer is made; a connection that cannot even end (the server went
+            # away after the last SELECT) must not turn it into a 500. SQLAlchemy has
+            # closed it and, for a lost connection, dropped it from the pool.
+            current_app.logger.warning("database error ending a request: %s", error)

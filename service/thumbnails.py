@@ -10,6 +10,7 @@ from pathlib import Path
 from flask import current_app
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from db.paths import file_path
 from service.errors import ApiError
 
 _HEX = re.compile(r"[0-9a-f]{1,64}")
@@ -20,7 +21,8 @@ def image_file(row, image_root: Path) -> Path:
     # Only the path stored by the feature job is used; nothing from the URL is.
     root = image_root.resolve()
     try:
-        path = (root / row.path).resolve()
+        # The file system's own bytes: a name that is not UTF-8 is stored escaped.
+        path = (root / os.fsdecode(file_path(row.path, row.path_hash))).resolve()
     except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte
         raise ApiError(410, f"the file of image {row.id} cannot be opened", id=row.id)
     if not path.is_relative_to(root):

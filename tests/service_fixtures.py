@@ -22,7 +22,7 @@ from conftest import _mariadb_server_url
 from db.engine import make_engine, make_sessionmaker, upgrade
 from db.models import FAILED, MISSING, OK, PENDING, POOL3, SPACE_IDS, WHITENED, Image, \
     ImageFeatures, ImageNeighbour, Job, Space
-from db.read import path_hash
+from db.paths import text_hash as path_hash
 from db.scratch import scratch_database
 from db.vectors import DIMENSIONS, MODEL_NAME, encode_vector
 from settings import load_settings

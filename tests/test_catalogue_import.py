@@ -17,7 +17,7 @@ from catalogue.job import run
 from catalogue.plan import apply, make_plan
 from db.engine import make_engine, upgrade
 from db.models import MISSING, OK, CatalogueRecord, Image
-from db.read import path_hash
+from db.paths import text_hash as path_hash
 
 ROOT = Path(__file__).resolve().parent.parent
 PATHS = ["flowers/rose.jpg", "flowers/tulip.jpg", "a/duplicate.jpg", "b/duplicate.jpg",

@@ -14,7 +14,7 @@ from sqlalchemy import insert
 
 from db.engine import make_engine, upgrade
 from db.models import SPACE_IDS, Image, ImageNeighbour, Space
-from db.read import path_hash
+from db.paths import text_hash as path_hash
 from evaluation.ground_truth import GroundTruthError, read_csv
 from evaluation.metrics import score
 from evaluation.report import evaluate

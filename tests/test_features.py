@@ -240,3 +240,28 @@ def test_vectors_of_an_earlier_decoding_are_recomputed_run_by_run(job):
         i: (MODEL_NAME, f["vector"]) for i, f in fresh.items()}
     again = job()
     assert again["unchanged"] == 4 and "note" not in again
+
+
+def test_scanned_paths_are_found_over_the_api_whatever_their_bytes(job, settings_for):
+    """One path hash for the scan and the look-up: a name that is not UTF-8 (Latin-1
+    bytes) and one with non-ASCII letters, stored by the real job, found by their text."""
+    from service import create_app
+    latin1 = os.fsencode(job.root) + b"/caf\xe9/Stra\xdfe 1.jpg"
+    write_jpeg(latin1, 1)
+    write_jpeg(job.root / "Ærø" / "Ångström ñ 2.jpg", 2)
+    job()
+    client = create_app(settings_for(database_url=job.url, image_root=job.root)).test_client()
+    files = {"caf\\xe9/Stra\\xdfe 1.jpg": latin1,
+             "Ærø/Ångström ñ 2.jpg": os.fsencode(job.root / "Ærø" / "Ångström ñ 2.jpg")}
+    for text, raw in files.items():
+        found = client.get("/api/v1/images/lookup", query_string={"path": text}).get_json()
+        assert [image["path"] for image in found["images"]] == [text]
+        served = client.get(f"/api/v1/images/{found['images'][0]['id']}")
+        assert served.status_code == 200
+        with open(raw, "rb") as file:  # the row leads back to that very file
+            assert client.get(f"/images/{found['images'][0]['id']}/file").data == file.read()
+        thumbnail = client.get(f"/images/{found['images'][0]['id']}/thumbnail")
+        assert (thumbnail.status_code, thumbnail.mimetype) == (200, "image/jpeg")
+    # The escaped text of the Latin-1 name is not the name of a file spelt so literally.
+    assert client.get("/api/v1/images/lookup",
+                      query_string={"path": "café/Straße 1.jpg"}).get_json()["images"] == []

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from conftest import _mariadb_server_url
 from db.engine import make_engine, make_sessionmaker
 from db.models import OK, WHITENED, Image, ImageFeatures, Space
-from db.read import path_hash
+from db.paths import text_hash as path_hash
 from db.scratch import scratch_database
 from db.vectors import DIMENSIONS, MODEL_NAME, decode_vector, encode_vector
 from features.job import run as run_features
