@@ -214,6 +214,32 @@ class ListChecker(threading.Thread):
             time.sleep(0.01)
 
 
+class ConnectionKiller(threading.Thread):
+    """KILL CONNECTION a random session on the soak's database every `every` seconds."""
+
+    def __init__(self, server_url, database, every, stop_event):
+        super().__init__(daemon=True)
+        self.server_url, self.database, self.every = server_url, database, every
+        self.stop_event, self.kills = stop_event, 0
+
+    def run(self):
+        # On no database, so that it never picks its own session.
+        engine = make_engine(make_url(self.server_url).set(database=None)
+                             .render_as_string(hide_password=False))
+        while not self.stop_event.wait(self.every):
+            try:
+                with engine.connect() as connection:
+                    session = connection.execute(text(
+                        "SELECT id FROM information_schema.processlist WHERE db = :db "
+                        "ORDER BY RAND() LIMIT 1"), {"db": self.database}).scalar()
+                    if session is not None:
+                        connection.execute(text(f"KILL CONNECTION {int(session)}"))
+                        self.kills += 1
+            except Exception:  # noqa: BLE001 - the restart, or the session already gone
+                pass
+        engine.dispose()
+
+
 def workers_rss(master: int) -> dict[int, int]:
     """Return the resident memory (KiB) of each gunicorn worker."""
     found = {}
@@ -265,6 +291,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=6)
     parser.add_argument("--no-restart", action="store_true")
     parser.add_argument("--no-feature-job", action="store_true")
+    parser.add_argument("--kill-connections", type=float, default=0, metavar="SECONDS",
+                        help="KILL CONNECTION a random session of the service or the writer "
+                             "this often (0: never), to stress the drivers' error paths")
     parser.add_argument("--app-dir", default=str(ROOT), help="checkout whose service runs")
     parser.add_argument("--url-driver", default=None,
                         help="SQLAlchemy driver for the service, e.g. mariadbconnector")
@@ -313,6 +342,9 @@ def main() -> None:
     threads = [Client(port, mix, stop_event, seed, records) for seed in range(args.clients)]
     writer = ListWriter(url, args.images, stop_event)
     checkers = [ListChecker(port, stop_event, seed) for seed in range(2)]
+    if args.kill_connections:
+        checkers.append(ConnectionKiller(args.server, make_url(url).database,
+                                         args.kill_connections, stop_event))
     start = time.monotonic()
     log(f"soak for {args.duration} s on port {port}, {args.images:,} images, "
         f"service from {args.app_dir} ({service_url.drivername}, use_pure={args.use_pure})")
@@ -413,6 +445,8 @@ def summarize(args, records, restart, start, rss_early, rss_end, gunicorn_text,
         kernel = f"{len(segfaults)} segfault lines" + "".join(f"\n    {s}" for s in segfaults)
     growth = {pid: (rss_end[pid] - rss_early[pid]) / rss_early[pid] * 100
               for pid in rss_early if pid in rss_end}
+    killer = [thread for thread in checkers if isinstance(thread, ConnectionKiller)]
+    checkers = [thread for thread in checkers if isinstance(thread, ListChecker)]
     partial = sum(checker.partial for checker in checkers)
     elapsed = max(records[-1][0] - start, 1.0) if records else 1.0
     lines = [
@@ -440,6 +474,7 @@ def summarize(args, records, restart, start, rss_early, rss_end, gunicorn_text,
         f"- list rewrites (grouping job's write_lists): {writer.rewrites:,}, errors "
         f"{dict(writer.errors)}; lists checked {sum(c.checked for c in checkers):,}, "
         f"partial {partial}",
+        f"- sessions killed (KILL CONNECTION): {killer[0].kills if killer else 'none asked'}",
         f"- feature job on a new batch of {min(40, len(SAMPLES))} JPEGs (during the run): "
         f"{job_result}",
         "",
