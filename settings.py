@@ -77,10 +77,15 @@ SETTINGS = (
             "Folder where the service keeps the vectors it searches uploads against: one "
             "memory-mapped file per space, shared by all workers, rebuilt after each "
             "completed grouping run. Must be writable by the service."),
-    Setting("SEARCH_CONCURRENCY", "2",
+    Setting("SEARCH_CONCURRENCY", "0",
             "Searches by uploaded image that may run at once on this machine (all "
             "workers sharing SEARCH_CACHE together); more are answered 503 with "
-            "Retry-After."),
+            "Retry-After (0: automatic, a quarter of the cores, at least 1)."),
+    Setting("SEARCH_THREADS", "0",
+            "Threads one search by uploaded image runs the model and the vector search "
+            "with (TensorFlow's intra-op threads, one op at a time) (0: automatic, so that "
+            "SEARCH_CONCURRENCY searches together use at most half the cores, at least 1 "
+            "each: the other half stays with the other endpoints)."),
     Setting("SEARCH_MAX_UPLOAD_MB", "20",
             "Largest upload the search by image accepts, in megabytes (larger: 413)."),
     Setting("PAGE_SPACE", "whitened",
@@ -119,7 +124,8 @@ class Settings:
     duplicate_distance: float
     thumbnail_cache: Path
     search_cache: Path
-    search_concurrency: int
+    search_concurrency: int  # resolved: 0 in the settings becomes the automatic count
+    search_threads: int  # resolved likewise
     search_max_upload_mb: int
     page_space: str
     cors_origins: tuple[str, ...]
@@ -189,6 +195,19 @@ def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+def search_bounds(concurrency: int, threads: int,
+                  cores: int | None = None) -> tuple[int, int]:
+    """Return (SEARCH_CONCURRENCY, SEARCH_THREADS) with 0 resolved to the automatic value.
+
+    Searches together get at most half the cores, so that uploads leave the neighbour
+    endpoints the other half however many arrive; on 2 cores: one search, one thread.
+    """
+    cores = cores or os.cpu_count() or 1
+    concurrency = concurrency or max(1, cores // 4)
+    threads = threads or max(1, cores // 2 // concurrency)
+    return concurrency, threads
+
+
 def load_settings(overrides: dict[str, str] | None = None,
                   env: dict[str, str] | None = None,
                   env_file: Path | None = PROJECT_ROOT / ".env") -> Settings:
@@ -207,6 +226,9 @@ def load_settings(overrides: dict[str, str] | None = None,
     level = values["LOG_LEVEL"].upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ValueError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+    concurrency, search_threads = search_bounds(
+        _int("SEARCH_CONCURRENCY", values["SEARCH_CONCURRENCY"], 0),
+        _int("SEARCH_THREADS", values["SEARCH_THREADS"], 0))
     return Settings(
         database_url=_database_url(values["DATABASE_URL"]),
         image_root=_project_path(values["IMAGE_ROOT"]),
@@ -227,7 +249,8 @@ def load_settings(overrides: dict[str, str] | None = None,
         duplicate_distance=_number("DUPLICATE_DISTANCE", values["DUPLICATE_DISTANCE"]),
         thumbnail_cache=_project_path(values["THUMBNAIL_CACHE"]),
         search_cache=_project_path(values["SEARCH_CACHE"]),
-        search_concurrency=_int("SEARCH_CONCURRENCY", values["SEARCH_CONCURRENCY"]),
+        search_concurrency=concurrency,
+        search_threads=search_threads,
         search_max_upload_mb=_int("SEARCH_MAX_UPLOAD_MB", values["SEARCH_MAX_UPLOAD_MB"]),
         page_space=_choice("PAGE_SPACE", values["PAGE_SPACE"], tuple(SPACE_IDS)),
         cors_origins=tuple(o.strip() for o in values["CORS_ORIGINS"].split(",") if o.strip()),

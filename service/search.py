@@ -5,11 +5,14 @@ Shared by the JSON endpoint (POST /api/v1/search) and the page (/search-by-image
 model loads on the first search of a worker and stays; a lock covers only that load, so
 the other endpoints never wait for it. Searches hold one of SEARCH_CONCURRENCY slots,
 lock files under SEARCH_CACHE that every worker on the machine shares: when all are
-taken the search is refused at once (503) rather than queued.
+taken the search is refused at once (503) rather than queued. Each search runs the model
+and the vector search on SEARCH_THREADS threads, so that searches together take a bounded
+share of the cores (by default half) and the neighbour endpoints keep the rest.
 """
 from __future__ import annotations
 
 import fcntl
+import logging
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +28,8 @@ from service import database
 from service.errors import ApiError
 from service.vector_store import NothingToSearch, VectorStore
 
+log = logging.getLogger(__name__)
+
 MAX_RESULTS = 100
 DEFAULT_RESULTS = 20
 RETRY_AFTER_SECONDS = 2
@@ -35,16 +40,36 @@ _models: dict[Path, object] = {}  # MODEL_CACHE path -> Extractor, once per proc
 _model_lock = threading.Lock()
 
 
-def extractor(model_cache: Path):
-    """Return the feature job's extractor, loading it on first use in this process."""
+def extractor(model_cache: Path, threads: int | None = None):
+    """Return the feature job's extractor, loading it on first use in this process.
+
+    With `threads`, TensorFlow runs one op at a time on that many threads in this
+    process (SEARCH_THREADS), so that a search takes a bounded share of the cores.
+    """
     model = _models.get(model_cache)
     if model is None:
         with _model_lock:
             model = _models.get(model_cache)
             if model is None:
+                if threads:
+                    _limit_tensorflow(threads)
                 from model import load_extractor
                 model = _models[model_cache] = load_extractor(model_cache)
     return model
+
+
+def _limit_tensorflow(threads: int) -> None:
+    import tensorflow as tf
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        # One op at a time: without it TensorFlow runs Inception's parallel branches at
+        # once, each on `threads` threads.
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        # TensorFlow already ran in this process (the feature job's code in a test or a
+        # benchmark): its thread pools are fixed now; searches still work.
+        log.warning("TensorFlow is already initialised: SEARCH_THREADS=%d not applied",
+                    threads)
 
 
 class Slots:
@@ -88,7 +113,8 @@ def init_app(app) -> None:
     """Give the app its vector store and search slots."""
     settings = app.config["SETTINGS"]
     app.extensions["search_store"] = VectorStore(
-        settings.search_cache / "vectors", settings.database_url, app.extensions["db_engine"])
+        settings.search_cache / "vectors", settings.database_url, app.extensions["db_engine"],
+        threads=settings.search_threads)
     app.extensions["search_slots"] = Slots(settings.search_cache / "slots",
                                            settings.search_concurrency)
 
@@ -164,7 +190,7 @@ def search(upload: Upload, space: str, limit: int) -> Result:
         if index is None:
             raise ApiError(404, f"space {space} has no search vectors yet: the grouping "
                                 "job has not completed a run with it", space=space)
-        vector = extractor(settings.model_cache)(array[np.newaxis])[0]
+        vector = extractor(settings.model_cache, settings.search_threads)(array[np.newaxis])[0]
         query = vector[np.newaxis]
         if space != POOL3:
             query = loaded.projection.apply(query)

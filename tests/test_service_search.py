@@ -331,3 +331,14 @@ def test_the_page_searches_with_a_plain_form_post(collection):
                       data={"image": (io.BytesIO(b"not an image"), "x.jpg")})
     assert bad.status_code == 400 and bad.mimetype == "text/html"
     assert "not a JPEG or PNG" in bad.get_data(as_text=True)
+
+
+def test_automatic_search_bounds_leave_half_the_cores_to_the_other_endpoints():
+    from settings import search_bounds
+    # (cores) -> (concurrency, threads): concurrency × threads ≤ max(1, cores / 2).
+    assert search_bounds(0, 0, cores=1) == (1, 1)
+    assert search_bounds(0, 0, cores=2) == (1, 1)
+    assert search_bounds(0, 0, cores=4) == (1, 2)
+    assert search_bounds(0, 0, cores=16) == (4, 2)
+    assert search_bounds(3, 0, cores=16) == (3, 2)
+    assert search_bounds(2, 5, cores=2) == (2, 5)  # explicit values are kept
