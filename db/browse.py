@@ -15,6 +15,7 @@ from db.read import IMAGE_COLUMNS
 
 ORDERS = ("id", "path")
 MAX_SUBFOLDERS = 500  # listed at once; a folder with more says so
+SUBFOLDER_BATCH = 1000  # distinct folder keys per statement (see subfolders)
 # '/' + 1: every path under the folder "a/b" lies in [b"a/b/", b"a/b0").
 _AFTER_SLASH = b"0"
 
@@ -127,16 +128,30 @@ class Anchor:
     path_key: bytes
 
 
+def _batch_size(connection: Connection) -> int:
+    """Return how many distinct folder keys to ask for per statement.
+
+    MariaDB reads DISTINCT over an index by jumping from value to value (a loose index
+    scan, "Using index for group-by"), so a batch costs a seek per folder, in one
+    statement. SQLite walks every image entry in between, so it asks for one at a time
+    (its statements cost no round trip).
+    """
+    return 1 if connection.dialect.name == "sqlite" else SUBFOLDER_BATCH
+
+
 def subfolders(connection: Connection, folder: str,
                limit: int = MAX_SUBFOLDERS) -> tuple[list[str], bool]:
     """Return the names of the folders directly in `folder` ('' is the top), sorted, and
     whether there are more than `limit`.
 
-    One index seek per subfolder (a second where a subfolder's own subfolders sort
-    after a sibling's name): the images inside are never read.
+    Asks for the distinct folder keys under `folder` in key order, a batch at a time; the
+    next batch starts past the subtree of the last name found (the rest of its subtree
+    adds no name). One statement for a folder whose subtree holds at most a batch of
+    folders, at most one per subfolder otherwise; the images inside are never read.
     """
     prefix = path_key(folder + "/") if folder else b""
     upper = prefix[:-1] + _AFTER_SLASH if folder else None
+    batch = _batch_size(connection)
     found: list[bytes] = []
     seen: set[bytes] = set()
     lower, inclusive = prefix, bool(folder)  # at the top, '' is the top's own files
@@ -144,17 +159,20 @@ def subfolders(connection: Connection, folder: str,
         conditions = [Image.folder_key >= lower if inclusive else Image.folder_key > lower]
         if upper is not None:
             conditions.append(Image.folder_key < upper)
-        value = connection.execute(select(Image.folder_key).where(*conditions)
-                                   .order_by(Image.folder_key).limit(1)).scalar()
-        if value is None:
-            break
-        value = bytes(value)
-        name = value[len(prefix):].split(b"/", 1)[0]
-        if name not in seen:
-            seen.add(name)
-            found.append(name)
-        if value == prefix + name:
-            lower, inclusive = value, False   # next: whatever sorts after the folder
+        values = [bytes(value) for value in connection.execute(
+            select(Image.folder_key).where(*conditions).distinct()
+            .order_by(Image.folder_key).limit(batch)).scalars()]
+        for value in values:
+            name = value[len(prefix):].split(b"/", 1)[0]
+            if name not in seen:
+                seen.add(name)
+                found.append(name)
+        if len(values) < batch:
+            break  # the subtree is done
+        # Keys after the last one that start with prefix + name and a byte below '0' lie
+        # in the last name's own subtree (anything else sorts before the last key).
+        if values[-1] == prefix + name:
+            lower, inclusive = values[-1], False  # its subfolders may follow
         else:
             lower, inclusive = prefix + name + _AFTER_SLASH, True  # past its subtree
     names = sorted(found[:limit])
