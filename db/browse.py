@@ -139,8 +139,8 @@ def _batch_size(connection: Connection) -> int:
     return 1 if connection.dialect.name == "sqlite" else SUBFOLDER_BATCH
 
 
-def subfolders(connection: Connection, folder: str,
-               limit: int = MAX_SUBFOLDERS) -> tuple[list[str], bool]:
+def subfolders(connection: Connection, folder: str, limit: int = MAX_SUBFOLDERS,
+               batch: int | None = None) -> tuple[list[str], bool]:
     """Return the names of the folders directly in `folder` ('' is the top), sorted, and
     whether there are more than `limit`.
 
@@ -148,10 +148,11 @@ def subfolders(connection: Connection, folder: str,
     next batch starts past the subtree of the last name found (the rest of its subtree
     adds no name). One statement for a folder whose subtree holds at most a batch of
     folders, at most one per subfolder otherwise; the images inside are never read.
+    `batch` overrides the dialect's batch size (the tests try the batch boundaries).
     """
     prefix = path_key(folder + "/") if folder else b""
     upper = prefix[:-1] + _AFTER_SLASH if folder else None
-    batch = _batch_size(connection)
+    batch = batch or _batch_size(connection)
     found: list[bytes] = []
     seen: set[bytes] = set()
     lower, inclusive = prefix, bool(folder)  # at the top, '' is the top's own files
@@ -166,7 +167,7 @@ def subfolders(connection: Connection, folder: str,
             name = value[len(prefix):].split(b"/", 1)[0]
             if name not in seen:
                 seen.add(name)
-                found.append(name)
+                found.append(_full_name(connection, prefix, name, value))
         if len(values) < batch:
             break  # the subtree is done
         # Keys after the last one that start with prefix + name and a byte below '0' lie
@@ -177,6 +178,16 @@ def subfolders(connection: Connection, folder: str,
             lower, inclusive = prefix + name + _AFTER_SLASH, True  # past its subtree
     names = sorted(found[:limit])
     return [name.decode("utf-8", "replace") for name in names], len(found) > limit
+
+
+def _full_name(connection: Connection, prefix: bytes, name: bytes, value: bytes) -> bytes:
+    """Return the subfolder `name` whole: where the key was cut at KEY_BYTES inside it,
+    from the path of an image in that folder (one statement, for such folders only)."""
+    if len(value) < KEY_BYTES or len(prefix) + len(name) < KEY_BYTES:
+        return name
+    path = connection.execute(select(Image.path).where(Image.folder_key == value)
+                              .limit(1)).scalar_one()
+    return path.encode("utf-8", "surrogateescape")[len(prefix):].split(b"/", 1)[0]
 
 
 def records_of(connection: Connection, ids) -> dict[int, object]:

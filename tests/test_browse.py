@@ -170,6 +170,26 @@ def test_a_folder_of_many_subfolders_says_there_are_more(archive):
     assert more and names == sorted(expected_subfolders("")[:3], key=str.encode)
 
 
+ALL_FOLDERS = sorted({""} | {path.rsplit("/", k)[0] for path in PATHS
+                             for k in range(1, path.count("/") + 1)})
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 1000])
+def test_subfolders_in_batches_match_the_paths(archive, batch):
+    # Batches end anywhere: inside a subtree, on a folder of its own, before a sibling
+    # that sorts between a folder and its subfolders ("a b", "a-b" between "a" and "a/").
+    from db import browse
+    from db.engine import make_engine
+    engine = make_engine(archive.url)
+    with engine.connect() as connection:
+        listed = {folder: browse.subfolders(connection, folder, batch=batch)
+                  for folder in ALL_FOLDERS + ["nowhere", "a/inn"]}
+    engine.dispose()
+    assert len(ALL_FOLDERS) > 20
+    for folder, (names, more) in listed.items():
+        assert (names, more) == (expected_subfolders(folder), False), folder
+
+
 @pytest.mark.parametrize("query", [
     "order=size", "status=done", "after=abc", "after=0", "before=-1",
     "after=1&before=2", "limit=0", "limit=501", "folder=a//b", "folder=" + "x" * 5000])
