@@ -98,9 +98,13 @@ def _exists(connection, conditions, index=None) -> bool:
 def page(connection: Connection, *, order: str = "id", folder: str = "",
          status: str | None = None, after=None, before=None, limit: int = 60) -> Page:
     """Return a page of images under `folder` (with `status`), in `order`: the first,
-    the one after the anchor row `after`, or the one before the anchor row `before`."""
+    the one after the anchor row `after`, or the one before the anchor row `before`.
+
+    Under a folder, path order only: no index serves id order under a path prefix."""
+    if folder and order != "path":
+        raise ValueError("within a folder, pages are in path order only")
     filters = _filters(folder, status)
-    index = _index_for(order, status) if order == "path" or not folder else None
+    index = _index_for(order, status)
     if before is not None:
         rows = _fetch(connection, filters + [_beyond(order, before, False)], order, False,
                       limit + 1, index)
