@@ -15,7 +15,9 @@ from db.read import IMAGE_COLUMNS
 
 ORDERS = ("id", "path")
 MAX_SUBFOLDERS = 500  # listed at once; a folder with more says so
-SUBFOLDER_BATCH = 1000  # distinct folder keys per statement (see subfolders)
+# Distinct folder keys per statement (see subfolders): the first few, doubling up to
+# the most, so that a folder of a few big subtrees reads few keys of each.
+FIRST_SUBFOLDER_BATCH, SUBFOLDER_BATCH = 16, 1024
 # '/' + 1: every path under the folder "a/b" lies in [b"a/b/", b"a/b0").
 _AFTER_SLASH = b"0"
 
@@ -133,14 +135,14 @@ class Anchor:
 
 
 def _batch_size(connection: Connection) -> int:
-    """Return how many distinct folder keys to ask for per statement.
+    """Return how many distinct folder keys to ask for in the first statement.
 
     MariaDB reads DISTINCT over an index by jumping from value to value (a loose index
     scan, "Using index for group-by"), so a batch costs a seek per folder, in one
     statement. SQLite walks every image entry in between, so it asks for one at a time
     (its statements cost no round trip).
     """
-    return 1 if connection.dialect.name == "sqlite" else SUBFOLDER_BATCH
+    return 1 if connection.dialect.name == "sqlite" else FIRST_SUBFOLDER_BATCH
 
 
 def subfolders(connection: Connection, folder: str, limit: int = MAX_SUBFOLDERS,
@@ -148,14 +150,16 @@ def subfolders(connection: Connection, folder: str, limit: int = MAX_SUBFOLDERS,
     """Return the names of the folders directly in `folder` ('' is the top), sorted, and
     whether there are more than `limit`.
 
-    Asks for the distinct folder keys under `folder` in key order, a batch at a time; the
-    next batch starts past the subtree of the last name found (the rest of its subtree
-    adds no name). One statement for a folder whose subtree holds at most a batch of
-    folders, at most one per subfolder otherwise; the images inside are never read.
-    `batch` overrides the dialect's batch size (the tests try the batch boundaries).
+    Asks for the distinct folder keys under `folder` in key order, a batch at a time
+    (doubling up to SUBFOLDER_BATCH); the next batch starts past the subtree of the last
+    name found (the rest of its subtree adds no name). A few statements for a folder
+    whose subtree holds a few thousand folders, at most one per subfolder otherwise; the
+    images inside are never read. `batch` fixes the batch size (the tests try the
+    batch boundaries).
     """
     prefix = path_key(folder + "/") if folder else b""
     upper = prefix[:-1] + _AFTER_SLASH if folder else None
+    growing = batch is None and connection.dialect.name != "sqlite"
     batch = batch or _batch_size(connection)
     found: list[bytes] = []
     seen: set[bytes] = set()
@@ -174,6 +178,8 @@ def subfolders(connection: Connection, folder: str, limit: int = MAX_SUBFOLDERS,
                 found.append(_full_name(connection, prefix, name, value))
         if len(values) < batch:
             break  # the subtree is done
+        if growing:
+            batch = min(2 * batch, SUBFOLDER_BATCH)
         # Keys after the last one that start with prefix + name and a byte below '0' lie
         # in the last name's own subtree (anything else sorts before the last key).
         if values[-1] == prefix + name:

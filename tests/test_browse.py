@@ -185,7 +185,7 @@ ALL_FOLDERS = sorted({""} | {path.rsplit("/", k)[0] for path in PATHS
                              for k in range(1, path.count("/") + 1)})
 
 
-@pytest.mark.parametrize("batch", [1, 2, 3, 1000])
+@pytest.mark.parametrize("batch", [None, 1, 2, 3, 1000])  # None: growing batches
 def test_subfolders_in_batches_match_the_paths(archive, batch):
     # Batches end anywhere: inside a subtree, on a folder of its own, before a sibling
     # that sorts between a folder and its subfolders ("a b", "a-b" between "a" and "a/").
