@@ -15,6 +15,9 @@ from db.read import IMAGE_COLUMNS
 
 ORDERS = ("id", "path")
 MAX_SUBFOLDERS = 500  # listed at once; a folder with more says so
+# Distinct folder keys per statement (see subfolders): the first few, doubling up to
+# the most, so that a folder of a few big subtrees reads few keys of each.
+FIRST_SUBFOLDER_BATCH, SUBFOLDER_BATCH = 16, 1024
 # '/' + 1: every path under the folder "a/b" lies in [b"a/b/", b"a/b0").
 _AFTER_SLASH = b"0"
 
@@ -97,9 +100,13 @@ def _exists(connection, conditions, index=None) -> bool:
 def page(connection: Connection, *, order: str = "id", folder: str = "",
          status: str | None = None, after=None, before=None, limit: int = 60) -> Page:
     """Return a page of images under `folder` (with `status`), in `order`: the first,
-    the one after the anchor row `after`, or the one before the anchor row `before`."""
+    the one after the anchor row `after`, or the one before the anchor row `before`.
+
+    Under a folder, path order only: no index serves id order under a path prefix."""
+    if folder and order != "path":
+        raise ValueError("within a folder, pages are in path order only")
     filters = _filters(folder, status)
-    index = _index_for(order, status) if order == "path" or not folder else None
+    index = _index_for(order, status)
     if before is not None:
         rows = _fetch(connection, filters + [_beyond(order, before, False)], order, False,
                       limit + 1, index)
@@ -127,16 +134,33 @@ class Anchor:
     path_key: bytes
 
 
-def subfolders(connection: Connection, folder: str,
-               limit: int = MAX_SUBFOLDERS) -> tuple[list[str], bool]:
+def _batch_size(connection: Connection) -> int:
+    """Return how many distinct folder keys to ask for in the first statement.
+
+    MariaDB reads DISTINCT over an index by jumping from value to value (a loose index
+    scan, "Using index for group-by"), so a batch costs a seek per folder, in one
+    statement. SQLite walks every image entry in between, so it asks for one at a time
+    (its statements cost no round trip).
+    """
+    return 1 if connection.dialect.name == "sqlite" else FIRST_SUBFOLDER_BATCH
+
+
+def subfolders(connection: Connection, folder: str, limit: int = MAX_SUBFOLDERS,
+               batch: int | None = None) -> tuple[list[str], bool]:
     """Return the names of the folders directly in `folder` ('' is the top), sorted, and
     whether there are more than `limit`.
 
-    One index seek per subfolder (a second where a subfolder's own subfolders sort
-    after a sibling's name): the images inside are never read.
+    Asks for the distinct folder keys under `folder` in key order, a batch at a time
+    (doubling up to SUBFOLDER_BATCH); the next batch starts past the subtree of the last
+    name found (the rest of its subtree adds no name). A few statements for a folder
+    whose subtree holds a few thousand folders, at most one per subfolder otherwise; the
+    images inside are never read. `batch` fixes the batch size (the tests try the
+    batch boundaries).
     """
     prefix = path_key(folder + "/") if folder else b""
     upper = prefix[:-1] + _AFTER_SLASH if folder else None
+    growing = batch is None and connection.dialect.name != "sqlite"
+    batch = batch or _batch_size(connection)
     found: list[bytes] = []
     seen: set[bytes] = set()
     lower, inclusive = prefix, bool(folder)  # at the top, '' is the top's own files
@@ -144,21 +168,36 @@ def subfolders(connection: Connection, folder: str,
         conditions = [Image.folder_key >= lower if inclusive else Image.folder_key > lower]
         if upper is not None:
             conditions.append(Image.folder_key < upper)
-        value = connection.execute(select(Image.folder_key).where(*conditions)
-                                   .order_by(Image.folder_key).limit(1)).scalar()
-        if value is None:
-            break
-        value = bytes(value)
-        name = value[len(prefix):].split(b"/", 1)[0]
-        if name not in seen:
-            seen.add(name)
-            found.append(name)
-        if value == prefix + name:
-            lower, inclusive = value, False   # next: whatever sorts after the folder
+        values = [bytes(value) for value in connection.execute(
+            select(Image.folder_key).where(*conditions).distinct()
+            .order_by(Image.folder_key).limit(batch)).scalars()]
+        for value in values:
+            name = value[len(prefix):].split(b"/", 1)[0]
+            if name not in seen:
+                seen.add(name)
+                found.append(_full_name(connection, prefix, name, value))
+        if len(values) < batch:
+            break  # the subtree is done
+        if growing:
+            batch = min(2 * batch, SUBFOLDER_BATCH)
+        # Keys after the last one that start with prefix + name and a byte below '0' lie
+        # in the last name's own subtree (anything else sorts before the last key).
+        if values[-1] == prefix + name:
+            lower, inclusive = values[-1], False  # its subfolders may follow
         else:
             lower, inclusive = prefix + name + _AFTER_SLASH, True  # past its subtree
     names = sorted(found[:limit])
     return [name.decode("utf-8", "replace") for name in names], len(found) > limit
+
+
+def _full_name(connection: Connection, prefix: bytes, name: bytes, value: bytes) -> bytes:
+    """Return the subfolder `name` whole: where the key was cut at KEY_BYTES inside it,
+    from the path of an image in that folder (one statement, for such folders only)."""
+    if len(value) < KEY_BYTES or len(prefix) + len(name) < KEY_BYTES:
+        return name
+    path = connection.execute(select(Image.path).where(Image.folder_key == value)
+                              .limit(1)).scalar_one()
+    return path.encode("utf-8", "surrogateescape")[len(prefix):].split(b"/", 1)[0]
 
 
 def records_of(connection: Connection, ids) -> dict[int, object]:

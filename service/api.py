@@ -78,7 +78,8 @@ def browse_images():
         "limit": view.limit,
         "images": [serialize.image(row, view.records.get(row.id)) for row in view.page.rows],
         "subfolders": [{"name": name, "folder": f"{view.folder}/{name}".lstrip("/"),
-                        "url": view.url(path, folder=f"{view.folder}/{name}".lstrip("/"))}
+                        "url": view.url(path, folder=f"{view.folder}/{name}".lstrip("/"),
+                                        order=None)}
                        for name in view.subfolders],
         "more_subfolders": view.more_subfolders,
         "next": view.next_id, "previous": view.previous_id,

@@ -67,9 +67,12 @@ def folder_param() -> str:
 def browse_request() -> Browse:
     """Return the page the request asks for; raise a 400 ApiError for a bad parameter."""
     folder = folder_param()
-    # A folder is shown in path order unless asked otherwise: its files by name, and an
-    # index range whatever the page (id order within a folder reads the whole folder).
+    # A folder is shown in path order only: an index range whatever the page. No index
+    # serves id order under any path prefix, so it would read the whole folder per page.
     order = _choice("order", browse.ORDERS, "path" if folder else "id")
+    if folder and order != "path":
+        raise ApiError(400, "within a folder the gallery is in path order only: give "
+                            "order=path or leave order out")
     status = _choice("status", STATUSES, None)
     limit = int_param("limit", BROWSE_LIMIT, 1, MAX_BROWSE_LIMIT)
     after_id = int_param("after", 0, 1, MAX_ID) if "after" in request.args else None

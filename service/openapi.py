@@ -222,7 +222,8 @@ PATHS = {
          **_errors(400, 404, 503)},
         [{"name": "order", "in": "query", "required": False,
           "schema": {"enum": list(ORDERS), "default": "id"},
-          "description": "id, or path (the bytes of the path, as UTF-8)"},
+          "description": "id, or path (the bytes of the path, as UTF-8); under a folder "
+                         "path only (the default there; id is a 400)"},
          {"name": "folder", "in": "query", "required": False,
           "description": "only images under this folder (relative to IMAGE_ROOT)",
           "schema": {"type": "string", "maxLength": MAX_FOLDER_TEXT}},

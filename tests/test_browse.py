@@ -116,10 +116,12 @@ def test_the_long_paths_sort_past_the_key_as_documented():
     assert expected_ids("path", DEEP) == deep  # zweite (lower id) before erste
 
 
-@pytest.mark.parametrize("order", ["id", "path"])
-@pytest.mark.parametrize("folder, status", [
-    ("", None), ("", OK), ("a", None), ("Nachlass Müller", None), (LONG, None),
-    ("series", OK), (DEEP, None), ("flowers", FAILED), ("nowhere", None)])
+# Within a folder, path order only (test_id_order_within_a_folder_is_refused).
+@pytest.mark.parametrize("order, folder, status", [
+    ("id", "", None), ("id", "", OK), ("path", "", None), ("path", "", OK),
+    ("path", "a", None), ("path", "Nachlass Müller", None), ("path", LONG, None),
+    ("path", "series", OK), ("path", DEEP, None), ("path", "flowers", FAILED),
+    ("path", "nowhere", None)])
 def test_pages_forward_and_back_follow_the_python_sort(client, order, folder, status):
     expected = expected_ids(order, folder, status)
     query = f"order={order}&limit=3&folder={quote(folder)}" + \
@@ -168,6 +170,35 @@ def test_a_folder_of_many_subfolders_says_there_are_more(archive):
         names, more = browse.subfolders(connection, "", limit=3)
     engine.dispose()
     assert more and names == sorted(expected_subfolders("")[:3], key=str.encode)
+
+
+def test_id_order_within_a_folder_is_refused(client):
+    page = get_json(client, "/api/v1/browse?folder=a&order=id", 400)
+    assert "path order only" in page["error"]
+    assert get_json(client, "/api/v1/browse?folder=a")["order"] == "path"
+    assert client.get("/browse?folder=a&order=id").status_code == 400
+    gallery = client.get("/browse?folder=a").get_data(as_text=True)
+    assert '<option value="id"' not in gallery and '<option value="path"' in gallery
+
+
+ALL_FOLDERS = sorted({""} | {path.rsplit("/", k)[0] for path in PATHS
+                             for k in range(1, path.count("/") + 1)})
+
+
+@pytest.mark.parametrize("batch", [None, 1, 2, 3, 1000])  # None: growing batches
+def test_subfolders_in_batches_match_the_paths(archive, batch):
+    # Batches end anywhere: inside a subtree, on a folder of its own, before a sibling
+    # that sorts between a folder and its subfolders ("a b", "a-b" between "a" and "a/").
+    from db import browse
+    from db.engine import make_engine
+    engine = make_engine(archive.url)
+    with engine.connect() as connection:
+        listed = {folder: browse.subfolders(connection, folder, batch=batch)
+                  for folder in ALL_FOLDERS + ["nowhere", "a/inn"]}
+    engine.dispose()
+    assert len(ALL_FOLDERS) > 20
+    for folder, (names, more) in listed.items():
+        assert (names, more) == (expected_subfolders(folder), False), folder
 
 
 @pytest.mark.parametrize("query", [
@@ -235,7 +266,7 @@ def test_search_finds_titles_and_external_ids(client):
 
 def test_gallery_page_lists_thumbnails_folders_and_pager(client):
     page = client.get("/browse?folder=a&order=path&limit=2").get_data(as_text=True)
-    assert 'href="/browse?order=path&amp;folder=a%2Finner&amp;limit=2"' in page
+    assert 'href="/browse?folder=a%2Finner&amp;limit=2"' in page  # path order: the default
     ids = expected_ids("path", "a")
     assert f'href="/images/{ids[0]}"' in page and f'href="/images/{ids[2]}"' not in page
     assert f'after={ids[1]}' in page and 'id="previous-page"' not in page
