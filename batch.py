@@ -16,6 +16,7 @@ from tqdm import tqdm
 from db.engine import make_engine, upgrade
 from db.jobs import finish_job, start_job
 from db.locks import LockHeld, run_lock
+from settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,15 @@ def main(program: str, job: Callable[[], dict], summary: Callable[[dict], list[s
     for line in summary(counts):
         print(line)
     return 0
+
+
+def settings_or_none(program: str) -> Settings | None:
+    """Return the settings, or None after printing in one line why they are wrong."""
+    try:
+        return load_settings()
+    except ValueError as error:
+        print(f"{program}: error: {error}", file=sys.stderr)
+        return None
 
 
 def legacy_database_url(host: str, port: str, name: str, user: str, password: str) -> str:

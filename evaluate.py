@@ -20,8 +20,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from batch import JobError, connect, setup_logging, short_error
-from settings import load_settings
+from batch import JobError, connect, settings_or_none, setup_logging, short_error
 
 PROG = "evaluate.py"
 
@@ -60,10 +59,8 @@ def table(report) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        settings = load_settings()
-    except ValueError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
+    settings = settings_or_none(PROG)
+    if settings is None:
         return 1
     setup_logging(settings.log_level, quiet=True)
     from evaluation.ground_truth import GroundTruthError, read_csv

@@ -19,8 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from batch import main as main_of_job, setup_logging, summary_lines
-from settings import load_settings
+from batch import main as main_of_job, settings_or_none, setup_logging, summary_lines
 
 PROG = "import_metadata.py"
 
@@ -38,10 +37,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        settings = load_settings()
-    except ValueError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
+    settings = settings_or_none(PROG)
+    if settings is None:
         return 1
     setup_logging(settings.log_level)
     from catalogue.job import run

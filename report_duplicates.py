@@ -17,9 +17,8 @@ import argparse
 import csv
 import sys
 
-from batch import JobError, connect
+from batch import JobError, connect, settings_or_none
 from db.models import POOL3, SPACE_IDS
-from settings import load_settings
 
 PROG = "report_duplicates.py"
 COLUMNS = ("group", "image_id", "path", "external_id", "distance")
@@ -50,10 +49,8 @@ def write_groups(rows, file) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        settings = load_settings()
-    except ValueError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
+    settings = settings_or_none(PROG)
+    if settings is None:
         return 1
     from grouping.duplicates import describe, find_groups
     from sqlalchemy.exc import SQLAlchemyError

@@ -459,7 +459,7 @@ def summarize(args, records, restart, start, rss_early, rss_end, gunicorn_text,
         + ", ".join(f"{k}: {v:,}" for k, v in sorted(by_status.items(), key=str)),
         f"- unexpected answers outside the restart window: {sum(bad_outside.values())} "
         f"({outside_5xx} 5xx) {dict(bad_outside) or ''}",
-        f"- restart window: " + (f"server down {restart[1] - restart[0]:.1f} s; unexpected "
+        "- restart window: " + (f"server down {restart[1] - restart[0]:.1f} s; unexpected "
                                  f"answers in it {dict(bad_inside)}; answers slower than 5 s: "
                                  f"{slow_inside}; good again {recovery:.2f} s after the server "
                                  "was back" if restart else "no restart"),
@@ -467,7 +467,7 @@ def summarize(args, records, restart, start, rss_early, rss_end, gunicorn_text,
         f"(of them {args.workers} at start)" + "".join(f"\n    {e}" for e in exits[:10]),
         f"- kernel log: {kernel}",
         f"- 5xx in gunicorn's log by cause: {dict(causes)}",
-        f"- RSS per worker (MiB) at 1/6 of the run -> end: " + ", ".join(
+        "- RSS per worker (MiB) at 1/6 of the run -> end: " + ", ".join(
             f"{rss_early[p] / 1024:.0f} -> {rss_end[p] / 1024:.0f} ({growth[p]:+.1f} %)"
             for p in growth) + (" (a worker was replaced)" if len(growth) < args.workers
                                 else ""),

@@ -46,9 +46,7 @@ def load_vectors(engine: Engine, image_ids=None, batch_rows: int = 2000,
                 select(func.count()).select_from(Image)
                 .join(ImageFeatures, ImageFeatures.image_id == Image.id)
                 .where(Image.status == OK)).scalar_one()
-            # Keyset pages, not stream_results: mysql-connector's dialect has no
-            # server-side cursors, so a streamed result would be buffered whole.
-            pages = _keyset_pages(connection, query.limit(batch_rows), batch_rows)
+            pages = vector_pages(connection, batch_rows)
         else:
             expected = len(image_ids)
             pages = (connection.execute(query.where(Image.id.in_(chunk))).all()
@@ -75,7 +73,13 @@ def load_vectors(engine: Engine, image_ids=None, batch_rows: int = 2000,
     return ids[:filled], vectors[:filled]
 
 
-def _keyset_pages(connection: Connection, page, batch_rows: int):
+def vector_pages(connection: Connection, batch_rows: int = 2000):
+    """Yield the (id, vector bytes) of every 'ok' image with features, in pages by id."""
+    # Keyset pages, not stream_results: mysql-connector's dialect has no server-side
+    # cursors, so a streamed result would be buffered whole.
+    page = (select(Image.id, ImageFeatures.vector)
+            .join(ImageFeatures, ImageFeatures.image_id == Image.id)
+            .where(Image.status == OK).order_by(Image.id).limit(batch_rows))
     last = 0
     while True:
         rows = connection.execute(page.where(Image.id > last)).all()

@@ -28,7 +28,8 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.engine import Engine, make_url
 
-from db.models import OK, POOL3, WHITENED, Image, ImageFeatures, Job
+from db.models import POOL3, WHITENED, Job
+from db.neighbour_store import vector_pages
 from db.vectors import DIMENSIONS
 from grouping.engine import ExactIndex
 from grouping.spaces import stored_whitening, token
@@ -167,7 +168,7 @@ class VectorStore:
         # Page by page straight to the file, as stored (little-endian float32): the
         # building worker never holds all vectors in memory.
         with open(folder / f"{POOL3}.f32", "wb") as out, self.engine.connect() as connection:
-            for rows in _vector_pages(connection):
+            for rows in vector_pages(connection):
                 for image_id, data in rows:
                     if len(data) != VECTOR_BYTES:
                         raise ValueError(f"image {image_id}: stored vector has "
@@ -196,18 +197,3 @@ class VectorStore:
             suffix = path.name.removeprefix("run-")
             if suffix.isdigit() and int(suffix) < job_id:
                 shutil.rmtree(path, ignore_errors=True)
-
-
-
-def _vector_pages(connection, batch_rows: int = 2000):
-    """Yield the (id, vector bytes) of every 'ok' image with features, in id pages."""
-    query = (select(Image.id, ImageFeatures.vector)
-             .join(ImageFeatures, ImageFeatures.image_id == Image.id)
-             .where(Image.status == OK).order_by(Image.id).limit(batch_rows))
-    last = 0
-    while True:
-        rows = connection.execute(query.where(Image.id > last)).all()
-        yield rows
-        if len(rows) < batch_rows:
-            return
-        last = rows[-1][0]

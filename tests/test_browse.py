@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import insert
 
 from conftest import _mariadb_server_url
-from db.models import FAILED, KEY_BYTES, MISSING, OK, PENDING, CatalogueRecord
+from db.models import FAILED, KEY_BYTES, OK, PENDING, CatalogueRecord
 from db.scratch import scratch_database
 from service_fixtures import SPECS, Spec, build_archive, settings_for_archive
 

@@ -12,14 +12,13 @@ from hypothesis import HealthCheck, assume, given, settings as hypothesis_settin
 from sqlalchemy import delete, select, update
 
 from batch import JobError
-from db import neighbour_store as store
 from db.models import WHITENED, GroupingExclusion, Image, ImageFeatures, ImageNeighbour, \
     Job, NeighbourList, Space
 from grouping import exclusions
-from grouping.engine import exact_squared_distances
 from grouping.run import run as run_job
 from grouping.spaces import stored_whitening
-from test_grouping import (_database, add_images, apply_step, embed, few_to_learn,  # noqa: F401
+from test_grouping import (_database, add_images, apply_step, embed, expected_lists,
+                           few_to_learn,  # noqa: F401
                            flagged, job_rows, run, run_interrupted, small_vector,
                            stored_lists)
 
@@ -50,24 +49,7 @@ def excluding(settings, engine, excluded: set[int], by_path: bool = False):
 
 def brute_force(engine, k, excluded: set[int], project=None) -> dict:
     """Return the exact lists of the 'ok' images outside `excluded`, over them only."""
-    ids, vectors = store.load_vectors(engine)
-    keep = np.array([i not in excluded for i in ids.tolist()], dtype=bool)
-    ids, vectors = ids[keep], vectors[keep]
-    if project is None:
-        vectors = vectors.astype(np.float64)
-        squared = ((vectors[:, None, :] - vectors[None, :, :]) ** 2).sum(axis=2)
-    else:
-        projected = project(vectors)
-        rows, columns = np.divmod(np.arange(len(ids) ** 2), len(ids))
-        squared = exact_squared_distances(projected[rows], projected[columns]).reshape(
-            len(ids), len(ids))
-    lists = {}
-    for row, image_id in enumerate(ids.tolist()):
-        distances = np.sqrt(squared[row])
-        order = [c for c in np.lexsort((ids, distances)) if c != row][:k]
-        if order:
-            lists[image_id] = (ids[order].tolist(), distances[order].tolist())
-    return lists
+    return expected_lists(engine, k, project, excluded)
 
 
 def assert_left_out(lists: dict, excluded: set[int]) -> None:

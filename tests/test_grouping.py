@@ -101,10 +101,14 @@ def stored_lists(engine, space=POOL3) -> dict[int, tuple[list[int], list[float]]
     return lists
 
 
-def expected_lists(engine, k, project=None) -> dict[int, tuple[list[int], list[float]]]:
-    """Return the float64 brute-force lists of the images now 'ok' (exact data only), or
-    of project(their vectors), every pair's distance by the engine's exact kernel."""
+def expected_lists(engine, k, project=None,
+                   excluded=frozenset()) -> dict[int, tuple[list[int], list[float]]]:
+    """Return the float64 brute-force lists of the images now 'ok' and not in `excluded`
+    (exact data only), or of project(their vectors), every pair's distance by the engine's
+    exact kernel."""
     ids, vectors = store.load_vectors(engine)
+    keep = np.array([i not in excluded for i in ids.tolist()], dtype=bool)
+    ids, vectors = ids[keep], vectors[keep]
     if project is None:
         vectors = vectors.astype(np.float64)
         squared = ((vectors[:, None, :] - vectors[None, :, :]) ** 2).sum(axis=2)

@@ -22,7 +22,7 @@ from db.vectors import DIMENSIONS, MODEL_NAME, decode_vector, encode_vector
 from features.job import run as run_features
 from features_support import MODEL_CACHE, ROOT, shared_extractor
 from grouping.run import run as run_grouping
-from service import create_app, search
+from service import create_app
 from settings import load_settings
 
 SAMPLES = ROOT / "sample_images"
