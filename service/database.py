@@ -85,3 +85,17 @@ def _close_connection(_exception=None) -> None:
             # away after the last SELECT) must not turn it into a 500. SQLAlchemy has
             # closed it and, for a lost connection, dropped it from the pool.
             current_app.logger.warning("database error ending a request: %s", error)
+
+
+def discard_connection() -> None:
+    """Drop this request's connection from the pool instead of giving it back."""
+    # After a database error the connection's state is unknown, and the driver's error
+    # is not always one SQLAlchemy reads as a disconnect: given back, a broken
+    # connection would fail every request that draws it, long after the server is back.
+    db_connection = g.pop("db_connection", None)
+    if db_connection is not None:
+        try:
+            db_connection.invalidate()
+            db_connection.close()
+        except SQLAlchemyError as error:
+            current_app.logger.warning("database error dropping a connection: %s", error)

@@ -128,6 +128,7 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(DBAPIError)  # unreachable, no tables, connection lost
     def _database_error(error):
         current_app.logger.warning("database error: %s", error)
+        database.discard_connection()
         return _respond(503, _database_message())
 
     @app.errorhandler(Exception)

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, text, update
+from sqlalchemy import event, insert, text, update
 from sqlalchemy.exc import DBAPIError
 
 from service_fixtures import (app, archive, client, settings_for_archive,  # noqa: F401
@@ -126,6 +126,27 @@ def test_create_app_without_arguments_reads_the_settings(archive, monkeypatch, t
                                  "/images/1/file", "/", "/api/v1/images/abc"])
 def test_responses_forbid_content_sniffing(client, url):
     assert client.get(url).headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_connection_that_failed_a_request_is_not_given_back_to_the_pool(tmp_path,
+                                                                          settings_for):
+    from db.engine import upgrade
+    url = f"sqlite:///{tmp_path / 'images.sqlite3'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    application = create_app(settings_for(database_url=url))
+    dropped = []
+    event.listen(application.extensions["db_engine"].pool, "invalidate",
+                 lambda dbapi_connection, _record, _error: dropped.append(dbapi_connection))
+    client = application.test_client()
+    assert client.get("/api/v1/images/1").status_code == 404
+    assert dropped == []
+    with engine.begin() as connection:  # a database error that is no disconnect
+        connection.execute(text("ALTER TABLE images RENAME TO images_gone"))
+    assert client.get("/api/v1/images/1").status_code == 503
+    assert len(dropped) == 1
+    engine.dispose()
+    application.extensions["db_engine"].dispose()
 
 
 def test_lookup_finds_a_path_that_is_not_utf8(tmp_path, settings_for):
