@@ -18,7 +18,9 @@ During --duration seconds:
   - at 1/3 of the run create_image_features.py processes a new batch of sample images
     (its own database `soak_jobs` on the same server, so the 100,000 images stay);
   - at 1/2 MariaDB is stopped and started again (scripts/mariadb.sh stop; start).
-Reports requests by status, failures outside the restart window, the recovery time after
+Before the mixed traffic and again after it (the same workers, after the restart), wrk
+measures the service alone as bench/bench_service.py does (--wrk-seconds per endpoint,
+32 connections), against the service's targets. Reports requests by status, failures outside the restart window, the recovery time after
 the server is back, worker exits and boots from gunicorn's log, segfaults from the kernel
 log (where dmesg is readable), RSS per worker at 1/6 of the run and at the end, p50/p99 per
 endpoint. Exit status 1 when a target is missed. --app-dir runs another checkout's
@@ -52,7 +54,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from sqlalchemy import delete, insert, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from bench_service import K, build_database, free_port, stop  # noqa: E402
+from bench_service import WRK_LUA, K, build_database, free_port, run_wrk, stop  # noqa: E402
 from db.engine import make_engine  # noqa: E402
 from db.models import POOL3, SPACE_IDS, ImageFeatures  # noqa: E402
 from db.neighbour_store import ListChanges, write_lists  # noqa: E402
@@ -62,6 +64,10 @@ HOT = range(1, 201)  # ids whose lists the writer rewrites and the checkers read
 WITH_FILES = 300  # ids 1..WITH_FILES get a JPEG on disk and a feature vector
 RESTART_SLACK = 5.0  # seconds after the server is back that still count as its window
 SAMPLES = sorted((ROOT / "sample_images").rglob("*.jpg"))
+# The service's throughput targets (bench/results/service.md): wrk, 32 connections.
+WRK_RUNS = [("api neighbours", "/api/v1/images/%d/neighbours"),
+            ("legacy image_name_and_neighbours", "/image_name_and_neighbours/%d")]
+WRK_CONNECTIONS, TARGET_RPS, TARGET_P99_MS = 32, 1000, 50
 
 
 def log(message: str) -> None:
@@ -259,6 +265,16 @@ def kernel_log() -> list[str] | None:
     return result.stdout.splitlines() if result.returncode == 0 else None
 
 
+def wrk_check(port: int, images: int, seconds: int, script: Path) -> dict[str, dict]:
+    """Measure the service alone on the endpoints of its throughput targets."""
+    results = {}
+    for label, path_format in WRK_RUNS:
+        run_wrk(port, path_format, images, 2, WRK_CONNECTIONS, 2, script)  # warm-up
+        results[label] = run_wrk(port, path_format, images, seconds, WRK_CONNECTIONS, 2,
+                                 script)
+    return results
+
+
 def run_feature_job(server: str, folder: Path) -> str:
     """Run create_image_features.py on a new batch in its own database; return how it ended."""
     url = make_url(server).set(database="soak_jobs")
@@ -299,8 +315,12 @@ def main() -> None:
                         help="SQLAlchemy driver for the service, e.g. mariadbconnector")
     parser.add_argument("--use-pure", action="store_true",
                         help="mysql-connector's pure Python mode for the service")
+    parser.add_argument("--wrk-seconds", type=int, default=15,
+                        help="wrk run per endpoint before and after the soak (0: none)")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
+    if args.wrk_seconds and not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (Debian package wrk); or pass --wrk-seconds 0")
 
     url = build_database(args.server, args.images, rebuild=False)
     work = Path(tempfile.mkdtemp(prefix="soak-"))
@@ -336,6 +356,12 @@ def main() -> None:
     else:
         raise SystemExit("gunicorn did not answer")
     kernel_before = kernel_log()
+    wrk_script = work / "random_ids.lua"
+    wrk_script.write_text(WRK_LUA)
+    wrk = {}
+    if args.wrk_seconds:
+        log("wrk before the soak")
+        wrk["start"] = wrk_check(port, args.images, args.wrk_seconds, wrk_script)
     mix = requests_mix(args.images)
     records: list = []
     stop_event = threading.Event()
@@ -380,11 +406,16 @@ def main() -> None:
             thread.join(40)
         if job_thread is not None:
             job_thread.join(600)
-        stop(server)
+        try:
+            if args.wrk_seconds and server.poll() is None:
+                log("wrk after the soak")
+                wrk["end"] = wrk_check(port, args.images, args.wrk_seconds, wrk_script)
+        finally:
+            stop(server)
     kernel_after = kernel_log()
     report, failed = summarize(args, records, restart, start, rss_early or {}, rss_end or {},
                                gunicorn_log.read_text(errors="replace"), kernel_before,
-                               kernel_after, writer, checkers, job_result)
+                               kernel_after, writer, checkers, job_result, wrk)
     print(report)
     if args.write:
         target = ROOT / "bench" / "results" / "reliability.md"
@@ -400,7 +431,7 @@ def main() -> None:
 
 
 def summarize(args, records, restart, start, rss_early, rss_end, gunicorn_text,
-              kernel_before, kernel_after, writer, checkers, job_result):
+              kernel_before, kernel_after, writer, checkers, job_result, wrk):
     """Return the report's text and whether a target was missed."""
     window = (restart[0], restart[1] + RESTART_SLACK) if restart else None
     by_status, bad_outside, bad_inside, slow_inside = Counter(), Counter(), Counter(), 0
@@ -477,15 +508,28 @@ def summarize(args, records, restart, start, rss_early, rss_end, gunicorn_text,
         f"- sessions killed (KILL CONNECTION): {killer[0].kills if killer else 'none asked'}",
         f"- feature job on a new batch of {min(40, len(SAMPLES))} JPEGs (during the run): "
         f"{job_result}",
-        "",
-        "| endpoint | requests | p50 ms | p99 ms |", "|---|---:|---:|---:|",
     ]
+    wrk_missed = False
+    if wrk:
+        lines.append(f"- the service alone (wrk, {WRK_CONNECTIONS} connections, "
+                     f"{args.wrk_seconds} s; targets >= {TARGET_RPS:,} req/s, p99 <= "
+                     f"{TARGET_P99_MS} ms), before the soak -> after it:")
+        for label, _ in WRK_RUNS:
+            runs = [wrk[when][label] for when in ("start", "end") if when in wrk]
+            lines.append(f"    {label}: " + " -> ".join(
+                f"{r['rps']:,.0f} req/s, p99 {r['p99_us'] / 1000:.1f} ms, "
+                f"{r['errors']} errors" for r in runs))
+            end = wrk.get("end", {}).get(label)
+            wrk_missed |= end is None or end["rps"] < TARGET_RPS or \
+                end["p99_us"] / 1000 > TARGET_P99_MS or end["errors"] > 0
+    lines += ["", "Mixed traffic (client threads in this script, on the same cores):", "",
+              "| endpoint | requests | p50 ms | p99 ms |", "|---|---:|---:|---:|"]
     for _label, *_ in requests_mix(args.images):
         values = sorted(latencies.get(_label, []))
         if values:
             lines.append(f"| {_label} | {len(values):,} | {values[len(values) // 2] * 1000:.1f}"
                          f" | {values[int(len(values) * 0.99)] * 1000:.1f} |")
-    failed = bool(exits or segfaults or outside_5xx or partial or slow_inside
+    failed = bool(exits or segfaults or outside_5xx or partial or slow_inside or wrk_missed
                   or (recovery is not None and recovery > 5.0)
                   or any(g > 5.0 for g in growth.values())
                   or bad_inside.get("503 without JSON"))

@@ -10,16 +10,13 @@ import os
 import sys
 from pathlib import Path
 
-import mysql.connector  # noqa: F401
 import pytest
 
-# mysql-connector's C extension cannot be loaded once TensorFlow is ("cannot allocate
-# memory in static TLS block") and the driver then falls back to pure Python without a
-# word. The jobs and the service load the driver before TensorFlow; so does this process,
-# whatever test imports TensorFlow first.
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+# First of the project's packages: `db` loads the MariaDB driver before any test can
+# import TensorFlow (see db/__init__.py).
 from db.scratch import scratch_database  # noqa: E402
 from settings import load_settings  # noqa: E402
 
