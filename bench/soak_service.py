@@ -20,12 +20,12 @@ During --duration seconds:
   - at 1/2 MariaDB is stopped and started again (scripts/mariadb.sh stop; start).
 Before the mixed traffic and again after it (the same workers, after the restart), wrk
 measures the service alone as bench/bench_service.py does (--wrk-seconds per endpoint,
-32 connections), against the service's targets. Reports requests by status, failures outside the restart window, the recovery time after
-the server is back, worker exits and boots from gunicorn's log, segfaults from the kernel
-log (where dmesg is readable), RSS per worker at 1/6 of the run and at the end, p50/p99 per
-endpoint. Exit status 1 when a target is missed. --app-dir runs another checkout's
-service (to compare code versions on the same load); --write records into
-bench/results/reliability.md.
+32 connections), against the service's targets. Reports requests by status, failures
+outside the restart window, the recovery time after the server is back, worker exits and
+boots from gunicorn's log, segfaults from the kernel log (where dmesg is readable), RSS
+per worker at 1/6 of the run and at the end, p50/p99 per endpoint. Exit status 1 when a
+target is missed. --app-dir runs another checkout's service (to compare code versions on
+the same load); --write records into bench/results/reliability.md.
 """
 from __future__ import annotations
 
