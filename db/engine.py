@@ -6,6 +6,7 @@ from urllib.parse import quote
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -39,10 +40,27 @@ def make_engine(database_url: str, read_only: bool = False) -> Engine:
 
         return engine
     engine = create_engine(url, pool_pre_ping=True, pool_recycle=3600)
+    treat_driver_errors_as_lost_connections(engine)
     if read_only:
         event.listen(engine, "connect", lambda connection, _record: read_only_session(
             connection))
     return engine
+
+
+def treat_driver_errors_as_lost_connections(engine: Engine) -> None:
+    """Make the C extension's own errors from commit() and rollback() database errors."""
+    # mysql-connector's C extension lets commit() and rollback() on a lost connection
+    # raise its MySQLInterfaceError, which is not a DB-API error: SQLAlchemy passes it
+    # on as it is, callers that handle database errors miss it (a job's one-line exit
+    # became a traceback), and the broken connection would stay in the pool.
+    @event.listens_for(engine, "handle_error")
+    def _as_lost_connection(context):
+        error = context.original_exception
+        if type(error).__module__ == "_mysql_connector":
+            context.is_disconnect = True
+            return OperationalError(context.statement, context.parameters, error,
+                                    connection_invalidated=True)
+        return None
 
 
 def read_only_session(dbapi_connection) -> None:
