@@ -18,8 +18,8 @@ import argparse
 import os
 import sys
 
-from batch import legacy_database_url, main as main_of_job, setup_logging, summary_lines
-from settings import load_settings
+from runtime.batch import legacy_database_url, main as main_of_job, setup_logging, summary_lines
+from runtime.settings import load_settings
 
 PROG = "create_image_features.py"
 # TensorFlow's C++ start-up chatter (oneDNN, CPU features) drowns cron mail; warnings stay.
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
     setup_logging(settings.log_level, args.quiet)
-    from features.job import run  # after logging: the model import logs
+    from jobs.features.job import run  # after logging: the model import logs
     label = "dry run, nothing changed; would process" if args.dry_run else "done"
     return main_of_job(PROG, lambda: run(settings, quiet=args.quiet, dry_run=args.dry_run,
                                          limit=args.limit, retry_failed=args.retry_failed),

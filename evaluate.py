@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from batch import JobError, connect, settings_or_none, setup_logging, short_error
+from runtime.batch import JobError, connect, settings_or_none, setup_logging, short_error
 
 PROG = "evaluate.py"
 
@@ -63,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     if settings is None:
         return 1
     setup_logging(settings.log_level, quiet=True)
-    from evaluation.ground_truth import GroundTruthError, read_csv
-    from evaluation.report import evaluate
+    from jobs.evaluation.ground_truth import GroundTruthError, read_csv
+    from jobs.evaluation.report import evaluate
     try:
         rows = read_csv(args.ground_truth)
         engine = connect(settings.database_url, read_only=True)

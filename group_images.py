@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from batch import legacy_database_url, main as main_of_job, setup_logging, summary_lines
-from settings import load_settings
+from runtime.batch import legacy_database_url, main as main_of_job, setup_logging, summary_lines
+from runtime.settings import load_settings
 
 PROG = "group_images.py"
 
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
     setup_logging(settings.log_level, args.quiet)
-    from grouping.run import BLOCK_ROWS, run
+    from jobs.grouping.run import BLOCK_ROWS, run
     label = "dry run, nothing changed; would do" if args.dry_run else "done"
     return main_of_job(PROG, lambda: run(settings, full=args.full, dry_run=args.dry_run,
                                          quiet=args.quiet, relearn=args.relearn,

@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from batch import main as main_of_job, settings_or_none, setup_logging, summary_lines
+from runtime.batch import main as main_of_job, settings_or_none, setup_logging, summary_lines
 
 PROG = "import_metadata.py"
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     if settings is None:
         return 1
     setup_logging(settings.log_level)
-    from catalogue.job import run
+    from jobs.catalogue.job import run
     label = "dry run, nothing changed; would import" if args.dry_run else "done"
     return main_of_job(PROG, lambda: run(settings, args.csv, dry_run=args.dry_run,
                                          skip_bad=args.skip_bad),

@@ -17,7 +17,7 @@ import argparse
 import csv
 import sys
 
-from batch import JobError, connect, settings_or_none
+from runtime.batch import JobError, connect, settings_or_none
 from db.models import POOL3, SPACE_IDS
 
 PROG = "report_duplicates.py"
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_or_none(PROG)
     if settings is None:
         return 1
-    from grouping.duplicates import describe, find_groups
+    from db.duplicates import describe, find_groups
     from sqlalchemy.exc import SQLAlchemyError
     max_distance = (settings.duplicate_distance if args.max_distance is None
                     else args.max_distance)

@@ -13,15 +13,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from batch import JobError, connect
+from runtime.batch import JobError, connect
 from db.models import POOL3, SPACE_IDS
-from settings import load_settings
+from runtime.settings import load_settings
 
 PROG = "report_hubs.py"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    from grouping.hubs import FACTOR
+    from db.hubs import FACTOR
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("--space", choices=tuple(SPACE_IDS), default=POOL3)
     parser.add_argument("--factor", type=float, default=FACTOR, metavar="F",
@@ -40,7 +40,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from sqlalchemy.exc import SQLAlchemyError
-    from grouping.hubs import find_hubs
+    from db.hubs import find_hubs
     try:
         settings = load_settings()
         engine = connect(settings.database_url, read_only=True)

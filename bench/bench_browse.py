@@ -25,7 +25,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from contextlib import contextmanager  # noqa: E402
 
@@ -181,7 +180,7 @@ def main() -> int:
         }
         engine.dispose()
         from service import create_app
-        from settings import load_settings
+        from runtime.settings import load_settings
         app = create_app(load_settings({"DATABASE_URL": url}, env={}, env_file=None))
         client = app.test_client()
         print(f"\n{args.images:,} images, {args.limit} per page, page 1 vs page "

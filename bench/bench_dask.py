@@ -1,9 +1,9 @@
 """Measure both jobs in-process against a Dask LocalCluster on this machine, in one run.
 
-- features: features.job.run on archive-sized photos (bench_features.make_photos) into
+- features: jobs.features.job.run on archive-sized photos (bench_features.make_photos) into
   fresh SQLite files, in-process (the model loaded before the clock) and on the cluster
   (its workers' models loaded by a warm-up run before the clock);
-- grouping: grouping.run.run, a full run over N pool_3-like vectors and then an
+- grouping: jobs.grouping.run.run, a full run over N pool_3-like vectors and then an
   incremental one after M new images, into fresh SQLite files, in-process and on the
   cluster;
 - what a cluster costs before any work: starting it, and each worker's first model load.
@@ -27,14 +27,12 @@ from pathlib import Path
 from sqlalchemy import select
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_features import files_of, make_photos  # noqa: E402
 from bench_grouping import fill_database, pool3_like  # noqa: E402
 from db.engine import make_engine  # noqa: E402
 from db.models import ImageFeatures, ImageNeighbour  # noqa: E402
-from settings import load_settings  # noqa: E402
+from runtime.settings import load_settings  # noqa: E402
 
 
 def settings_for(url: str, folder: Path, **values):
@@ -87,8 +85,8 @@ def main() -> int:
 
     from distributed import Client, LocalCluster
 
-    from features.job import run as run_features
-    from grouping.run import run as run_grouping
+    from jobs.features.job import run as run_features
+    from jobs.grouping.run import run as run_grouping
     from model import load_extractor
 
     work = Path(tempfile.mkdtemp(prefix="bench-dask-"))

@@ -19,11 +19,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from model import load_extractor  # noqa: E402
 from model.preprocess import load_image  # noqa: E402
-from settings import load_settings  # noqa: E402
+from runtime.settings import load_settings  # noqa: E402
 
 GFLOP_PER_IMAGE = 11.5  # Inception v3 at 299x299, multiply and add counted apart
 MATMUL_GFLOP = 2 * 4096 * 2048 * 8192 / 1e9

@@ -4,7 +4,7 @@ On archive-sized photos (flower photos from ../shared/data upscaled to LONG_SIDE
 the long side, written once to a folder outside the repository), in the same process:
 
 - extractor alone: the model on pre-decoded (n, 299, 299, 3) batches; the ceiling;
-- end to end: features.job.run (walk, plan, register, read + hash + decode in threads,
+- end to end: jobs.features.job.run (walk, plan, register, read + hash + decode in threads,
   model, batched commits) into a fresh SQLite file and a fresh MariaDB database;
 - one at a time: what the replaced system did: per file read, decode, model on a
   batch of one, insert the image and its features, commit.
@@ -35,15 +35,14 @@ from sqlalchemy import create_engine, insert, text
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from db.engine import make_engine, upgrade  # noqa: E402
 from db.models import Image, ImageFeatures, utcnow  # noqa: E402
-from db.vectors import encode_vector  # noqa: E402
-from features.job import run  # noqa: E402
+from numerics.vectors import encode_vector  # noqa: E402
+from jobs.features.job import run  # noqa: E402
 from model import load_extractor  # noqa: E402
 from model.preprocess import load_image  # noqa: E402
-from settings import load_settings  # noqa: E402
+from runtime.settings import load_settings  # noqa: E402
 
 FLOWERS = ROOT.parent / "shared" / "data" / "oxford-flowers102-valtest"
 MAX_PIXELS = 200_000_000

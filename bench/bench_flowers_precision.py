@@ -20,11 +20,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from model import load_extractor  # noqa: E402
 from model.preprocess import load_image  # noqa: E402
-from settings import load_settings  # noqa: E402
+from runtime.settings import load_settings  # noqa: E402
 
 
 def precision_at(vectors: np.ndarray, groups: np.ndarray, ks=(1, 10)) -> dict[int, float]:

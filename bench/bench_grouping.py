@@ -30,9 +30,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from grouping.engine import ExactIndex  # noqa: E402
+from numerics.engine import ExactIndex  # noqa: E402
 
 D = 2048
 
@@ -141,7 +140,7 @@ def section_spaces(args, report):
     the learning (done once)."""
     from datetime import datetime
 
-    from grouping.whitening import learn
+    from numerics.whitening import learn
 
     n, dimensions = args.spaces_n, args.spaces_d
     base = pool3_like(n, seed=3)
@@ -225,7 +224,7 @@ def fill_database(url: str, vectors: np.ndarray) -> list[int]:
 
     from db.engine import make_engine, upgrade
     from db.models import Image, ImageFeatures
-    from db.vectors import MODEL_NAME
+    from numerics.vectors import MODEL_NAME
 
     engine = make_engine(url)
     upgrade(engine)

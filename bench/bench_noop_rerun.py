@@ -5,7 +5,7 @@ need not be real JPEGs: an unchanged file is never opened), registers them as 'o
 with a direct bulk insert, then times in the same process:
 
 - floor: the bare walk (os.scandir + stat of every file), what any rerun must pay;
-- no-op rerun: features.job.run over the registered folder (migrations check, job row,
+- no-op rerun: jobs.features.job.run over the registered folder (migrations check, job row,
   walk, one paged query of all rows, plan; nothing to decode: the model stand-in given to
   it raises if it is ever called);
 - naive baseline: the same walk with one SELECT per file (what a per-file job does),
@@ -30,13 +30,12 @@ from sqlalchemy import create_engine, insert, select, text
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from db.engine import make_engine, upgrade  # noqa: E402
 from db.models import Image, utcnow  # noqa: E402
-from features.job import run  # noqa: E402
-from features.scan import scan  # noqa: E402
-from settings import load_settings  # noqa: E402
+from jobs.features.job import run  # noqa: E402
+from jobs.features.scan import scan  # noqa: E402
+from runtime.settings import load_settings  # noqa: E402
 
 PER_FOLDER = 1000
 

@@ -39,7 +39,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import insert  # noqa: E402
 
@@ -47,7 +46,7 @@ from db.engine import make_engine, upgrade  # noqa: E402
 from db.models import OK, Image, ImageFeatures, ImageNeighbour, Job  # noqa: E402
 from db.paths import text_hash as path_hash  # noqa: E402
 from db.scratch import scratch_database  # noqa: E402
-from db.vectors import DIMENSIONS, MODEL_NAME  # noqa: E402
+from numerics.vectors import DIMENSIONS, MODEL_NAME  # noqa: E402
 
 LISTS = 2000  # images with a neighbour list (the pages the clients ask for)
 BATCH = 1000
@@ -236,7 +235,7 @@ def main() -> None:
                              "measured one after the other (0: automatic)")
     parser.add_argument("--model-alone", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    from settings import load_settings, search_bounds
+    from runtime.settings import load_settings, search_bounds
     if args.model_alone is not None:  # the child process of model_alone_process
         settings = load_settings()
         print(json.dumps(model_alone(megapixel_jpeg(), args.searches, settings,

@@ -40,7 +40,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import (Column, Integer, MetaData, Table, create_engine, func,  # noqa: E402
                         insert, literal, select, text)

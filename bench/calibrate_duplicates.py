@@ -25,11 +25,10 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from model import load_extractor  # noqa: E402
 from model.preprocess import load_image  # noqa: E402
-from settings import load_settings  # noqa: E402
+from runtime.settings import load_settings  # noqa: E402
 
 SAMPLES = ROOT / "sample_images"
 # Edits of sample_images/ that keep the whole picture: near-duplicates of their source.

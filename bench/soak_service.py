@@ -48,8 +48,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
 from sqlalchemy import delete, insert, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
@@ -58,7 +56,7 @@ from bench_service import WRK_LUA, K, build_database, free_port, run_wrk, stop  
 from db.engine import make_engine  # noqa: E402
 from db.models import POOL3, SPACE_IDS, ImageFeatures  # noqa: E402
 from db.neighbour_store import ListChanges, write_lists  # noqa: E402
-from db.vectors import MODEL_NAME  # noqa: E402
+from numerics.vectors import MODEL_NAME  # noqa: E402
 
 HOT = range(1, 201)  # ids whose lists the writer rewrites and the checkers read
 WITH_FILES = 300  # ids 1..WITH_FILES get a JPEG on disk and a feature vector

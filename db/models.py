@@ -134,7 +134,7 @@ class Space(Base):
     id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
     name: Mapped[str] = mapped_column(String(32), nullable=False, unique=True)
     dimensions: Mapped[int | None] = mapped_column(Integer)
-    # The learned projection (grouping.whitening.Projection.to_bytes); None for pool3.
+    # The learned projection (numerics.whitening.Projection.to_bytes); None for pool3.
     projection: Mapped[bytes | None] = mapped_column(
         LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb"))
     # What it was learned with (JSON: the dimensions asked for, the shrinkage), from how

@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, delete, func, select, text, tuple_, update
 from sqlalchemy.engine import Connection, Engine
 
 from db.models import OK, GroupingExclusion, Image, ImageFeatures, ImageNeighbour, Job, NeighbourList
-from db.vectors import DIMENSIONS, decode_vector
+from numerics.vectors import DIMENSIONS, decode_vector
 
 _IN_CHUNK = 1000      # ids per IN (...) list
 

@@ -25,10 +25,9 @@ import sys
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT))
 
-from batch import JobError, setup_logging, summary_lines  # noqa: E402
-from settings import load_settings  # noqa: E402
+from runtime.batch import JobError, setup_logging, summary_lines  # noqa: E402
+from runtime.settings import load_settings  # noqa: E402
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -74,11 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         cluster.scale(jobs=args.jobs)
         try:
             if not args.grouping_only:
-                from features.job import run as features
+                from jobs.features.job import run as features
                 print("\n".join(summary_lines("features", features(settings,
                                                                     scheduler=cluster))))
             if not args.features_only:
-                from grouping.run import run as grouping
+                from jobs.grouping.run import run as grouping
                 import group_images
                 print("\n".join(group_images.summary("grouping",
                                                      grouping(settings, scheduler=cluster))))

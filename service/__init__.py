@@ -9,7 +9,7 @@ import logging
 from flask import Flask
 from flask_cors import CORS
 
-from settings import Settings, load_settings
+from runtime.settings import Settings, load_settings
 
 
 def create_app(settings: Settings | None = None, test_config: dict | None = None) -> Flask:

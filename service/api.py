@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from db import browse, read
 from db.models import Image
-from db.vectors import decode_vector
+from numerics.vectors import decode_vector
 from service import database, duplicates, search, serialize
 from service.browsing import browse_request
 from service.errors import MAX_ID, ApiError, check_image, get_image_or_error, int_param, \

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from flask import current_app, render_template, request, url_for
 
 from db import read
-from grouping import duplicates
+from db import duplicates
 from service import database
 from service.errors import ApiError, int_param, space_param
 

@@ -30,9 +30,9 @@ from sqlalchemy.engine import Engine, make_url
 
 from db.models import POOL3, WHITENED, Job
 from db.neighbour_store import vector_pages
-from db.vectors import DIMENSIONS
-from grouping.engine import ExactIndex
-from grouping.spaces import stored_whitening, token
+from numerics.vectors import DIMENSIONS
+from numerics.engine import ExactIndex
+from jobs.grouping.spaces import stored_whitening, token
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 # First of the project's packages: `db` loads the MariaDB driver before any test can
 # import TensorFlow (see db/__init__.py).
 from db.scratch import scratch_database  # noqa: E402
-from settings import load_settings  # noqa: E402
+from runtime.settings import load_settings  # noqa: E402
 
 
 def _mariadb_server_url() -> str:

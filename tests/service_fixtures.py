@@ -24,8 +24,8 @@ from db.models import FAILED, MISSING, OK, PENDING, POOL3, SPACE_IDS, WHITENED, 
     ImageFeatures, ImageNeighbour, Job, Space
 from db.paths import text_hash as path_hash
 from db.scratch import scratch_database
-from db.vectors import DIMENSIONS, MODEL_NAME, encode_vector
-from settings import load_settings
+from numerics.vectors import DIMENSIONS, MODEL_NAME, encode_vector
+from runtime.settings import load_settings
 
 SEED = 20151205
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from features.job import run
+from jobs.features.job import run
 from features_support import (AS_OTHER_USER, MODEL_CACHE, ROOT, image_rows, open_tmp,
                               picture, shared_extractor, write_jpeg)
 

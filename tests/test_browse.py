@@ -53,9 +53,9 @@ def archive(request, tmp_path_factory):
 
 
 def _with_catalogue(archive, root):
-    from catalogue.job import run
+    from jobs.catalogue.job import run
     from db.engine import make_engine
-    from settings import load_settings
+    from runtime.settings import load_settings
     csv_path = root / "catalogue.csv"
     csv_path.write_text(CATALOGUE, encoding="utf-8")
     settings = load_settings({"DATABASE_URL": archive.url}, env={}, env_file=None)

@@ -21,8 +21,8 @@ CATALOGUE = ("path,external_id,title,url\n"
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser-browse")
     archive = build_archive(f"sqlite:///{root / 'images.sqlite3'}", root, BROWSE_SPECS)
-    from catalogue.job import run
-    from settings import load_settings
+    from jobs.catalogue.job import run
+    from runtime.settings import load_settings
     (root / "catalogue.csv").write_text(CATALOGUE, encoding="utf-8")
     run(load_settings({"DATABASE_URL": archive.url}, env={}, env_file=None),
         root / "catalogue.csv", out=io.StringIO())

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from features.job import run as run_features
+from jobs.features.job import run as run_features
 from features_support import shared_extractor
-from grouping.run import run as run_grouping
-from settings import load_settings
+from jobs.grouping.run import run as run_grouping
+from runtime.settings import load_settings
 from test_browser import ARTIFACTS, ROOT, browser, gunicorn  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.browser

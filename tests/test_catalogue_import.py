@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, select
 
-from batch import JobError
-from catalogue import csv_file
-from catalogue.job import run
-from catalogue.plan import apply, make_plan
+from runtime.batch import JobError
+from jobs.catalogue import csv_file
+from jobs.catalogue.job import run
+from jobs.catalogue.plan import apply, make_plan
 from db.engine import make_engine, upgrade
 from db.models import MISSING, OK, CatalogueRecord, Image
 from db.paths import text_hash as path_hash

@@ -17,9 +17,9 @@ from sqlalchemy import func, select
 from db.engine import make_engine, upgrade
 from db.models import POOL3, WHITENED, Image, ImageFeatures, Job
 from db.scratch import scratch_database
-from features.job import run as run_features
+from jobs.features.job import run as run_features
 from features_support import ROOT, shared_extractor
-from grouping.run import run as run_grouping
+from jobs.grouping.run import run as run_grouping
 from test_grouping import add_images, change_image, embed, expected_lists, stored_lists, \
     whitened_lists_are_exact
 
@@ -75,7 +75,7 @@ def in_process(tmp_path_factory):
 
 
 def _settings(url, folder, **values):
-    from settings import load_settings
+    from runtime.settings import load_settings
     return load_settings({"DATABASE_URL": url, "IMAGE_ROOT": str(SAMPLES),
                           "MODEL_CACHE": str(ROOT / "data" /
                                              "inception_v3_2015_12_05.weights.h5"),
@@ -170,7 +170,7 @@ def two_databases(request, tmp_path):
 
 def test_the_grouping_job_on_a_cluster_equals_an_in_process_run(two_databases, tmp_path,
                                                                 client, monkeypatch):
-    from grouping import whitening
+    from numerics import whitening
     monkeypatch.setattr(whitening, "MIN_IMAGES", 4)  # learn the space from 60 images
     rng = np.random.default_rng(17)
     small = rng.integers(-3, 4, size=(60, 6)).astype(np.float32)
@@ -264,8 +264,8 @@ def test_the_slurm_example_writes_a_job_script_for_this_checkout():
 
 def test_an_unreachable_scheduler_stops_the_job_with_one_line(sqlite_url, tmp_path,
                                                              monkeypatch):
-    import distribute
-    from batch import JobError
+    from runtime import distribute
+    from runtime.batch import JobError
     monkeypatch.setattr(distribute, "CONNECT_TIMEOUT", "2s")
     engine = make_engine(sqlite_url)
     upgrade(engine)

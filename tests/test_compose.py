@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from db.engine import make_engine, make_sessionmaker, upgrade
 from db.models import Image
-from settings import SETTINGS
+from runtime.settings import SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")

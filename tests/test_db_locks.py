@@ -6,11 +6,9 @@ import pytest
 
 from db.engine import make_engine
 from db.locks import LockHeld, run_lock
-from features_support import ROOT
 
 HOLDER = """
 import sys, time
-sys.path.insert(0, {root!r})
 from db.engine import make_engine
 from db.locks import run_lock
 with run_lock(make_engine({url!r}), "features"):
@@ -20,8 +18,7 @@ with run_lock(make_engine({url!r}), "features"):
 
 
 def test_a_killed_holder_frees_the_lock(database_url):
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER.format(root=str(ROOT),
-                                                                   url=database_url)],
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER.format(url=database_url)],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"

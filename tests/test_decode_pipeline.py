@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 
-from features.extract import computed, decode_threads
-from features.plan import NEW, FileTask
+from jobs.features.extract import computed, decode_threads
+from jobs.features.plan import NEW, FileTask
 from features_support import ROOT, shared_extractor
 from model.preprocess import load_image
 

@@ -19,12 +19,12 @@ from conftest import _mariadb_server_url
 from db.engine import make_engine
 from db.models import Image, ImageFeatures, ImageNeighbour
 from db.scratch import scratch_database
-from features.job import run as run_features
+from jobs.features.job import run as run_features
 from features_support import ROOT, shared_extractor
-from grouping import duplicates, hubs
-from grouping.run import run as run_grouping
+from db import duplicates, hubs
+from jobs.grouping.run import run as run_grouping
 from service import create_app
-from settings import load_settings
+from runtime.settings import load_settings
 
 SAMPLES = ROOT / "sample_images"
 K = 10

@@ -9,9 +9,9 @@ from sqlalchemy import select
 
 from db.engine import make_engine
 from db.models import Image, ImageFeatures
-from db.vectors import decode_vector
-from features.job import run as run_features
-from grouping.run import run as run_grouping
+from numerics.vectors import decode_vector
+from jobs.features.job import run as run_features
+from jobs.grouping.run import run as run_grouping
 from service import create_app
 from features_support import ROOT, shared_extractor
 

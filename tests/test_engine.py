@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.spatial.distance import cdist
 
-from grouping import engine, kernels
-from grouping.engine import ExactIndex, error_coefficient, exact_squared_distances
+from numerics import engine, kernels
+from numerics.engine import ExactIndex, error_coefficient, exact_squared_distances
 
 
 def brute_force(query, query_ids, base, base_ids, k):

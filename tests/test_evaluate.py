@@ -15,9 +15,9 @@ from sqlalchemy import insert
 from db.engine import make_engine, upgrade
 from db.models import SPACE_IDS, Image, ImageNeighbour, Space
 from db.paths import text_hash as path_hash
-from evaluation.ground_truth import GroundTruthError, read_csv
-from evaluation.metrics import score
-from evaluation.report import evaluate
+from jobs.evaluation.ground_truth import GroundTruthError, read_csv
+from jobs.evaluation.metrics import score
+from jobs.evaluation.report import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 PATHS = {1: "a/1.jpg", 2: "a/2.jpg", 3: "a/3.jpg", 4: "b/1.jpg", 5: "b/2.jpg",

@@ -11,12 +11,12 @@ from hypothesis import HealthCheck, assume, given, settings as hypothesis_settin
     strategies as st
 from sqlalchemy import delete, select, update
 
-from batch import JobError
+from runtime.batch import JobError
 from db.models import WHITENED, GroupingExclusion, Image, ImageFeatures, ImageNeighbour, \
     Job, NeighbourList, Space
-from grouping import exclusions
-from grouping.run import run as run_job
-from grouping.spaces import stored_whitening
+from jobs.grouping import exclusions
+from jobs.grouping.run import run as run_job
+from jobs.grouping.spaces import stored_whitening
 from test_grouping import (_database, add_images, apply_step, embed, expected_lists,
                            few_to_learn,  # noqa: F401
                            flagged, job_rows, run, run_interrupted, small_vector,

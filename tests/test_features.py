@@ -12,8 +12,8 @@ from sqlalchemy import select, update
 from db.engine import make_engine, upgrade
 from db.locks import run_lock
 from db.models import Image, ImageFeatures, Job
-from db.vectors import MODEL_NAME
-from features.job import JobError, run
+from numerics.vectors import MODEL_NAME
+from jobs.features.job import JobError, run
 from features_support import feature_rows, image_rows, shared_extractor, write_jpeg
 from model.preprocess import load_image
 

@@ -19,7 +19,7 @@ from sqlalchemy import func, select, update
 
 from db.engine import make_engine
 from db.models import Image, Job
-from features.job import run
+from jobs.features.job import run
 from features_support import ROOT, MODEL_CACHE, by_path, image_rows, shared_extractor, \
     write_jpeg
 

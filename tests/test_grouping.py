@@ -20,13 +20,13 @@ from db.engine import make_engine, upgrade
 from db.jobs import start_job
 from db.models import (MISSING, OK, POOL3, SPACE_IDS, WHITENED, Image, ImageFeatures,
                        ImageNeighbour, Job, NeighbourList, Space)
-from db.vectors import DIMENSIONS, MODEL_NAME, encode_vector
-from grouping import vector_cache
-from grouping import whitening
-from grouping.engine import ExactIndex, exact_squared_distances
-from grouping.spaces import stored_whitening
-from grouping.plan import ALL, NONE, starting_point
-from grouping.run import MERGES_PER_BLOCK, run as run_job
+from numerics.vectors import DIMENSIONS, MODEL_NAME, encode_vector
+from jobs.grouping import vector_cache
+from numerics import whitening
+from numerics.engine import ExactIndex, exact_squared_distances
+from jobs.grouping.spaces import stored_whitening
+from jobs.grouping.plan import ALL, NONE, starting_point
+from jobs.grouping.run import MERGES_PER_BLOCK, run as run_job
 
 _names = itertools.count()
 

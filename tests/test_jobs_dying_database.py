@@ -26,10 +26,10 @@ from sqlalchemy.engine import make_url
 from db.engine import make_engine, upgrade
 from db.models import OK, Image, ImageFeatures, ImageNeighbour, Job, NeighbourList
 from db.paths import text_hash
-from db.vectors import DIMENSIONS, MODEL_NAME, encode_vector
-from features.job import run as run_features
+from numerics.vectors import DIMENSIONS, MODEL_NAME, encode_vector
+from jobs.features.job import run as run_features
 from features_support import MODEL_CACHE, ROOT, shared_extractor, write_jpeg
-from grouping.run import run as run_grouping
+from jobs.grouping.run import run as run_grouping
 from test_features_kill import assert_same
 
 pytestmark = pytest.mark.slow

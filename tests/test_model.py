@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from db.vectors import DIMENSIONS, MODEL_NAME
+from numerics.vectors import DIMENSIONS, MODEL_NAME
 from model import Extractor, load_extractor
 from model.extractor import cache_is_current, load_network
 from model.network import build_network

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from db.feature_store import KnownImage
-from features.plan import CHANGED, NEW, REAPPEARED, RETRY, make_plan
-from features.scan import Scan, ScannedFile, scan
+from jobs.features.plan import CHANGED, NEW, REAPPEARED, RETRY, make_plan
+from jobs.features.scan import Scan, ScannedFile, scan
 from features_support import AS_OTHER_USER, open_tmp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,7 +64,7 @@ def test_non_utf8_name_keeps_exact_identity_and_storable_text(tmp_path):
 
 
 def test_unreadable_folder_is_reported_and_skipped():
-    code = ("import json, sys; from pathlib import Path; from features.scan import scan; "
+    code = ("import json, sys; from pathlib import Path; from jobs.features.scan import scan; "
             "s = scan(Path(sys.argv[1])); "
             "print(json.dumps([[f.rel for f in s.files], s.unreadable_dirs]))")
     with open_tmp() as root:

@@ -20,7 +20,7 @@ from service_fixtures import (app, archive, client, settings_for_archive,  # noq
 from db.engine import make_engine
 from db.models import Image, ImageNeighbour
 from service import create_app, database
-from settings import load_settings
+from runtime.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -18,12 +18,12 @@ from db.engine import make_engine, make_sessionmaker
 from db.models import OK, WHITENED, Image, ImageFeatures, Space
 from db.paths import text_hash as path_hash
 from db.scratch import scratch_database
-from db.vectors import DIMENSIONS, MODEL_NAME, decode_vector, encode_vector
-from features.job import run as run_features
+from numerics.vectors import DIMENSIONS, MODEL_NAME, decode_vector, encode_vector
+from jobs.features.job import run as run_features
 from features_support import MODEL_CACHE, ROOT, shared_extractor
-from grouping.run import run as run_grouping
+from jobs.grouping.run import run as run_grouping
 from service import create_app
-from settings import load_settings
+from runtime.settings import load_settings
 
 SAMPLES = ROOT / "sample_images"
 SEEDED = 200  # seeded vectors beside the samples: enough to learn the whitened space
@@ -334,7 +334,7 @@ def test_the_page_searches_with_a_plain_form_post(collection):
 
 
 def test_automatic_search_bounds_leave_half_the_cores_to_the_other_endpoints():
-    from settings import search_bounds
+    from runtime.settings import search_bounds
     # (cores) -> (concurrency, threads): concurrency × threads ≤ max(1, cores / 2).
     assert search_bounds(0, 0, cores=1) == (1, 1)
     assert search_bounds(0, 0, cores=2) == (1, 1)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from settings import SETTINGS
+from runtime.settings import SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from grouping.whitening import Projection, learn
+from numerics.whitening import Projection, learn
 
 WHEN = datetime(2026, 11, 25, 12, 0, 0, 123456)
 

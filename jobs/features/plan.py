@@ -5,12 +5,12 @@ from dataclasses import dataclass, field
 
 from db.feature_store import KnownImage
 from db.models import FAILED, MISSING, OK, PENDING
-from features.scan import Scan, ScannedFile
+from jobs.features.scan import Scan, ScannedFile
 
 # Kinds of work. NEW: no result yet (new file, or 'pending' after a killed run).
 # CHANGED: size or mtime differ; the content hash decides. REAPPEARED: was 'missing'.
 # RETRY: 'failed' and unchanged, retried on request. OUTDATED: unchanged, but its
-# vector was made by an earlier model or decoding (db.vectors.OUTDATED_MODELS).
+# vector was made by an earlier model or decoding (numerics.vectors.OUTDATED_MODELS).
 NEW, CHANGED, REAPPEARED, RETRY, OUTDATED = "new", "changed", "reappeared", "retry", "outdated"
 KINDS = (NEW, CHANGED, REAPPEARED, RETRY, OUTDATED)
 

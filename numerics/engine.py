@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
-from grouping import kernels
+from numerics import kernels
 
 _UNIT = 2.0 ** -24  # float32 unit roundoff
 # The float64 re-ranking errs by at most about d·2⁻⁵³ relative; this slack (relative to

@@ -22,8 +22,8 @@ from sqlalchemy.engine import Engine
 from db.feature_store import ImageResult, write_results
 from db.models import FAILED, OK
 from db.paths import stored_text
-from db.vectors import encode_vector
-from features.plan import CHANGED, NEW, OUTDATED, REAPPEARED, RETRY, FileTask
+from numerics.vectors import encode_vector
+from jobs.features.plan import CHANGED, NEW, OUTDATED, REAPPEARED, RETRY, FileTask
 from model.preprocess import ImageError, load_image
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from datetime import datetime
 
 import numpy as np
 
-from grouping import kernels
+from numerics import kernels
 
 # Fewer images than this and the space is not learned: from 150 up, every one of a
 # dozen random subsets of the flowers was better than pool3 on every measure.

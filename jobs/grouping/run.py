@@ -17,7 +17,7 @@ import numpy as np
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine, make_url
 
-from batch import JobError, JobRun, Progress, connect, one_run_at_a_time, recorded, \
+from runtime.batch import JobError, JobRun, Progress, connect, one_run_at_a_time, recorded, \
     short_error
 from db import neighbour_store as store
 from db.engine import make_engine
@@ -25,17 +25,17 @@ from db.feature_store import other_models
 from db.models import WHITENED
 from db.neighbour_store import Changed
 from db.space_store import count_lists, save_space
-from db.vectors import MODEL_NAME
-from grouping import exclusions
-from grouping import spaces as spaces_module
-from distribute import OnDemand, SchedulerError
-from grouping.compute import InProcess, OnCluster
-from grouping.mapper import Entering
-from grouping.plan import ALL, Plan, make_plan
-from grouping.reader import CACHE_TOKEN, Reader
-from grouping.spaces import SpaceRun
-from grouping.writer import Writer
-from settings import Settings
+from numerics.vectors import MODEL_NAME
+from jobs.grouping import exclusions
+from jobs.grouping import spaces as spaces_module
+from runtime.distribute import OnDemand, SchedulerError
+from jobs.grouping.compute import InProcess, OnCluster
+from jobs.grouping.mapper import Entering
+from jobs.grouping.plan import ALL, Plan, make_plan
+from jobs.grouping.reader import CACHE_TOKEN, Reader
+from jobs.grouping.spaces import SpaceRun
+from jobs.grouping.writer import Writer
+from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def _waiting_for_features(engine: Engine) -> dict | None:
     """Return the counts of a run that must wait for the feature job, or None.
 
     Vectors of two models are not comparable: while the feature job recomputes the
-    vectors of an earlier model (db.vectors.OUTDATED_MODELS), the lists stay as they
+    vectors of an earlier model (numerics.vectors.OUTDATED_MODELS), the lists stay as they
     are, every one made from vectors of one model, until all are recomputed.
     """
     outdated = sum(other_models(engine, MODEL_NAME).values())

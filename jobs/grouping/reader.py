@@ -16,9 +16,9 @@ from sqlalchemy.engine import Engine
 from db import neighbour_store as store
 from db.models import SPACE_IDS
 from db.neighbour_store import Changed
-from db.vectors import DIMENSIONS
-from grouping.mapper import Block, Entering
-from grouping.vector_cache import VectorCache
+from numerics.vectors import DIMENSIONS
+from jobs.grouping.mapper import Block, Entering
+from jobs.grouping.vector_cache import VectorCache
 
 log = logging.getLogger(__name__)
 

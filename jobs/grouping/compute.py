@@ -3,7 +3,7 @@
 Both give the same lists, bit for bit: the engine is exact, its distances come from one
 float64 kernel whatever the blocking, and ties are broken by neighbour id. The job reads
 and writes the database itself and hands the mapper only arrays:
-- InProcess runs grouping.mapper on one ExactIndex, a full space through search_all
+- InProcess runs jobs.grouping.mapper on one ExactIndex, a full space through search_all
   (each distance block serves both its sides);
 - OnCluster scatters the space's index to every worker once (broadcast) and sends query
   blocks to them: a block of rows to search (full runs: twice the products of
@@ -18,10 +18,10 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from batch import JobError
+from runtime.batch import JobError
 from db.neighbour_store import ListChanges
-from grouping.engine import ExactIndex
-from grouping.mapper import Block, Entering, map_block, search_new
+from numerics.engine import ExactIndex
+from jobs.grouping.mapper import Block, Entering, map_block, search_new
 
 IN_FLIGHT_PER_THREAD = 2  # blocks queued per worker thread, so none waits for work
 
@@ -60,7 +60,7 @@ class OnCluster:
     """The mapper on the workers of a distributed Client."""
 
     def __init__(self, client, vectors: np.ndarray, ids: np.ndarray, memory_bytes: int):
-        from distribute import threads_per_worker
+        from runtime.distribute import threads_per_worker
         self.client = client
         self.ids = np.asarray(ids, dtype=np.int64)
         # One engine thread per task: the workers' threads are the parallelism (a worker
@@ -94,7 +94,7 @@ class OnCluster:
     def _in_order(self, calls) -> Iterator[tuple[np.ndarray, object]]:
         """Submit calls (key, function, arguments after the index) a window ahead; yield
         (key, result) in the calls' order."""
-        from distribute import worker_threads
+        from runtime.distribute import worker_threads
         pending: deque = deque()
         try:
             for key, function, arguments in calls:

@@ -21,8 +21,8 @@ from sqlalchemy.engine import Connection
 
 from db.models import POOL3, SPACE_IDS, WHITENED, CatalogueRecord, Image, ImageFeatures, \
     ImageNeighbour, NeighbourList, Space
-from db.vectors import decode_vector
-from grouping import whitening
+from numerics.vectors import decode_vector
+from numerics import whitening
 
 _CHUNK = 1000  # lists per statement
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from db.neighbour_store import ListChanges
-from grouping.engine import ExactIndex
+from numerics.engine import ExactIndex
 
 
 @dataclass

@@ -11,16 +11,16 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from batch import JobError, Progress, connect, one_run_at_a_time, recorded, short_error
+from runtime.batch import JobError, Progress, connect, one_run_at_a_time, recorded, short_error
 from db.feature_store import (load_known, mark_missing, other_models, outdated_ids,
                               paths_of, register, with_features)
 from db.models import MISSING, OK
-from db.vectors import MODEL_NAME, OUTDATED_MODELS
-from distribute import wanted
-from features.plan import CHANGED, NEW, OUTDATED, REAPPEARED, FileTask, Plan, gone_ids, \
+from numerics.vectors import MODEL_NAME, OUTDATED_MODELS
+from runtime.distribute import wanted
+from jobs.features.plan import CHANGED, NEW, OUTDATED, REAPPEARED, FileTask, Plan, gone_ids, \
     make_plan
-from features.scan import Scan, scan
-from settings import Settings
+from jobs.features.scan import Scan, scan
+from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def _extract(tasks: list[FileTask], engine: Engine, compute: _Compute, settings:
             return _extract_on_cluster(tasks, engine, compute, settings, progress)
         # Imported here: TensorFlow takes seconds to import, and dry runs, no-op reruns
         # and start-up errors do not need it.
-        from features.extract import extract
+        from jobs.features.extract import extract
         return extract(tasks, engine, compute.extractor, batch_size=settings.batch_size,
                        max_pixels=settings.max_image_pixels, threads=compute.threads,
                        on_batch=progress.update)
@@ -140,8 +140,8 @@ def _extract(tasks: list[FileTask], engine: Engine, compute: _Compute, settings:
 def _extract_on_cluster(tasks: list[FileTask], engine: Engine, compute: _Compute,
                         settings: Settings, progress: Progress) -> Counter:
     # Dask only with a scheduler: without one it is not even imported.
-    from distribute import SchedulerError, open_client
-    from features.cluster import extract_on
+    from runtime.distribute import SchedulerError, open_client
+    from jobs.features.cluster import extract_on
     try:
         with open_client(compute.scheduler) as client:
             return extract_on(client, tasks, engine, MODEL_NAME,

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Connection
 
 from db import read
-from evaluation.ground_truth import Row, match
-from evaluation.metrics import mean_scores, score
+from jobs.evaluation.ground_truth import Row, match
+from jobs.evaluation.metrics import mean_scores, score
 
 
 @dataclass

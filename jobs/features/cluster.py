@@ -2,7 +2,7 @@
 written by the job.
 
 Each partition is a list of FileTasks. A worker reads, decodes and runs the model over
-it with the same stages as the local loop (features.extract.computed), and returns the
+it with the same stages as the local loop (jobs.features.extract.computed), and returns the
 batches with their results (ids, float32 vector bytes, errors); the model loads once per
 worker process. The job writes each batch it receives in one transaction with the same
 writer as the local loop, so what is committed stays resumable, no worker needs the
@@ -20,9 +20,9 @@ from typing import Callable
 
 from sqlalchemy.engine import Engine
 
-from batch import JobError
-from distribute import worker_threads
-from features.plan import FileTask
+from runtime.batch import JobError
+from runtime.distribute import worker_threads
+from jobs.features.plan import FileTask
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def worker_extractor(model_cache: str):
 def compute_partition(tasks: list[FileTask], model_cache: str, batch_size: int,
                       max_pixels: int, threads: int | None) -> list[list]:
     """Return the partition's batches with their results (the worker's task)."""
-    from features.extract import computed
+    from jobs.features.extract import computed
     extractor = worker_extractor(model_cache)
     return list(computed(tasks, extractor, batch_size=batch_size, max_pixels=max_pixels,
                          threads=threads))
@@ -62,12 +62,12 @@ def extract_on(client, tasks: list[FileTask], engine: Engine, model: str, *,
                threads: int | None = None, partition_size: int | None = None,
                on_batch: Callable[[int], None] | None = None) -> Counter:
     """Compute `tasks` on the cluster of `client`, writing each batch as it comes back;
-    return the counts as features.extract.extract does."""
+    return the counts as jobs.features.extract.extract does."""
     from distributed import as_completed
     from distributed.client import FutureCancelledError
     from distributed.scheduler import KilledWorker
 
-    from features.extract import write_batch
+    from jobs.features.extract import write_batch
 
     counts: Counter = Counter()
     waiting = partitions(tasks, partition_size or PARTITION_BATCHES * batch_size)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy.engine import make_url
 
-from db.vectors import DIMENSIONS
+from numerics.vectors import DIMENSIONS
 
 log = logging.getLogger(__name__)
 

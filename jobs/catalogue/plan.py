@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Connection
 
-from catalogue.csv_file import BadRow, CatalogueFile, CsvRow, record_values
+from jobs.catalogue.csv_file import BadRow, CatalogueFile, CsvRow, record_values
 from db import catalogue_store as store
 
 EMPTY_RECORD = {name: None for name in store.RECORD_FIELDS} | {"excluded": False}

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from db.engine import make_engine, upgrade
 from db.jobs import finish_job, start_job
 from db.locks import LockHeld, run_lock
-from settings import Settings, load_settings
+from runtime.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from db import neighbour_store as store
 from db.models import POOL3, SPACE_IDS, WHITENED, utcnow
 from db.space_store import delete_space, load_spaces, save_space
-from grouping import whitening
+from numerics import whitening
 
 log = logging.getLogger(__name__)
 

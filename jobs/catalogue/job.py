@@ -7,10 +7,10 @@ from typing import TextIO
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from batch import JobError, connect, one_run_at_a_time, recorded, short_error
-from catalogue import csv_file
-from catalogue.plan import Plan, apply, make_plan
-from settings import Settings
+from runtime.batch import JobError, connect, one_run_at_a_time, recorded, short_error
+from jobs.catalogue import csv_file
+from jobs.catalogue.plan import Plan, apply, make_plan
+from runtime.settings import Settings
 
 PROG = "import_metadata.py"
 KIND = "catalogue"  # the jobs table's kind of these runs

@@ -14,7 +14,7 @@ from dotenv import dotenv_values
 
 from db.models import SPACE_IDS
 
-PROJECT_ROOT = Path(__file__).resolve().parent
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)

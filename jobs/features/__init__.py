@@ -1,0 +1,1 @@
+"""The feature job: scan → plan → extract (decode + model) → write, per image file."""
