@@ -18,7 +18,7 @@ import argparse
 import os
 import sys
 
-from runtime.batch import legacy_database_url, main as main_of_job, setup_logging, summary_lines
+from runtime.cli import legacy_database_url, main as main_of_job, setup_logging, summary_lines
 from runtime.settings import load_settings
 
 PROG = "create_image_features.py"

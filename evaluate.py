@@ -20,7 +20,9 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from runtime.batch import JobError, connect, settings_or_none, setup_logging, short_error
+from runtime.cli import settings_or_none, setup_logging
+
+from runtime.jobrun import JobError, connect, short_error
 
 PROG = "evaluate.py"
 

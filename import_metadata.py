@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from runtime.batch import main as main_of_job, settings_or_none, setup_logging, summary_lines
+from runtime.cli import main as main_of_job, settings_or_none, setup_logging, summary_lines
 
 PROG = "import_metadata.py"
 

@@ -17,7 +17,9 @@ import argparse
 import csv
 import sys
 
-from runtime.batch import JobError, connect, settings_or_none
+from runtime.cli import settings_or_none
+
+from runtime.jobrun import JobError, connect
 from db.models import POOL3, SPACE_IDS
 
 PROG = "report_duplicates.py"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from runtime.batch import JobError, connect
+from runtime.jobrun import JobError, connect
 from db.models import POOL3, SPACE_IDS
 from runtime.settings import load_settings
 

@@ -23,7 +23,6 @@ import csv
 import hashlib
 import os
 import statistics
-import sys
 import tempfile
 import time
 import uuid

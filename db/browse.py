@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from sqlalchemy import and_, or_, select
 from sqlalchemy.engine import Connection
 
-from db.models import KEY_BYTES, CatalogueRecord, Image, path_key, title_key
-from db.read import IMAGE_COLUMNS
+from db.images import IMAGE_COLUMNS
+from db.models import KEY_BYTES, Image, path_key
 
 ORDERS = ("id", "path")
 MAX_SUBFOLDERS = 500  # listed at once; a folder with more says so
@@ -198,31 +198,3 @@ def _full_name(connection: Connection, prefix: bytes, name: bytes, value: bytes)
     path = connection.execute(select(Image.path).where(Image.folder_key == value)
                               .limit(1)).scalar_one()
     return path.encode("utf-8", "surrogateescape")[len(prefix):].split(b"/", 1)[0]
-
-
-def records_of(connection: Connection, ids) -> dict[int, object]:
-    """Return the catalogue record (external_id, title, url, extra, excluded) by image."""
-    ids = sorted(set(ids))
-    if not ids:
-        return {}
-    query = select(CatalogueRecord.image_id, CatalogueRecord.external_id,
-                   CatalogueRecord.title, CatalogueRecord.url, CatalogueRecord.extra,
-                   CatalogueRecord.excluded).where(CatalogueRecord.image_id.in_(ids))
-    return {row.image_id: row for row in connection.execute(query)}
-
-
-def find_by_external_id(connection: Connection, external_id: str):
-    """Return the image row whose catalogue record has this external id, or None."""
-    query = (select(*IMAGE_COLUMNS)
-             .join(CatalogueRecord, CatalogueRecord.image_id == Image.id)
-             .where(CatalogueRecord.external_id == external_id))
-    return connection.execute(query).first()
-
-
-def find_by_title_prefix(connection: Connection, text: str, limit: int) -> list:
-    """Return up to `limit` images whose catalogue title starts with `text`, any case."""
-    query = (select(*IMAGE_COLUMNS)
-             .join(CatalogueRecord, CatalogueRecord.image_id == Image.id)
-             .where(CatalogueRecord.title_key.startswith(title_key(text), autoescape=True))
-             .order_by(CatalogueRecord.title_key, Image.id).limit(limit))
-    return connection.execute(query).all()

@@ -19,13 +19,12 @@ import numpy as np
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
+from db.chunks import chunks
 from db.models import POOL3, SPACE_IDS, WHITENED, CatalogueRecord, Image, ImageFeatures, \
     ImageNeighbour, NeighbourList, Space
 from numerics.vectors import decode_vector
 from numerics import whitening
-
-_CHUNK = 1000  # lists per statement
-
+from numerics.union_find import components
 
 @dataclass(frozen=True)
 class Member:
@@ -47,31 +46,9 @@ def close_pairs(connection: Connection, space: str, max_distance: float) -> np.n
                     ImageNeighbour.space == SPACE_IDS[space],
                     ImageNeighbour.distance <= max_distance))
     pairs = []
-    for start in range(0, len(owners), _CHUNK):
-        pairs += connection.execute(query, {"ids": owners[start:start + _CHUNK]}).all()
+    for chunk in chunks(owners):
+        pairs += connection.execute(query, {"ids": chunk}).all()
     return np.array(pairs, dtype=np.int64).reshape(-1, 2)
-
-
-def components(pairs: np.ndarray) -> list[list[int]]:
-    """Return the connected components of the pairs' graph (each ascending), largest
-    first, then by first id."""
-    parent: dict[int, int] = {}
-
-    def root(node: int) -> int:
-        parent.setdefault(node, node)
-        while parent[node] != node:
-            parent[node] = parent[parent[node]]  # path halving
-            node = parent[node]
-        return node
-
-    for a, b in pairs.tolist():
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    groups: dict[int, list[int]] = {}
-    for node in sorted(parent):
-        groups.setdefault(root(node), []).append(node)
-    return sorted(groups.values(), key=lambda group: (-len(group), group[0]))
 
 
 def find_groups(connection: Connection, space: str, max_distance: float) -> list[list[int]]:
@@ -94,8 +71,7 @@ def describe(connection: Connection, groups: list[list[int]],
     """Return the members of these groups with their paths and distances to the first."""
     ids = [i for group in groups for i in group]
     rows = {}
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start:start + _CHUNK]
+    for chunk in chunks(ids):
         for row in connection.execute(
                 select(Image.id, Image.path, Image.file_name, ImageFeatures.vector,
                        CatalogueRecord.external_id)

@@ -1,20 +1,28 @@
 """Engines and sessions from DATABASE_URL, and bringing a database up to date."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from urllib.parse import quote
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# A pooled connection of the service idle for longer than this is pinged before use. A
+# restart of the server takes longer, so every connection it broke gets pinged and
+# replaced; one that served a request moments ago is not, which saves a round trip on
+# every busy request.
+IDLE_PING_SECONDS = 1.0
 
 
-def make_engine(database_url: str, read_only: bool = False) -> Engine:
-    """Return an engine; on SQLite with WAL and a busy timeout. read_only: SQLite opens
-    the file read-only, MariaDB makes each session READ ONLY."""
+def make_engine(database_url: str, read_only: bool = False,
+                autocommit: bool = False) -> Engine:
+    """Return the engine of a job or of the service; on SQLite with WAL and a busy
+    timeout. read_only: SQLite opens the file read-only, MariaDB makes each session READ
+    ONLY. autocommit (the service's reads, MariaDB): every SELECT on its own."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         database = url.database or ""
@@ -39,11 +47,53 @@ def make_engine(database_url: str, read_only: bool = False) -> Engine:
             cursor.close()
 
         return engine
+    if autocommit:
+        return _autocommit_engine(url, read_only)
     engine = create_engine(url, pool_pre_ping=True, pool_recycle=3600)
     treat_driver_errors_as_lost_connections(engine)
     if read_only:
         event.listen(engine, "connect", lambda connection, _record: read_only_session(
             connection))
+    return engine
+
+
+def _autocommit_engine(url, read_only: bool) -> Engine:
+    """Return an engine in autocommit whose pooled connections are checked after idling."""
+    # Autocommit: each SELECT reads one snapshot of its own (a neighbour list is one
+    # SELECT, so never half old, half new) and there is no transaction to end.
+    # Only the driver's and SQLAlchemy's public API: the earlier speed-ups (a cursor
+    # built around the driver's cursor(), autocommit declared rather than asked) are
+    # suspects in the workers' crashes inside the C extension (bench/results/
+    # reliability.md).
+    # No ROLLBACK when a request's connection ends (skip_autocommit_rollback) nor when
+    # the pool takes it back (pool_reset_on_return): in autocommit there is nothing to
+    # roll back, and mysql-connector's C extension lets a lost connection's rollback()
+    # escape as its own MySQLInterfaceError, which is not a DB-API error.
+    engine = create_engine(url, isolation_level="AUTOCOMMIT",
+                           skip_autocommit_rollback=True, pool_reset_on_return=None,
+                           pool_recycle=3600)
+    dbapi_error = engine.dialect.loaded_dbapi.Error
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, record):
+        # In production the DB user has SELECT rights only; this makes every session
+        # read-only as well, so a write fails even under a user that could write.
+        if read_only:
+            read_only_session(dbapi_connection)
+        record.info["last_used"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection, record, _proxy):
+        if time.monotonic() - record.info.get("last_used", 0.0) > IDLE_PING_SECONDS:
+            try:
+                engine.dialect.do_ping(dbapi_connection)
+            except dbapi_error as error:
+                raise DisconnectionError() from error  # the pool connects afresh
+
+    @event.listens_for(engine, "checkin")
+    def _mark_used(_dbapi_connection, record):
+        record.info["last_used"] = time.monotonic()
+
     return engine
 
 

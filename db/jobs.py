@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import insert, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import insert, select, update
+from sqlalchemy.engine import Connection, Engine
 
 from db.models import Job, utcnow
 
@@ -24,3 +24,20 @@ def finish_job(engine: Engine, job_id: int, outcome: str, counts: dict[str, int]
         connection.execute(update(Job).where(Job.id == job_id).values(
             finished_at=utcnow(), outcome=outcome, counts=json.dumps(counts, sort_keys=True),
             message=message))
+
+
+JOB_KINDS = ("features", "grouping")
+
+
+def last_jobs(connection: Connection) -> dict[str, dict | None]:
+    """Return the latest run of each job kind as a dict, or None if it never ran."""
+    result = {}
+    for kind in JOB_KINDS:
+        query = (select(Job.id, Job.started_at, Job.finished_at, Job.outcome, Job.counts,
+                        Job.message).where(Job.kind == kind)
+                 .order_by(Job.started_at.desc(), Job.id.desc()).limit(1))
+        job = connection.execute(query).first()
+        result[kind] = None if job is None else {
+            "id": job.id, "started_at": job.started_at, "finished_at": job.finished_at,
+            "outcome": job.outcome, "counts": job.counts, "message": job.message}
+    return result

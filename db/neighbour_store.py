@@ -12,6 +12,7 @@ from sqlalchemy import bindparam, delete, func, select, text, tuple_, update
 from sqlalchemy.engine import Connection, Engine
 
 from db.models import OK, GroupingExclusion, Image, ImageFeatures, ImageNeighbour, Job, NeighbourList
+from numerics.list_changes import ListChanges
 from numerics.vectors import DIMENSIONS, decode_vector
 
 _IN_CHUNK = 1000      # ids per IN (...) list
@@ -197,43 +198,6 @@ def load_tails(engine: Engine, space: int, image_ids,
     return ids, distances
 
 
-@dataclass
-class ListChanges:
-    """What a transaction changes in some images' lists.
-
-    replaced: images whose rows are all deleted first (lists recomputed whole);
-    removed: (image id, neighbour id) rows deleted (entries pushed out of a list);
-    added: (image id, neighbour id, distance) rows inserted;
-    ends: (image id, length, last distance, last neighbour id) of every list touched.
-    """
-
-    replaced: list[int]
-    removed: list[tuple[int, int]]
-    added: list[tuple[int, int, float]]
-    ends: list[tuple[int, int, float, int]]
-
-    @classmethod
-    def replacing(cls, image_ids, neighbour_ids, distances) -> "ListChanges":
-        """Return the changes that store these whole lists (rows padded with −1)."""
-        image_ids = np.asarray(image_ids, dtype=np.int64)
-        valid = neighbour_ids >= 0
-        owner = np.broadcast_to(image_ids[:, None], neighbour_ids.shape)
-        lengths = valid.sum(axis=1)
-        last = np.maximum(lengths - 1, 0)
-        rows = np.arange(len(image_ids))
-        has = lengths > 0
-        # Plain Python numbers: the drivers do not take numpy scalars.
-        return cls(image_ids.tolist(), [],
-                   list(zip(owner[valid].tolist(), neighbour_ids[valid].tolist(),
-                            distances[valid].tolist())),
-                   list(zip(image_ids[has].tolist(), lengths[has].tolist(),
-                            distances[rows, last][has].tolist(),
-                            neighbour_ids[rows, last][has].tolist())))
-
-    def lists(self) -> int:
-        return len(self.ends) + len(set(self.replaced) - {end[0] for end in self.ends})
-
-
 # MariaDB: the rows travel as one JSON parameter and JSON_TABLE (MariaDB 10.6+) unpacks
 # them on the server. The driver otherwise sends every row as its own statement or
 # escapes every value on its own, which made writing the lists several times slower than
@@ -399,4 +363,3 @@ def set_job_counts(engine: Engine, job_id: int, counts: dict) -> None:
 def _set_counts(connection: Connection, job_id: int, counts: dict) -> None:
     connection.execute(update(Job).where(Job.id == job_id)
                        .values(counts=json.dumps(counts, sort_keys=True)))
-

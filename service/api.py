@@ -8,7 +8,12 @@ import numpy as np
 from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
-from db import browse, read
+import db.catalogue
+import db.exclusions
+import db.features
+import db.images
+import db.jobs
+import db.neighbours
 from db.models import Image
 from numerics.vectors import decode_vector
 from service import database, duplicates, search, serialize
@@ -55,7 +60,7 @@ def images():
     limit = int_param("limit", 100, 1, MAX_PAGE)
     cursor = int_param("cursor", 0, 0, MAX_ID)
     connection = database.connection()
-    rows = read.list_images(connection, cursor, limit)
+    rows = db.images.list_images(connection, cursor, limit)
     next_url = (_page_url("/api/v1/images", limit=limit, cursor=rows[-1].id)
                 if len(rows) == limit else None)
     return jsonify({"images": _with_records(connection, rows), "limit": limit,
@@ -64,7 +69,7 @@ def images():
 
 def _with_records(connection, rows) -> list[dict]:
     """Return the JSON objects of image rows with their catalogue fields."""
-    records = browse.records_of(connection, [row.id for row in rows])
+    records = db.catalogue.records_of(connection, [row.id for row in rows])
     return [serialize.image(row, records.get(row.id)) for row in rows]
 
 
@@ -103,11 +108,11 @@ def lookup():
     cursor = int_param("cursor", 0, 0, MAX_ID)
     connection = database.connection()
     if key != "name":  # paths and external ids are unique: one page says it all
-        rows = (read.find_by_path(connection, text) if key == "path"
-                else [row for row in [browse.find_by_external_id(connection, text)] if row])
+        rows = (db.images.find_by_path(connection, text) if key == "path"
+                else [row for row in [db.catalogue.find_by_external_id(connection, text)] if row])
         rows = [row for row in rows if row.id > cursor]
         return jsonify({"images": _with_records(connection, rows), "next": None})
-    rows = read.find_by_name(connection, text, cursor, limit)
+    rows = db.images.find_by_name(connection, text, cursor, limit)
     next_url = None
     if len(rows) == limit:
         next_url = _page_url("/api/v1/images/lookup", name=quote(text, safe=""),
@@ -133,7 +138,7 @@ def external_neighbours(external_id: str):
     """Return the neighbours of the image with this catalogue id, as /neighbours does."""
     if len(external_id) > MAX_LOOKUP_TEXT:
         raise ApiError(400, f"external_id must be at most {MAX_LOOKUP_TEXT} characters")
-    row = browse.find_by_external_id(database.connection(), external_id)
+    row = db.catalogue.find_by_external_id(database.connection(), external_id)
     if row is None:
         raise ApiError(404, f"no image has the external id {external_id[:200]!r}")
     return _neighbours(row.id)
@@ -145,12 +150,12 @@ def _neighbours(number: int):
     space = space_param()
     connection = database.connection()
     # One more than asked for tells whether there is a next page.
-    owner, rows = read.image_and_neighbours(connection, number, offset + 1,
+    owner, rows = db.neighbours.image_and_neighbours(connection, number, offset + 1,
                                             offset + limit + 1, space)
     check_image(number, owner)
     require_grouped(number, owner.status)
-    if not rows and (offset == 0 or not read.has_neighbours(connection, number, space)):
-        if read.exclusion(connection, number) is not None:
+    if not rows and (offset == 0 or not db.neighbours.has_neighbours(connection, number, space)):
+        if db.exclusions.exclusion(connection, number) is not None:
             raise ApiError(404, f"image {number} is excluded from the grouping: it has no "
                                 "neighbours", id=number, excluded=True)
         raise ApiError(404, f"image {number} has no neighbours in space {space} yet: the "
@@ -170,13 +175,13 @@ def _neighbours(number: int):
 @bp.get("/spaces")
 def spaces():
     """Return the spaces neighbour lists are kept in and how each stands."""
-    return jsonify({"spaces": serialize.spaces(read.spaces(database.connection()))})
+    return jsonify({"spaces": serialize.spaces(db.neighbours.spaces(database.connection()))})
 
 
 def vector_or_error(row) -> np.ndarray:
     """Return the feature vector of an image row, or raise a 404."""
     require_grouped(row.id, row.status)
-    data = read.features(database.connection(), row.id)
+    data = db.features.features(database.connection(), row.id)
     if data is None:
         raise ApiError(404, f"image {row.id} has no features yet", id=row.id)
     return decode_vector(data)
@@ -203,10 +208,10 @@ def features(image_id: str):
 def stats():
     """Return image counts by status and the last run of each job."""
     connection = database.connection()
-    by_status = read.count_by_status(connection)
+    by_status = db.images.count_by_status(connection)
     return jsonify({"images": {"total": sum(by_status.values()), "by_status": by_status},
                     "jobs": {kind: serialize.job(run)
-                             for kind, run in read.last_jobs(connection).items()}})
+                             for kind, run in db.jobs.last_jobs(connection).items()}})
 
 
 _HEALTH_QUERY = select(Image.id).limit(1)

@@ -6,7 +6,8 @@ from urllib.parse import urlencode
 
 from flask import request
 
-from db import browse
+import db.browse
+import db.catalogue
 from db.models import STATUSES
 from service import database
 from service.errors import MAX_ID, ApiError, int_param
@@ -22,7 +23,7 @@ class Browse:
     folder: str
     status: str | None
     limit: int
-    page: browse.Page
+    page: db.browse.Page
     subfolders: list[str]
     more_subfolders: bool
     records: dict
@@ -69,7 +70,7 @@ def browse_request() -> Browse:
     folder = folder_param()
     # A folder is shown in path order only: an index range whatever the page. No index
     # serves id order under any path prefix, so it would read the whole folder per page.
-    order = _choice("order", browse.ORDERS, "path" if folder else "id")
+    order = _choice("order", db.browse.ORDERS, "path" if folder else "id")
     if folder and order != "path":
         raise ApiError(400, "within a folder the gallery is in path order only: give "
                             "order=path or leave order out")
@@ -85,14 +86,14 @@ def browse_request() -> Browse:
         if image_id is None:
             continue
         if order == "id":  # any id marks a place in id order
-            anchors[name] = browse.Anchor(image_id, b"")
+            anchors[name] = db.browse.Anchor(image_id, b"")
             continue
-        anchors[name] = browse.anchor_of(connection, image_id)
+        anchors[name] = db.browse.anchor_of(connection, image_id)
         if anchors[name] is None:
             raise ApiError(404, f"{name}: there is no image with id {image_id} to page "
                                 "from in path order", id=image_id)
-    page = browse.page(connection, order=order, folder=folder, status=status,
+    page = db.browse.page(connection, order=order, folder=folder, status=status,
                        limit=limit, **anchors)
-    names, more = browse.subfolders(connection, folder)
-    records = browse.records_of(connection, [row.id for row in page.rows])
+    names, more = db.browse.subfolders(connection, folder)
+    records = db.catalogue.records_of(connection, [row.id for row in page.rows])
     return Browse(order, folder, status, limit, page, names, more, records)

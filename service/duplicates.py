@@ -12,7 +12,7 @@ from collections import OrderedDict
 
 from flask import current_app, render_template, request, url_for
 
-from db import read
+import db.jobs
 from db import duplicates
 from service import database
 from service.errors import ApiError, int_param, space_param
@@ -41,7 +41,7 @@ def _distance_param() -> float:
 
 
 def _groups(connection, space: str, max_distance: float) -> list[list[int]]:
-    run = read.last_jobs(connection).get("grouping")
+    run = db.jobs.last_jobs(connection).get("grouping")
     key = (space, max_distance, run and (run["id"], run["finished_at"]))
     with _lock:
         if key in _cache:

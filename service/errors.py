@@ -8,7 +8,8 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
-from db import read
+import db.images
+import db.neighbours
 from db.models import FAILED, MISSING, PENDING, POOL3, SPACE_IDS
 from service import database
 
@@ -52,7 +53,7 @@ def space_param(default: str = POOL3) -> str:
     if name not in SPACE_IDS:
         raise ApiError(400, f"space must be one of {', '.join(SPACE_IDS)}, got {name[:40]!r}")
     if name != POOL3:
-        state = read.spaces(database.connection()).get(name)
+        state = db.neighbours.spaces(database.connection()).get(name)
         if state is None or state["dimensions"] is None:
             reason = (state or {}).get("note") or "the grouping job has not run with it yet"
             raise ApiError(404, f"space {name} is not computed: {reason}", space=name)
@@ -72,7 +73,7 @@ def check_image(image_id: int, row):
 def get_image_or_error(image_id_text: str):
     """Return the image row for the id in the URL, or raise 400/404/410."""
     image_id = parse_id(image_id_text)
-    return check_image(image_id, read.get_image(database.connection(), image_id))
+    return check_image(image_id, db.images.get_image(database.connection(), image_id))
 
 
 def require_grouped(image_id: int, status: str) -> None:

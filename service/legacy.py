@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from db import read
+import db.images
+import db.neighbours
 from service import database
 from service.api import cached_json, healthz, vector_etag, vector_or_error
 from service.errors import ApiError, check_image, get_image_or_error, parse_id, \
@@ -17,7 +18,7 @@ bp.add_url_rule("/healthz", view_func=healthz)
 @bp.get("/image_count")
 def image_count():
     """Return the number of images with current features, as a bare integer."""
-    return jsonify(read.count_ok(database.connection()))
+    return jsonify(db.images.count_ok(database.connection()))
 
 
 @bp.get("/image_name/<image_id>")
@@ -30,7 +31,7 @@ def image_name(image_id: str):
 def image_name_and_neighbours(image_id: str):
     """Return `[file_name, [{"id": ..., "distance": ...}, ...]]` with every neighbour."""
     number = parse_id(image_id)
-    owner, rows = read.image_and_neighbour_ids(database.connection(), number)
+    owner, rows = db.neighbours.image_and_neighbour_ids(database.connection(), number)
     check_image(number, owner)
     require_grouped(number, owner.status)
     if not rows:

@@ -7,7 +7,13 @@ import json
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
-from db import browse, read
+import db.browse
+import db.catalogue
+import db.exclusions
+import db.features
+import db.images
+import db.jobs
+import db.neighbours
 from db.models import MISSING, OK, POOL3, SPACE_IDS, STATUSES
 from service import database, duplicates, search as image_search, serialize
 from service.browsing import browse_request
@@ -25,9 +31,9 @@ SPACE_LABELS = {"pool3": "Original similarity", "whitened": "Improved similarity
 def home():
     """Show counts, the last job runs, a search box and a random image link."""
     connection = database.connection()
-    by_status = read.count_by_status(connection)
-    jobs = {kind: serialize.job(run) for kind, run in read.last_jobs(connection).items()}
-    first = read.next_id(connection, 0)
+    by_status = db.images.count_by_status(connection)
+    jobs = {kind: serialize.job(run) for kind, run in db.jobs.last_jobs(connection).items()}
+    first = db.images.next_id(connection, 0)
     return render_template("index.html", by_status=by_status,
                            total=sum(by_status.values()), jobs=jobs, first=first)
 
@@ -35,7 +41,7 @@ def home():
 @bp.get("/random")
 def random_image():
     """Redirect to a random image with status ok."""
-    image_id = read.random_ok_id(database.connection())
+    image_id = db.images.random_ok_id(database.connection())
     if image_id is None:
         raise ApiError(404, "there are no processed images yet")
     return redirect(url_for("pages.image", image_id=image_id), code=302)
@@ -51,25 +57,25 @@ def search():
         raise ApiError(400, "the search text is longer than 4096 characters")
     connection = database.connection()
     if query.isascii() and query.isdigit() and len(query) < 20 and 1 <= int(query) <= MAX_ID:
-        if read.get_image(connection, int(query)) is not None:
+        if db.images.get_image(connection, int(query)) is not None:
             return redirect(url_for("pages.image", image_id=int(query)))
-    by_path = read.find_by_path(connection, query)
+    by_path = db.images.find_by_path(connection, query)
     if by_path:
         return redirect(url_for("pages.image", image_id=by_path[0].id))
-    by_external_id = browse.find_by_external_id(connection, query)
+    by_external_id = db.catalogue.find_by_external_id(connection, query)
     if by_external_id is not None:
         return redirect(url_for("pages.image", image_id=by_external_id.id))
     results, seen = [], set()
-    for found in (read.find_by_name(connection, query, 0, SEARCH_LIMIT),
-                  read.find_by_name_prefix(connection, query, SEARCH_LIMIT),
-                  browse.find_by_title_prefix(connection, query, SEARCH_LIMIT)):
+    for found in (db.images.find_by_name(connection, query, 0, SEARCH_LIMIT),
+                  db.images.find_by_name_prefix(connection, query, SEARCH_LIMIT),
+                  db.catalogue.find_by_title_prefix(connection, query, SEARCH_LIMIT)):
         results += [row for row in found if row.id not in seen]
         seen.update(row.id for row in found)
     results = results[:SEARCH_LIMIT]
     if len(results) == 1:
         return redirect(url_for("pages.image", image_id=results[0].id))
     return render_template("search.html", query=query, results=results,
-                           records=browse.records_of(connection, seen),
+                           records=db.catalogue.records_of(connection, seen),
                            limit=SEARCH_LIMIT), 200 if results else 404
 
 
@@ -78,7 +84,7 @@ def gallery():
     """Show the collection as thumbnails, a page at a time, with its folder tree."""
     view = browse_request()
     return render_template("browse.html", view=view, statuses=STATUSES,
-                           orders=browse.ORDERS)
+                           orders=db.browse.ORDERS)
 
 
 def _extra_fields(record) -> dict:
@@ -98,28 +104,28 @@ def image(image_id: str):
     if asked is not None and asked not in SPACE_IDS:
         raise ApiError(400, f"space must be one of {', '.join(SPACE_IDS)}")
     connection = database.connection()
-    row = read.get_image(connection, number)
+    row = db.images.get_image(connection, number)
     if row is None:
         raise ApiError(404, f"There is no image with id {number}.")
-    spaces = serialize.spaces(read.spaces(connection))
+    spaces = serialize.spaces(db.neighbours.spaces(connection))
     computed = {space["name"] for space in spaces if space["computed"]}
     preferred = current_app.config["SETTINGS"].page_space
     space = asked or (preferred if preferred in computed else POOL3)
     neighbours = []
     if row.status == OK and space in computed:
-        _, neighbours = read.image_and_neighbours(connection, row.id, 1, FIRST_NEIGHBOURS,
+        _, neighbours = db.neighbours.image_and_neighbours(connection, row.id, 1, FIRST_NEIGHBOURS,
                                                   space)
-    has_features = row.status == OK and read.has_features(connection, row.id)
-    records = browse.records_of(connection, [row.id] + [n.id for n in neighbours])
+    has_features = row.status == OK and db.features.has_features(connection, row.id)
+    records = db.catalogue.records_of(connection, [row.id] + [n.id for n in neighbours])
     record = records.get(row.id)
     extra = _extra_fields(record)
     status = 410 if row.status == MISSING else 200
     return render_template("image.html", image=row, neighbours=neighbours,
                            has_features=has_features, space=space, spaces=spaces,
-                           exclusion=read.exclusion(connection, row.id),
+                           exclusion=db.exclusions.exclusion(connection, row.id),
                            space_labels=SPACE_LABELS, computed=space in computed,
-                           previous_id=read.previous_id(connection, row.id),
-                           next_id=read.next_id(connection, row.id),
+                           previous_id=db.images.previous_id(connection, row.id),
+                           next_id=db.images.next_id(connection, row.id),
                            page_size=FIRST_NEIGHBOURS, record=record,
                            record_url=serialize.safe_url(record.url if record else None),
                            extra=extra, records=records), status
@@ -130,7 +136,7 @@ PREVIEW_SIZE = 384  # pixels of the query's preview on the results page
 
 def _search_spaces():
     """Return (spaces, the one to preselect): PAGE_SPACE where computed, else pool3."""
-    spaces = serialize.spaces(read.spaces(database.connection()))
+    spaces = serialize.spaces(db.neighbours.spaces(database.connection()))
     computed = [space["name"] for space in spaces if space["computed"]]
     preferred = current_app.config["SETTINGS"].page_space
     return spaces, (preferred if preferred in computed else POOL3)

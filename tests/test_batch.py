@@ -1,6 +1,6 @@
 from sqlalchemy.engine import make_url
 
-from runtime.batch import legacy_database_url
+from runtime.cli import legacy_database_url
 
 
 def test_legacy_url_escapes_credentials():

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, select
 
-from runtime.batch import JobError
+from runtime.jobrun import JobError
 from jobs.catalogue import csv_file
 from jobs.catalogue.job import run
 from jobs.catalogue.plan import apply, make_plan

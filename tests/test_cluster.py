@@ -265,7 +265,7 @@ def test_the_slurm_example_writes_a_job_script_for_this_checkout():
 def test_an_unreachable_scheduler_stops_the_job_with_one_line(sqlite_url, tmp_path,
                                                              monkeypatch):
     from runtime import distribute
-    from runtime.batch import JobError
+    from runtime.jobrun import JobError
     monkeypatch.setattr(distribute, "CONNECT_TIMEOUT", "2s")
     engine = make_engine(sqlite_url)
     upgrade(engine)

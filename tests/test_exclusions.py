@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, assume, given, settings as hypothesis_settin
     strategies as st
 from sqlalchemy import delete, select, update
 
-from runtime.batch import JobError
+from runtime.jobrun import JobError
 from db.models import WHITENED, GroupingExclusion, Image, ImageFeatures, ImageNeighbour, \
     Job, NeighbourList, Space
 from jobs.grouping import exclusions

@@ -4,8 +4,8 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 
 from db.engine import make_engine, upgrade
-from db.feature_store import (ImageResult, load_known, mark_missing, register, with_features,
-                              write_results)
+from db.features import ImageResult, with_features, write_results
+from db.images import load_known, mark_missing, register
 from db.models import Image, ImageFeatures
 
 

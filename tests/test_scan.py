@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from db.feature_store import KnownImage
+from db.images import KnownImage
 from jobs.features.plan import CHANGED, NEW, REAPPEARED, RETRY, make_plan
 from jobs.features.scan import Scan, ScannedFile, scan
 from features_support import AS_OTHER_USER, open_tmp

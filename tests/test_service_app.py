@@ -17,9 +17,10 @@ from sqlalchemy.exc import DBAPIError
 from service_fixtures import (app, archive, client, settings_for_archive,  # noqa: F401
                               sqlite_archive)
 
+from db import engine as db_engine
 from db.engine import make_engine
 from db.models import Image, ImageNeighbour
-from service import create_app, database
+from service import create_app
 from runtime.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -190,7 +191,7 @@ def _session_counters(engine) -> dict[str, int]:
 def test_a_busy_request_costs_no_ping_at_checkout_and_no_rollback(mariadb_app, monkeypatch):
     """No checkout ping, no ROLLBACK: only what mysql-connector's public API adds to each
     request's SELECT (the ping in its cursor(), the query of the autocommit mode)."""
-    monkeypatch.setattr(database, "IDLE_PING_SECONDS", 60.0)  # however slow this machine
+    monkeypatch.setattr(db_engine, "IDLE_PING_SECONDS", 60.0)  # however slow this machine
     client, engine = mariadb_app.test_client(), mariadb_app.extensions["db_engine"]
     assert client.get("/api/v1/healthz").status_code == 200
     before = _session_counters(engine)
@@ -207,7 +208,7 @@ def test_an_idle_connection_the_server_dropped_is_replaced_unseen(mariadb_app, a
     client, engine = mariadb_app.test_client(), mariadb_app.extensions["db_engine"]
     assert client.get("/api/v1/images/1/neighbours").status_code == 200
     _kill_pooled_connection(engine, archive.url)
-    time.sleep(database.IDLE_PING_SECONDS + 0.2)  # as a server restart would take
+    time.sleep(db_engine.IDLE_PING_SECONDS + 0.2)  # as a server restart would take
     assert client.get("/api/v1/images/1/neighbours").status_code == 200
 
 
@@ -215,7 +216,7 @@ def test_a_busy_connection_the_server_dropped_fails_one_request_at_most(mariadb_
                                                                         archive,
                                                                         monkeypatch):
     """Not pinged when busy: the request that finds it dropped may fail, not the next."""
-    monkeypatch.setattr(database, "IDLE_PING_SECONDS", 60.0)
+    monkeypatch.setattr(db_engine, "IDLE_PING_SECONDS", 60.0)
     client, engine = mariadb_app.test_client(), mariadb_app.extensions["db_engine"]
     assert client.get("/api/v1/images/1/neighbours").status_code == 200
     _kill_pooled_connection(engine, archive.url)

@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Connection
 
 from jobs.catalogue.csv_file import BadRow, CatalogueFile, CsvRow, record_values
-from db import catalogue_store as store
+import db.catalogue
+import db.images
 
-EMPTY_RECORD = {name: None for name in store.RECORD_FIELDS} | {"excluded": False}
+EMPTY_RECORD = {name: None for name in db.catalogue.RECORD_FIELDS} | {"excluded": False}
 
 
 @dataclass
@@ -24,7 +25,7 @@ class Change:
     @property
     def differences(self) -> dict[str, tuple]:
         before = self.before or EMPTY_RECORD
-        return {name: (before[name], self.after[name]) for name in store.RECORD_FIELDS
+        return {name: (before[name], self.after[name]) for name in db.catalogue.RECORD_FIELDS
                 if name != "title_key" and before[name] != self.after[name]}
 
 
@@ -49,8 +50,8 @@ class Plan:
 
 def _resolve(connection: Connection, rows: list[CsvRow]) -> tuple[dict[int, int], list[BadRow]]:
     """Return each row's image id (by line) and the rows that name no single image."""
-    by_path = store.ids_by_path(connection, [r.path for r in rows if r.path])
-    by_name = store.ids_by_file_name(connection, [r.file_name for r in rows if not r.path])
+    by_path = db.images.ids_by_path(connection, [r.path for r in rows if r.path])
+    by_name = db.images.ids_by_file_name(connection, [r.file_name for r in rows if not r.path])
     images, bad = {}, []
     for row in rows:
         if row.path:
@@ -100,19 +101,19 @@ def make_plan(connection: Connection, catalogue: CatalogueFile) -> Plan:
     images, unresolved = _resolve(connection, catalogue.rows)
     plan.bad += unresolved
     rows = [row for row in catalogue.rows if row.line in images]
-    stored = store.records_of(connection, images.values())
+    stored = db.catalogue.stored_records(connection, images.values())
     after = {row.line: {**(stored.get(images[row.line]) or EMPTY_RECORD),
                         **record_values(row, catalogue)} for row in rows}
     # A row that names the same image as another, or gives the same external id, is
     # bad with all its partners: which of them is right only the catalogue can say.
-    paths = store.paths_of(connection, images.values())
+    paths = db.images.paths_of(connection, images.values())
     repeated = _repeated(rows, lambda r: images[r.line],
                          lambda i: f"the same image ({paths[i][:200]!r})")
     repeated.update(_repeated(rows, lambda r: after[r.line]["external_id"],
                               lambda e: f"duplicate external_id {e[:80]!r}"))
     plan.bad += [BadRow(line, reason) for line, reason in repeated.items()]
     rows = [row for row in rows if row.line not in repeated]
-    holders = store.holders_of(connection, [after[r.line]["external_id"] for r in rows
+    holders = db.catalogue.holders_of(connection, [after[r.line]["external_id"] for r in rows
                                             if after[r.line]["external_id"] is not None])
     while True:
         # An external id stored for an image this import leaves alone (or leaves its id
@@ -149,5 +150,5 @@ def apply(connection: Connection, plan: Plan) -> None:
     freed = [c.image_id for c in plan.updated
              if c.before["external_id"] is not None
              and c.before["external_id"] != c.after["external_id"]]
-    store.write_records(connection, {c.image_id: c.after for c in plan.new},
+    db.catalogue.write_records(connection, {c.image_id: c.after for c in plan.new},
                         {c.image_id: c.after for c in plan.updated}, freed)

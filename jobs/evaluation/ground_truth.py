@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Connection
 
-from db import read
+import db.images
 
 
 class GroundTruthError(ValueError):
@@ -66,7 +66,7 @@ def match(connection: Connection, rows: list[Row]) -> tuple[dict[str, int], list
     """Return the image id of each row's path, and the rows no image has."""
     ids, unknown = {}, []
     for row in rows:
-        found = read.find_by_path(connection, row.path)
+        found = db.images.find_by_path(connection, row.path)
         if found:
             ids[row.path] = found[0].id
         else:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Connection
 
-from db import read
+import db.neighbours
 from jobs.evaluation.ground_truth import Row, match
 from jobs.evaluation.metrics import mean_scores, score
 
@@ -40,7 +40,7 @@ def evaluate(connection: Connection, rows: list[Row], k: int = 100) -> Report:
     queries_only = {ids[row.path] for row in found if not row.db}
     queries = [row for row in found if row.query]
     report = Report(len(rows), not_found, len(queries))
-    for space, state in read.spaces(connection).items():
+    for space, state in db.neighbours.spaces(connection).items():
         if state["dimensions"] is None:
             continue
         per_query, without_relevant, without_list = [], 0, 0
@@ -50,7 +50,7 @@ def evaluate(connection: Connection, rows: list[Row], k: int = 100) -> Report:
             if not wanted:
                 without_relevant += 1
                 continue
-            _, neighbours = read.image_and_neighbours(connection, image_id, space=space)
+            _, neighbours = db.neighbours.image_and_neighbours(connection, image_id, space=space)
             if not neighbours:
                 without_list += 1
                 continue

@@ -20,7 +20,7 @@ from typing import Callable
 
 from sqlalchemy.engine import Engine
 
-from runtime.batch import JobError
+from runtime.jobrun import JobError
 from runtime.distribute import worker_threads
 from jobs.features.plan import FileTask
 

@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 from sqlalchemy.engine import Engine
 
-from db.feature_store import ImageResult, write_results
+from db.features import ImageResult, write_results
 from db.models import FAILED, OK
 from db.paths import stored_text
 from numerics.vectors import encode_vector

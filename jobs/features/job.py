@@ -11,9 +11,11 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from runtime.batch import JobError, Progress, connect, one_run_at_a_time, recorded, short_error
-from db.feature_store import (load_known, mark_missing, other_models, outdated_ids,
-                              paths_of, register, with_features)
+from runtime.jobrun import JobError, connect, one_run_at_a_time, recorded, short_error
+
+from runtime.progress import Progress
+from db.features import other_models, outdated_ids, with_features
+from db.images import load_known, mark_missing, paths_of, register
 from db.models import MISSING, OK
 from numerics.vectors import MODEL_NAME, OUTDATED_MODELS
 from runtime.distribute import wanted
@@ -181,7 +183,8 @@ def _plan(engine: Engine | None, found: Scan, known: dict, *, limit: int | None,
           retry_failed: bool, outdated: frozenset[int]) -> Plan:
     paths = None
     if found.unreadable_dirs and engine is not None:
-        paths = paths_of(engine, gone_ids(found, known))
+        with engine.connect() as connection:
+            paths = paths_of(connection, gone_ids(found, known))
     return make_plan(found, known, retry_failed=retry_failed, limit=limit, paths=paths,
                      outdated=outdated)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from db.feature_store import KnownImage
+from db.images import KnownImage
 from db.models import FAILED, MISSING, OK, PENDING
 from jobs.features.scan import Scan, ScannedFile
 

@@ -18,8 +18,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from runtime.batch import JobError
-from db.neighbour_store import ListChanges
+from runtime.jobrun import JobError
+from numerics.list_changes import ListChanges
 from numerics.engine import ExactIndex
 from jobs.grouping.mapper import Block, Entering, map_block, search_new
 

@@ -22,13 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from db.models import CatalogueRecord, GroupingExclusion, Image, utcnow
-
-_PAGE = 50_000   # image rows per read: paths are read in keyset pages, never all at once
-_IN_CHUNK = 1000
+from db import catalogue, exclusions, images
 
 
 @dataclass
@@ -81,33 +77,13 @@ def excluded_ids(connection: Connection, settings) -> dict[int, str]:
     patterns = load_patterns(settings)
     found: dict[int, str] = {}
     if patterns.patterns:
-        last = 0
-        query = select(Image.id, Image.path).order_by(Image.id).limit(_PAGE)
-        while True:
-            rows = connection.execute(query.where(Image.id > last)).all()
-            for image_id, path in rows:
-                pattern = patterns.match(path)
-                if pattern is not None:
-                    found[image_id] = f"pattern {pattern}"
-            if len(rows) < _PAGE:
-                break
-            last = rows[-1][0]
-    for (image_id,) in connection.execute(select(CatalogueRecord.image_id)
-                                          .where(CatalogueRecord.excluded)):
+        for image_id, path in images.paths_in_id_order(connection):
+            pattern = patterns.match(path)
+            if pattern is not None:
+                found[image_id] = f"pattern {pattern}"
+    for image_id in catalogue.excluded_ids(connection):
         found.setdefault(image_id, "catalogue")
     return found
-
-
-def stored(connection: Connection) -> dict[int, str | None]:
-    """Return {image id: why} of the images the latest run excluded."""
-    return dict(connection.execute(select(GroupingExclusion.image_id,
-                                          GroupingExclusion.reason)).all())
-
-
-def stored_ids(engine: Engine) -> np.ndarray:
-    """Return the ids the latest run excluded, ascending."""
-    with engine.connect() as connection:
-        return np.array(sorted(stored(connection)), dtype=np.int64)
 
 
 @dataclass
@@ -123,7 +99,7 @@ class Change:
 
 def compare(connection: Connection, settings) -> tuple[dict[int, str], dict, Change]:
     """Return (excluded now, stored, the change between them), reading only."""
-    now, before = excluded_ids(connection, settings), stored(connection)
+    now, before = excluded_ids(connection, settings), exclusions.stored(connection)
     change = Change(np.array(sorted(now), dtype=np.int64),
                     sorted(now.keys() - before.keys()), sorted(before.keys() - now.keys()))
     return now, before, change
@@ -134,24 +110,5 @@ def sync(engine: Engine, settings) -> Change:
     transaction; return the change."""
     with engine.begin() as connection:
         now, before, change = compare(connection, settings)
-        flagged = change.newly_excluded + change.included_again
-        for start in range(0, len(flagged), _IN_CHUNK):
-            # updated_at kept: the image itself did not change (the feature job's
-            # changes are told apart by it).
-            connection.execute(update(Image)
-                               .where(Image.id.in_(flagged[start:start + _IN_CHUNK]))
-                               .values(needs_grouping=True, updated_at=Image.updated_at))
-        for start in range(0, len(change.included_again), _IN_CHUNK):
-            connection.execute(delete(GroupingExclusion).where(GroupingExclusion.image_id.in_(
-                change.included_again[start:start + _IN_CHUNK])))
-        if change.newly_excluded:
-            moment = utcnow()
-            connection.execute(insert(GroupingExclusion), [
-                {"image_id": i, "reason": now[i], "excluded_at": moment}
-                for i in change.newly_excluded])
-        for image_id in now.keys() & before.keys():
-            if now[image_id] != before[image_id]:  # still excluded, by another pattern
-                connection.execute(update(GroupingExclusion)
-                                   .where(GroupingExclusion.image_id == image_id)
-                                   .values(reason=now[image_id]))
+        exclusions.store(connection, now, before)
     return change

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from db.neighbour_store import ListChanges
+from numerics.list_changes import ListChanges
 from numerics.engine import ExactIndex
 
 

@@ -17,11 +17,12 @@ import numpy as np
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine, make_url
 
-from runtime.batch import JobError, JobRun, Progress, connect, one_run_at_a_time, recorded, \
-    short_error
+from runtime.jobrun import JobError, JobRun, connect, one_run_at_a_time, recorded, short_error
+
+from runtime.progress import Progress
 from db import neighbour_store as store
 from db.engine import make_engine
-from db.feature_store import other_models
+from db.features import other_models
 from db.models import WHITENED
 from db.neighbour_store import Changed
 from db.space_store import count_lists, save_space

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 
 from db import neighbour_store as store
 from db.models import SPACE_IDS
-from db.neighbour_store import ListChanges
+from numerics.list_changes import ListChanges
 
 
 class Writer:

@@ -1,4 +1,4 @@
-"""The catalogue records: finding the images a catalogue names, and writing records."""
+"""The catalogue_records table: an archive's record ids and titles, joined to images."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -6,58 +6,18 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
-from db.models import MISSING, CatalogueRecord, Image, utcnow
-from db.paths import hashes_of_stored_text
+from db.chunks import chunks
+from db.images import IMAGE_COLUMNS
+from db.models import CatalogueRecord, Image, title_key, utcnow
 
-CHUNK = 500  # values per IN (...) list
 RECORD_FIELDS = ("external_id", "title", "title_key", "url", "extra", "excluded")
 
 
-def _chunks(values: Sequence, size: int = CHUNK) -> Iterable[Sequence]:
-    for start in range(0, len(values), size):
-        yield values[start:start + size]
-
-
-def ids_by_path(connection: Connection, paths: Iterable[str]) -> dict[str, int]:
-    """Return the image id of each of `paths` stored in the database."""
-    wanted = {}
-    for path in set(paths):
-        for digest in hashes_of_stored_text(path):
-            wanted[digest] = path
-    found = {}
-    for chunk in _chunks(list(wanted)):
-        query = select(Image.id, Image.path, Image.path_hash).where(Image.path_hash.in_(chunk))
-        for image_id, path, digest in connection.execute(query):
-            if path == wanted[digest]:  # the text as well: a hash collision is no match
-                found[path] = image_id
-    return found
-
-
-def ids_by_file_name(connection: Connection,
-                     names: Iterable[str]) -> dict[str, list[tuple[int, bool]]]:
-    """Return (id, whether its status is missing) of the images with each file name."""
-    found: dict[str, list[tuple[int, bool]]] = {}
-    for chunk in _chunks(sorted(set(names))):
-        query = (select(Image.file_name, Image.id, Image.status)
-                 .where(Image.file_name.in_(chunk)).order_by(Image.id))
-        for name, image_id, status in connection.execute(query):
-            found.setdefault(name, []).append((image_id, status == MISSING))
-    return found
-
-
-def paths_of(connection: Connection, ids: Iterable[int]) -> dict[int, str]:
-    result = {}
-    for chunk in _chunks(sorted(set(ids))):
-        result.update(connection.execute(select(Image.id, Image.path)
-                                         .where(Image.id.in_(chunk))).all())
-    return result
-
-
-def records_of(connection: Connection, ids: Iterable[int]) -> dict[int, dict]:
+def stored_records(connection: Connection, ids: Iterable[int]) -> dict[int, dict]:
     """Return the stored record of each of these images that has one."""
     columns = [getattr(CatalogueRecord, name) for name in RECORD_FIELDS]
     result = {}
-    for chunk in _chunks(sorted(set(ids))):
+    for chunk in chunks(sorted(set(ids))):
         query = select(CatalogueRecord.image_id, *columns).where(
             CatalogueRecord.image_id.in_(chunk))
         for row in connection.execute(query):
@@ -68,7 +28,7 @@ def records_of(connection: Connection, ids: Iterable[int]) -> dict[int, dict]:
 def holders_of(connection: Connection, external_ids: Iterable[str]) -> dict[str, int]:
     """Return the image that holds each of these external ids in the database."""
     result = {}
-    for chunk in _chunks(sorted(set(external_ids))):
+    for chunk in chunks(sorted(set(external_ids))):
         result.update(connection.execute(select(CatalogueRecord.external_id,
                                                 CatalogueRecord.image_id)
                                          .where(CatalogueRecord.external_id.in_(chunk))).all())
@@ -82,7 +42,7 @@ def write_records(connection: Connection, new: dict[int, dict], changed: dict[in
     now = utcnow()
     # The unique index is checked row by row: an id moving from one image to another
     # must leave the first before it reaches the second.
-    for chunk in _chunks(list(freed)):
+    for chunk in chunks(list(freed)):
         connection.execute(update(CatalogueRecord).where(CatalogueRecord.image_id.in_(chunk))
                            .values(external_id=None, updated_at=now))
     if changed:
@@ -97,3 +57,37 @@ def write_records(connection: Connection, new: dict[int, dict], changed: dict[in
         connection.execute(insert(CatalogueRecord), [
             {"image_id": image_id, "updated_at": now, **values}
             for image_id, values in new.items()])
+
+
+def records_of(connection: Connection, ids) -> dict[int, object]:
+    """Return the catalogue record (external_id, title, url, extra, excluded) by image."""
+    ids = sorted(set(ids))
+    if not ids:
+        return {}
+    query = select(CatalogueRecord.image_id, CatalogueRecord.external_id,
+                   CatalogueRecord.title, CatalogueRecord.url, CatalogueRecord.extra,
+                   CatalogueRecord.excluded).where(CatalogueRecord.image_id.in_(ids))
+    return {row.image_id: row for row in connection.execute(query)}
+
+
+def find_by_external_id(connection: Connection, external_id: str):
+    """Return the image row whose catalogue record has this external id, or None."""
+    query = (select(*IMAGE_COLUMNS)
+             .join(CatalogueRecord, CatalogueRecord.image_id == Image.id)
+             .where(CatalogueRecord.external_id == external_id))
+    return connection.execute(query).first()
+
+
+def find_by_title_prefix(connection: Connection, text: str, limit: int) -> list:
+    """Return up to `limit` images whose catalogue title starts with `text`, any case."""
+    query = (select(*IMAGE_COLUMNS)
+             .join(CatalogueRecord, CatalogueRecord.image_id == Image.id)
+             .where(CatalogueRecord.title_key.startswith(title_key(text), autoescape=True))
+             .order_by(CatalogueRecord.title_key, Image.id).limit(limit))
+    return connection.execute(query).all()
+
+
+def excluded_ids(connection: Connection) -> list[int]:
+    """Return the ids of the images whose catalogue record says to exclude them."""
+    return connection.execute(select(CatalogueRecord.image_id)
+                              .where(CatalogueRecord.excluded)).scalars().all()

@@ -1,0 +1,14 @@
+"""Long id lists split for IN (...) lists and bounded statements."""
+from __future__ import annotations
+
+from itertools import islice
+from typing import Iterable, Iterator
+
+IN_LIST = 1000  # values per IN (...) list: well inside every driver's parameter limit
+
+
+def chunks(values: Iterable, size: int = IN_LIST) -> Iterator[list]:
+    """Yield `values` in lists of at most `size`, in order."""
+    iterator = iter(values)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
