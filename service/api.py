@@ -18,16 +18,15 @@ from db.models import Image
 from numerics.vectors import decode_vector
 from service import database, duplicates, search, serialize
 from service.browsing import browse_request
-from service.errors import MAX_ID, ApiError, check_image, get_image_or_error, int_param, \
+from service.errors import ApiError, check_image, get_image_or_error, int_param, \
     parse_id, require_grouped, space_param
+from service.limits import MAX_ID, MAX_NEIGHBOURS, MAX_PAGE, MAX_RESULTS, MAX_TEXT, NEIGHBOURS, \
+    PAGE, RESULTS
 from service.openapi import openapi_document
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 bp.add_url_rule("/duplicates", "duplicates", duplicates.duplicates_json)
 
-MAX_PAGE = 1000
-MAX_NEIGHBOURS = 100
-MAX_LOOKUP_TEXT = 4096
 LOOKUP_KEYS = ("path", "name", "external_id")
 LIST_CACHE = "public, max-age=300"  # lists change only when a job reruns
 
@@ -57,7 +56,7 @@ def _page_url(path: str, **params) -> str:
 @bp.get("/images")
 def images():
     """List images in id order, `limit` at a time; `next` continues after the last."""
-    limit = int_param("limit", 100, 1, MAX_PAGE)
+    limit = int_param("limit", PAGE, 1, MAX_PAGE)
     cursor = int_param("cursor", 0, 0, MAX_ID)
     connection = database.connection()
     rows = db.images.list_images(connection, cursor, limit)
@@ -102,9 +101,9 @@ def lookup():
         raise ApiError(400, "give exactly one of the query parameters "
                             + ", ".join(LOOKUP_KEYS))
     (key, text), = given.items()
-    if not text or len(text) > MAX_LOOKUP_TEXT:
-        raise ApiError(400, f"{key} must be 1 to {MAX_LOOKUP_TEXT} characters")
-    limit = int_param("limit", 100, 1, MAX_PAGE)
+    if not text or len(text) > MAX_TEXT:
+        raise ApiError(400, f"{key} must be 1 to {MAX_TEXT} characters")
+    limit = int_param("limit", PAGE, 1, MAX_PAGE)
     cursor = int_param("cursor", 0, 0, MAX_ID)
     connection = database.connection()
     if key != "name":  # paths and external ids are unique: one page says it all
@@ -136,8 +135,8 @@ def neighbours(image_id: str):
 @bp.get("/external/<path:external_id>/neighbours")
 def external_neighbours(external_id: str):
     """Return the neighbours of the image with this catalogue id, as /neighbours does."""
-    if len(external_id) > MAX_LOOKUP_TEXT:
-        raise ApiError(400, f"external_id must be at most {MAX_LOOKUP_TEXT} characters")
+    if len(external_id) > MAX_TEXT:
+        raise ApiError(400, f"external_id must be at most {MAX_TEXT} characters")
     row = db.catalogue.find_by_external_id(database.connection(), external_id)
     if row is None:
         raise ApiError(404, f"no image has the external id {external_id[:200]!r}")
@@ -145,7 +144,7 @@ def external_neighbours(external_id: str):
 
 
 def _neighbours(number: int):
-    limit = int_param("limit", 20, 1, MAX_NEIGHBOURS)
+    limit = int_param("limit", NEIGHBOURS, 1, MAX_NEIGHBOURS)
     offset = int_param("offset", 0, 0, MAX_NEIGHBOURS)
     space = space_param()
     connection = database.connection()
@@ -233,7 +232,7 @@ def openapi():
 @bp.post("/search")
 def search_by_image():
     """Return the stored images nearest to an uploaded JPEG or PNG, exactly."""
-    limit = int_param("limit", search.DEFAULT_RESULTS, 1, search.MAX_RESULTS)
+    limit = int_param("limit", RESULTS, 1, MAX_RESULTS)
     with_features = int_param("features", 0, 0, 1)
     space = space_param()
     result = search.search(search.read_upload(), space, limit)

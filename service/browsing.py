@@ -10,11 +10,9 @@ import db.browse
 import db.catalogue
 from db.models import STATUSES
 from service import database
-from service.errors import MAX_ID, ApiError, int_param
+from service.errors import ApiError, int_param
+from service.limits import BROWSE_LIMIT, MAX_BROWSE_LIMIT, MAX_ID, MAX_TEXT
 
-BROWSE_LIMIT = 60      # thumbnails per page by default
-MAX_BROWSE_LIMIT = 500
-MAX_FOLDER_TEXT = 4096
 
 
 @dataclass
@@ -58,8 +56,8 @@ def _choice(name: str, choices, default):
 def folder_param() -> str:
     """Return the folder asked for, without leading or trailing slashes ('' is the top)."""
     folder = request.args.get("folder", "").strip("/")
-    if len(folder) > MAX_FOLDER_TEXT:
-        raise ApiError(400, f"folder must be at most {MAX_FOLDER_TEXT} characters")
+    if len(folder) > MAX_TEXT:
+        raise ApiError(400, f"folder must be at most {MAX_TEXT} characters")
     if "\x00" in folder or "//" in folder:
         raise ApiError(400, "folder must be a path relative to IMAGE_ROOT, like a/b")
     return folder

@@ -16,10 +16,8 @@ import db.jobs
 from db import duplicates
 from service import database
 from service.errors import ApiError, int_param, space_param
+from service.limits import GROUPS, MAX_DISTANCE, MAX_GROUPS_PER_PAGE, MAX_START
 
-MAX_GROUPS_PER_PAGE = 100
-MAX_DISTANCE = 1000.0  # far beyond any pool3 or whitened distance of a near-duplicate
-MAX_START = 10 ** 9
 _KEPT = 8              # (space, distance, run) results kept per worker
 _cache: OrderedDict = OrderedDict()
 _lock = threading.Lock()
@@ -59,7 +57,7 @@ def _page() -> dict:
     space = space_param()
     max_distance = _distance_param()
     start = int_param("start", 0, 0, MAX_START)
-    limit = int_param("limit", 20, 1, MAX_GROUPS_PER_PAGE)
+    limit = int_param("limit", GROUPS, 1, MAX_GROUPS_PER_PAGE)
     connection = database.connection()
     groups = _groups(connection, space, max_distance)
     shown = duplicates.describe(connection, groups[start:start + limit], space)

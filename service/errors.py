@@ -12,8 +12,8 @@ import db.images
 import db.neighbours
 from db.models import FAILED, MISSING, PENDING, POOL3, SPACE_IDS
 from service import database
+from service.limits import MAX_ID
 
-MAX_ID = 2**63 - 1  # images.id is a signed 64-bit integer on MariaDB
 _DIGITS = re.compile(r"[0-9]{1,20}")
 
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from db.models import POOL3, SPACE_IDS, STATUSES
 from db.browse import ORDERS
-from service.browsing import BROWSE_LIMIT, MAX_BROWSE_LIMIT, MAX_FOLDER_TEXT
-from service.errors import MAX_ID
-from service.duplicates import MAX_DISTANCE, MAX_GROUPS_PER_PAGE, MAX_START
-from service.search import DEFAULT_RESULTS, MAX_RESULTS, UPLOAD_FIELD, UPLOAD_TYPES
+from service.limits import BROWSE_LIMIT, GROUPS, MAX_BROWSE_LIMIT, MAX_DISTANCE, \
+    MAX_GROUPS_PER_PAGE, MAX_ID, MAX_NEIGHBOURS, MAX_PAGE, MAX_RESULTS, MAX_START, MAX_TEXT, \
+    NEIGHBOURS, PAGE, RESULTS
+from service.search import UPLOAD_FIELD, UPLOAD_TYPES
 from service.serialize import SPACE_DESCRIPTIONS, THUMBNAIL_SIZES
 
 
@@ -127,7 +127,7 @@ COMPONENTS = {
             "properties": {"id": {"type": "integer"}, "space": {"enum": list(SPACE_IDS)},
                            "offset": {"type": "integer"},
                            "limit": {"type": "integer"},
-                           "neighbours": {"type": "array", "maxItems": 100,
+                           "neighbours": {"type": "array", "maxItems": MAX_NEIGHBOURS,
                                           "items": _ref("Neighbour")},
                            "next": _nullable("string")}},
         "SearchResult": {
@@ -214,7 +214,7 @@ PATHS = {
     "/api/v1/images": _get(
         "List images in id order (keyset paging)",
         {"200": _json(_ref("ImageList"), "A page of images"), **_errors(400, 503)},
-        [_query("limit", "Images per page", 1, 1000, 100),
+        [_query("limit", "Images per page", 1, MAX_PAGE, PAGE),
          _query("cursor", "Continue after this id (from `next`)", 0, MAX_ID, 0)]),
     "/api/v1/browse": _get(
         "A page of the collection in id or path order, under a folder, with a status",
@@ -226,7 +226,7 @@ PATHS = {
                          "path only (the default there; id is a 400)"},
          {"name": "folder", "in": "query", "required": False,
           "description": "only images under this folder (relative to IMAGE_ROOT)",
-          "schema": {"type": "string", "maxLength": MAX_FOLDER_TEXT}},
+          "schema": {"type": "string", "maxLength": MAX_TEXT}},
          {"name": "status", "in": "query", "required": False,
           "schema": {"enum": list(STATUSES)}},
          _query("limit", "Images per page", 1, MAX_BROWSE_LIMIT, BROWSE_LIMIT),
@@ -241,20 +241,20 @@ PATHS = {
          "304": {"description": "Not modified (If-None-Match)"},
          **_errors(400, 404, 410, 503)},
         [{"name": "external_id", "in": "path", "required": True,
-          "schema": {"type": "string", "minLength": 1, "maxLength": 4096}},
-         _query("limit", "Entries to return", 1, 100, 20),
-         _query("offset", "Entries to skip", 0, 100, 0), SPACE]),
+          "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}},
+         _query("limit", "Entries to return", 1, MAX_NEIGHBOURS, NEIGHBOURS),
+         _query("offset", "Entries to skip", 0, MAX_NEIGHBOURS, 0), SPACE]),
     "/api/v1/images/lookup": _get(
         "Find images by exact path, exact file name or the catalogue's external id",
         {"200": _json(_ref("ImageList"), "The matching images, possibly none"),
          **_errors(400, 503)},
         [{"name": "path", "in": "query", "required": False,
-          "schema": {"type": "string", "minLength": 1, "maxLength": 4096}},
+          "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}},
          {"name": "name", "in": "query", "required": False,
-          "schema": {"type": "string", "minLength": 1, "maxLength": 4096}},
+          "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}},
          {"name": "external_id", "in": "query", "required": False,
-          "schema": {"type": "string", "minLength": 1, "maxLength": 4096}},
-         _query("limit", "Matches per page", 1, 1000, 100),
+          "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}},
+         _query("limit", "Matches per page", 1, MAX_PAGE, PAGE),
          _query("cursor", "Continue after this id (from `next`)", 0, MAX_ID, 0)],
         "Give exactly one of `path`, `name` and `external_id`; more or none is a 400 "
         "error (a rule OpenAPI cannot express). A file name can occur in many folders: all matches are "
@@ -268,8 +268,8 @@ PATHS = {
                  "headers": {"ETag": {"schema": {"type": "string"}}}},
          "304": {"description": "Not modified (If-None-Match)"},
          **_errors(400, 404, 410, 503)},
-        [IMAGE_ID, _query("limit", "Entries to return", 1, 100, 20),
-         _query("offset", "Entries to skip", 0, 100, 0), SPACE],
+        [IMAGE_ID, _query("limit", "Entries to return", 1, MAX_NEIGHBOURS, NEIGHBOURS),
+         _query("offset", "Entries to skip", 0, MAX_NEIGHBOURS, 0), SPACE],
         "A 404 also answers a space the grouping job has not computed, saying why."),
     "/api/v1/spaces": _get(
         "The spaces neighbour lists are kept in, and how each stands",
@@ -314,7 +314,7 @@ PATHS = {
                                 "DUPLICATE_DISTANCE)",
                  "schema": {"type": "number", "minimum": 0, "maximum": MAX_DISTANCE}},
          _query("start", "Groups to skip", 0, MAX_START, 0),
-         _query("limit", "Groups per page", 1, MAX_GROUPS_PER_PAGE, 20)],
+         _query("limit", "Groups per page", 1, MAX_GROUPS_PER_PAGE, GROUPS)],
         "Images linked by list entries within max_distance, in connected components "
         "(report_duplicates.py writes the same groups as CSV)."),
     "/api/v1/search": {"post": {
@@ -324,7 +324,7 @@ PATHS = {
                        "every vector of the last completed grouping run, exactly, in the "
                        "grouping job's order (distance, then id). Nothing is stored. "
                        "A 404 answers a space not computed or no completed grouping run.",
-        "parameters": [_query("limit", "Entries to return", 1, MAX_RESULTS, DEFAULT_RESULTS),
+        "parameters": [_query("limit", "Entries to return", 1, MAX_RESULTS, RESULTS),
                        SPACE, _query("features", "1: include the upload's 2048 values",
                                      0, 1, 0)],
         "requestBody": {"required": True, "content": {

@@ -17,7 +17,8 @@ import db.neighbours
 from db.models import MISSING, OK, POOL3, SPACE_IDS, STATUSES
 from service import database, duplicates, search as image_search, serialize
 from service.browsing import browse_request
-from service.errors import MAX_ID, ApiError, parse_id
+from service.errors import ApiError, parse_id
+from service.limits import MAX_ID, MAX_TEXT, RESULTS
 
 bp = Blueprint("pages", __name__)
 bp.add_url_rule("/duplicates", "duplicates", duplicates.duplicates_page)
@@ -53,8 +54,8 @@ def search():
     query = request.args.get("q", "").strip()
     if not query:
         return redirect(url_for("pages.home"))
-    if len(query) > 4096:
-        raise ApiError(400, "the search text is longer than 4096 characters")
+    if len(query) > MAX_TEXT:
+        raise ApiError(400, f"the search text is longer than {MAX_TEXT} characters")
     connection = database.connection()
     if query.isascii() and query.isdigit() and len(query) < 20 and 1 <= int(query) <= MAX_ID:
         if db.images.get_image(connection, int(query)) is not None:
@@ -147,7 +148,7 @@ def search_by_image():
     """Show the upload form; on a post, the nearest stored images beside the query."""
     spaces, default_space = _search_spaces()
     context = {"spaces": spaces, "space_labels": SPACE_LABELS, "space": default_space,
-               "limit": image_search.DEFAULT_RESULTS, "result": None, "error": None,
+               "limit": RESULTS, "result": None, "error": None,
                "preview": None, "accept": ",".join(image_search.UPLOAD_TYPES)}
     if request.method == "GET":
         return render_template("search_by_image.html", **context)
@@ -157,7 +158,7 @@ def search_by_image():
         if space not in SPACE_IDS:
             raise ApiError(400, f"space must be one of {', '.join(SPACE_IDS)}")
         upload = image_search.read_upload()
-        result = image_search.search(upload, space, image_search.DEFAULT_RESULTS)
+        result = image_search.search(upload, space, RESULTS)
     except ApiError as error:
         context["error"] = error.message
         return render_template("search_by_image.html", **context), error.status, \

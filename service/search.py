@@ -30,8 +30,6 @@ from service.vector_store import NothingToSearch, VectorStore
 
 log = logging.getLogger(__name__)
 
-MAX_RESULTS = 100
-DEFAULT_RESULTS = 20
 RETRY_AFTER_SECONDS = 2
 UPLOAD_FIELD = "image"
 UPLOAD_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG"}  # model.preprocess.UPLOAD_FORMATS
