@@ -17,12 +17,15 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import ExitStack, contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
+
+from runtime.jobrun import JobError
 
 log = logging.getLogger(__name__)
 
 LOCAL = "local"
 CONNECT_TIMEOUT = "30s"  # how long a job waits for an unreachable scheduler
+IN_FLIGHT_PER_THREAD = 2  # tasks queued per worker thread, so none waits for work
 
 
 class SchedulerError(Exception):
@@ -98,6 +101,66 @@ def worker_threads(client) -> int:
 def threads_per_worker(client) -> int:
     """Return the most tasks one worker runs at once (at least 1)."""
     return max([1, *client.nthreads().values()])
+
+
+def windowed(client, calls: Iterable[tuple[Any, Callable, tuple]], *, ordered: bool,
+             what: str, kept: str) -> Iterator[tuple[Any, Any]]:
+    """Run calls (key, function, arguments) on the cluster, a bounded number at a time;
+    yield (key, result) in the calls' order, or as they complete. A cluster's failure
+    leaves as a one-line JobError naming `what` a task is and what `kept` of the run."""
+    from distributed import as_completed
+
+    # A bounded number of tasks on the cluster at a time: the scheduler does not hold
+    # every task of a large archive, results wait in memory for the writer only a few
+    # at a time, and a failure stops the run soon. The window follows the cluster's
+    # current size (an adaptive cluster grows and shrinks).
+    calls = iter(calls)
+    pending: dict = {}  # future: key, in the order submitted
+    completed = None if ordered else as_completed()
+
+    def top_up() -> None:
+        while len(pending) < IN_FLIGHT_PER_THREAD * worker_threads(client):
+            call = next(calls, None)
+            if call is None:
+                return
+            key, function, arguments = call
+            future = client.submit(function, *arguments, pure=False)
+            pending[future] = key
+            if completed is not None:
+                completed.add(future)
+
+    try:
+        top_up()
+        while pending:
+            future = next(iter(pending)) if ordered else next(completed)
+            result = task_result(future, what, kept)
+            key = pending.pop(future)
+            top_up()
+            yield key, result
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+def task_result(future, what: str, kept: str):
+    """Return a task's result; a failure leaves as a one-line JobError."""
+    from distributed.client import FutureCancelledError
+    from distributed.scheduler import KilledWorker
+    try:
+        result = future.result()
+    except KilledWorker:
+        raise JobError(f"a {what}'s Dask workers died again and again (see "
+                       f"distributed.scheduler.allowed-failures); {kept}") from None
+    except FutureCancelledError:
+        raise JobError(f"the Dask cluster cancelled a {what} (scheduler gone?); {kept}") \
+            from None
+    except (JobError, KeyboardInterrupt):
+        raise
+    except Exception as error:  # the worker's own error, raised here
+        raise JobError(f"a Dask worker failed: {type(error).__name__}: {error}; {kept}") \
+            from error
+    future.release()
+    return result
 
 
 class OnDemand:

@@ -20,14 +20,12 @@ from typing import Callable
 
 from sqlalchemy.engine import Engine
 
-from runtime.jobrun import JobError
-from runtime.distribute import worker_threads
 from jobs.features.plan import FileTask
+from runtime.distribute import windowed
 
 log = logging.getLogger(__name__)
 
 PARTITION_BATCHES = 4  # model batches per partition: a task's work, about 4 commits
-IN_FLIGHT_PER_THREAD = 2  # partitions queued per worker thread, so none waits for work
 
 _loaded: dict[str, object] = {}
 _loading = threading.Lock()
@@ -63,53 +61,17 @@ def extract_on(client, tasks: list[FileTask], engine: Engine, model: str, *,
                on_batch: Callable[[int], None] | None = None) -> Counter:
     """Compute `tasks` on the cluster of `client`, writing each batch as it comes back;
     return the counts as jobs.features.extract.extract does."""
-    from distributed import as_completed
-    from distributed.client import FutureCancelledError
-    from distributed.scheduler import KilledWorker
-
     from jobs.features.extract import write_batch
 
     counts: Counter = Counter()
-    waiting = partitions(tasks, partition_size or PARTITION_BATCHES * batch_size)
-    waiting.reverse()  # popped from the end: partitions go out in walk order
-
-    outstanding: set = set()
-
-    def submit():
-        future = client.submit(compute_partition, waiting.pop(), str(model_cache),
-                               batch_size, max_pixels, threads, pure=False)
-        outstanding.add(future)
-        return future
-
-    # A bounded number of partitions on the cluster at a time: the scheduler does not
-    # hold every FileTask of a large archive, and a failure stops the run soon.
-    running = as_completed([submit() for _ in range(min(
-        len(waiting), IN_FLIGHT_PER_THREAD * worker_threads(client)))])
-    try:
-        for future in running:
-            try:
-                batches = future.result()
-            except KilledWorker:
-                raise JobError("a partition's Dask workers died again and again (see "
-                               "distributed.scheduler.allowed-failures); the batches "
-                               "written so far are kept, the next run does the rest") \
-                    from None
-            except FutureCancelledError:
-                raise JobError("the Dask cluster cancelled a partition (scheduler gone?); "
-                               "the batches written so far are kept") from None
-            except (JobError, KeyboardInterrupt):
-                raise
-            except Exception as error:  # the worker's own error, raised here
-                raise JobError(f"a Dask worker failed: {type(error).__name__}: {error}; "
-                               "the batches written so far are kept") from error
-            outstanding.discard(future)
-            future.release()
-            for batch in batches:
-                write_batch(engine, batch, model, counts, on_batch)
-            # Top up to the cluster's current size (an adaptive cluster grows and shrinks).
-            while waiting and running.count() < IN_FLIGHT_PER_THREAD * worker_threads(client):
-                running.add(submit())
-    finally:
-        for future in outstanding:
-            future.cancel()
+    calls = ((None, compute_partition, (partition, str(model_cache), batch_size, max_pixels,
+                                        threads))
+             for partition in partitions(tasks, partition_size or PARTITION_BATCHES * batch_size))
+    # In the order they complete: each batch is written on its own, so the order of the
+    # commits does not matter.
+    for _, batches in windowed(client, calls, ordered=False, what="partition",
+                               kept="the batches written so far are kept, the next run "
+                                    "does the rest"):
+        for batch in batches:
+            write_batch(engine, batch, model, counts, on_batch)
     return counts

@@ -13,17 +13,16 @@ and writes the database itself and hands the mapper only arrays:
 """
 from __future__ import annotations
 
-from collections import deque
 from typing import Iterable, Iterator
 
 import numpy as np
 
-from runtime.jobrun import JobError
-from numerics.list_changes import ListChanges
-from numerics.engine import ExactIndex
 from jobs.grouping.mapper import Block, Entering, map_block, search_new
+from numerics.engine import ExactIndex
+from numerics.list_changes import ListChanges
+from runtime.distribute import task_result, threads_per_worker, windowed
 
-IN_FLIGHT_PER_THREAD = 2  # blocks queued per worker thread, so none waits for work
+KEPT = "the lists written so far are kept, the next run resumes after them"
 
 
 class InProcess:
@@ -60,7 +59,6 @@ class OnCluster:
     """The mapper on the workers of a distributed Client."""
 
     def __init__(self, client, vectors: np.ndarray, ids: np.ndarray, memory_bytes: int):
-        from runtime.distribute import threads_per_worker
         self.client = client
         self.ids = np.asarray(ids, dtype=np.int64)
         # One engine thread per task: the workers' threads are the parallelism (a worker
@@ -74,7 +72,7 @@ class OnCluster:
         # One product of the new images against all: one task.
         future = self.client.submit(search_new, self.index, new_ids, merge_ids, ends, k,
                                     self.memory_bytes, pure=False)
-        return _result(future)
+        return task_result(future, "block", KEPT)
 
     def full(self, k: int, block_rows: int) -> Iterator[tuple[np.ndarray, ListChanges]]:
         calls = ((self.ids[start:start + block_rows], _search_rows,
@@ -92,40 +90,12 @@ class OnCluster:
         yield from self._in_order(calls)
 
     def _in_order(self, calls) -> Iterator[tuple[np.ndarray, object]]:
-        """Submit calls (key, function, arguments after the index) a window ahead; yield
-        (key, result) in the calls' order."""
-        from runtime.distribute import worker_threads
-        pending: deque = deque()
-        try:
-            for key, function, arguments in calls:
-                pending.append((key, self.client.submit(function, self.index, *arguments,
-                                                        pure=False)))
-                while len(pending) > IN_FLIGHT_PER_THREAD * worker_threads(self.client):
-                    key_done, future = pending.popleft()
-                    yield key_done, _result(future)
-            while pending:
-                key_done, future = pending.popleft()
-                yield key_done, _result(future)
-        finally:
-            for _, future in pending:
-                future.cancel()
+        """Run calls (key, function, arguments after the index); yield (key, result) in
+        the calls' order, so that the writer commits them in order with its resume
+        point."""
+        calls = ((key, function, (self.index, *arguments)) for key, function, arguments in calls)
+        yield from windowed(self.client, calls, ordered=True, what="block", kept=KEPT)
 
     def close(self) -> None:
         self.index.release()
 
-
-def _result(future):
-    """Return a task's result; a cluster's failure leaves as a one-line JobError."""
-    from distributed.client import FutureCancelledError
-    from distributed.scheduler import KilledWorker
-    try:
-        result = future.result()
-    except KilledWorker:
-        raise JobError("a block's Dask workers died again and again (see "
-                       "distributed.scheduler.allowed-failures); the lists written so "
-                       "far are kept, the next run resumes after them") from None
-    except FutureCancelledError:
-        raise JobError("the Dask cluster cancelled a block (scheduler gone?); the lists "
-                       "written so far are kept") from None
-    future.release()
-    return result
