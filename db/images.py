@@ -17,7 +17,7 @@ from db.paths import hashes_of_stored_text
 IMAGE_COLUMNS = (Image.id, Image.path, Image.path_hash, Image.file_name, Image.size,
                  Image.content_hash, Image.width, Image.height, Image.status, Image.error,
                  Image.updated_at,
-                 # Left out of the grouping by its latest run (grouping/exclusions.py).
+                 # Left out of the grouping by its latest run (jobs/grouping/exclusions.py).
                  exists().where(GroupingExclusion.image_id == Image.id).label("excluded"))
 
 

@@ -13,7 +13,7 @@ PENDING, OK, FAILED, MISSING = "pending", "ok", "failed", "missing"
 STATUSES = (PENDING, OK, FAILED, MISSING)
 
 # Spaces of neighbour lists, by name and id. pool3: Euclidean on the stored vectors, the
-# replaced system's distance; whitened: the learned space (grouping/whitening.py).
+# replaced system's distance; whitened: the learned space (numerics/whitening.py).
 POOL3, WHITENED = "pool3", "whitened"
 SPACE_IDS = {POOL3: 1, WHITENED: 2}
 
@@ -240,7 +240,7 @@ class CatalogueRecord(Base):
 class GroupingExclusion(Base):
     """An image the grouping job left out of every space in its latest run.
 
-    Stored by the run before it writes any list (grouping/exclusions.py), together with
+    Stored by the run before it writes any list (jobs/grouping/exclusions.py), together with
     needs_grouping on every image whose exclusion changed, so that the next run, even
     after a killed one, knows which lists the change reaches.
     """

@@ -53,7 +53,7 @@ class Projection:
     def apply(self, vectors: np.ndarray) -> np.ndarray:
         """Return the (n, D) float32 projections of (n, d) float32 vectors.
 
-        Each row is computed on its own in a fixed order (grouping/kernels.py), so a
+        Each row is computed on its own in a fixed order (numerics/kernels.py), so a
         vector gets the same bits whatever batch it comes in: the incremental runs, which
         project every vector again, see the values the full run saw."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)

@@ -1,6 +1,6 @@
 """Near-duplicate groups on a page (/duplicates) and as JSON (/api/v1/duplicates): the groups of report_duplicates.py.
 
-The groups are computed from the stored lists (grouping/duplicates.py) once per space,
+The groups are computed from the stored lists (db/duplicates.py) once per space,
 distance and grouping run, and kept in the worker: the lists change only when a
 grouping run completes, and reading the close pairs visits every list. A page shows
 `limit` groups from `start`, each member's details read for that page only.

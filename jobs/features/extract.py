@@ -1,7 +1,7 @@
 """The feature worker: read, hash and decode files in threads, run the model, write.
 
 `extract(tasks, engine, extractor, ...)` is the unit of work over a partition of files:
-one machine runs it over all files. On a Dask cluster (features/cluster.py) the workers
+one machine runs it over all files. On a Dask cluster (jobs/features/cluster.py) the workers
 run `computed()`, the same stages without the writes, per partition, and the job writes
 what they return with `write_batch()`. It holds no global state.
 """

@@ -8,7 +8,7 @@ EXCLUDE_PATTERNS and EXCLUDE_FILE, and the catalogue's `excluded` column
 The grouping job calls sync() before it reads the flags: in one transaction it stores
 the set in grouping_exclusions and sets needs_grouping on every image whose exclusion
 changed. From there the run treats those images as it treats any flagged image
-(grouping/plan.py): a newly excluded one as an image that left (its lists deleted, every
+(jobs/grouping/plan.py): a newly excluded one as an image that left (its lists deleted, every
 list holding it recomputed), one included again as a new image (its lists computed, and
 merged into every list it now enters). The flags are cleared only when the run
 completes, so a killed run leaves them for the next, which converges on the same lists

@@ -1,7 +1,7 @@
 """A local copy of the vectors that the last completed grouping run used.
 
 An incremental run needs every 'ok' image's vector, but only the images flagged
-needs_grouping can have new ones since the last completed run (grouping/plan.py): it
+needs_grouping can have new ones since the last completed run (jobs/grouping/plan.py): it
 reads those from the database and the others from this copy. Reading all vectors from
 the database costs more than the rest of a small incremental run (on MariaDB the 8 KiB
 vectors sit in overflow pages, several seconds per 50,000).

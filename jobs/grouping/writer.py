@@ -4,7 +4,7 @@ run's progress.
 Writes go to one background thread, in order, while the next block is computed: the
 products release the GIL, and the database round trips do not need it. Each block's
 transaction also stores the run's counts with the space's resume point advanced to the
-block's last list (grouping/plan.py), so the counts never claim more than was written.
+block's last list (jobs/grouping/plan.py), so the counts never claim more than was written.
 The caller's counts follow the commits: a failed run records where it stopped.
 """
 from __future__ import annotations
