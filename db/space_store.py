@@ -1,16 +1,31 @@
 """The spaces table: which spaces the grouping job computes lists in, and how they stand."""
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from db.models import SPACE_IDS, NeighbourList, Space, utcnow
+from db.models import SPACE_IDS, WHITENED, NeighbourList, Space, utcnow
+from numerics import whitening
 
 
 def load_spaces(connection: Connection) -> dict[str, dict]:
     """Return every stored space's row as a dict, by name."""
     rows = connection.execute(select(Space)).mappings().all()
     return {row["name"]: dict(row) for row in rows}
+
+
+def stored_whitening(engine: Engine) -> tuple[whitening.Projection | None, dict]:
+    """Return the stored whitened projection and the settings it was learned with."""
+    with engine.connect() as connection:
+        row = load_spaces(connection).get(WHITENED)
+    if row is None or row["projection"] is None:
+        return None, {}
+    parameters = json.loads(row["parameters"])
+    return whitening.Projection.from_bytes(
+        row["projection"], row["learned_from"], row["learned_at"],
+        parameters["shrinkage"]), parameters
 
 
 def save_space(engine: Engine, name: str, **values) -> None:

@@ -24,7 +24,7 @@ from numerics.vectors import DIMENSIONS, MODEL_NAME, encode_vector
 from jobs.grouping import vector_cache
 from numerics import whitening
 from numerics.engine import ExactIndex, exact_squared_distances
-from jobs.grouping.spaces import stored_whitening
+from db.space_store import stored_whitening
 from jobs.grouping.plan import ALL, NONE, starting_point
 from jobs.grouping.run import MERGES_PER_BLOCK, run as run_job
 

@@ -24,7 +24,7 @@ from db.engine import make_engine
 from db.feature_store import other_models
 from db.models import WHITENED
 from db.neighbour_store import Changed
-from db.space_store import count_lists, save_space
+from db.space_store import count_lists, save_space, stored_whitening
 from numerics.vectors import MODEL_NAME
 from jobs.grouping import exclusions
 from jobs.grouping import spaces as spaces_module
@@ -246,11 +246,11 @@ def _dry_run(settings: Settings, k: int, full: bool, relearn: bool) -> dict:
         counts["spaces"]["pool3"] = make_plan(reader, "pool3", ids, k, full,
                                               changed).counts()
         if settings.whitened_dimensions:
-            stored, learned_with = spaces_module.stored_whitening(engine)
+            stored, learned_with = stored_whitening(engine)
             decision = spaces_module.decide(stored, learned_with, len(ids),
                                             spaces_module.wanted(settings), relearn)
             if decision.learn or decision.stored is not None:
-                projection = None if decision.learn else spaces_module.token(stored)
+                projection = None if decision.learn else stored.token
                 counts["spaces"][WHITENED] = make_plan(
                     reader, WHITENED, ids, k, full or decision.learn, changed,
                     projection).counts()
