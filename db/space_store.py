@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from typing import NamedTuple
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
@@ -14,6 +15,28 @@ def load_spaces(connection: Connection) -> dict[str, dict]:
     """Return every stored space's row as a dict, by name."""
     rows = connection.execute(select(Space)).mappings().all()
     return {row["name"]: dict(row) for row in rows}
+
+
+class ResumeState(NamedTuple):
+    """Where a space's lists stand for the grouping job (Space.valid_through)."""
+
+    valid_through: int
+    k: int | None
+    projection: str | None
+
+
+def resume_state(engine: Engine, name: str) -> ResumeState | None:
+    """Return the grouping state of space `name`, or None if no list is known valid."""
+    with engine.connect() as connection:
+        row = connection.execute(select(Space.valid_through, Space.k, Space.lists_projection)
+                                 .where(Space.name == name)).first()
+    return None if row is None or row.valid_through is None else ResumeState(*row)
+
+
+def set_valid_through(connection: Connection, space: int, valid_through: int) -> None:
+    """Advance a space's resume point, in the transaction that wrote its lists."""
+    connection.execute(update(Space).where(Space.id == space)
+                       .values(valid_through=valid_through))
 
 
 def stored_whitening(engine: Engine) -> tuple[whitening.Projection | None, dict]:

@@ -3,7 +3,6 @@ between runs, killed runs, in both spaces; checked against a float64 brute force
 vectors of the images the test itself did not exclude."""
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
@@ -156,7 +155,7 @@ def test_a_killed_full_run_resumes_with_the_exclusions_it_started_with(db, monke
     excluded = {ids[0], ids[29]}
     current = excluding(settings, engine, excluded)
     run_interrupted(monkeypatch, current, 2)
-    assert json.loads(job_rows(engine)[-1][1])["spaces"]["pool3"]["mode"] == "full"
+    assert job_rows(engine)[-1][1]["spaces"]["pool3"]["mode"] == "full"
     counts = run(current, k=4, quiet=True)
     assert counts["mode"] == "resume"
     assert stored_lists(engine) == brute_force(engine, 4, excluded)

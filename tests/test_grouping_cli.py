@@ -1,7 +1,6 @@
 """group_images.py as cron runs it: the command line, exit codes, and a kill -9."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -125,7 +124,6 @@ def test_kill_9_while_writing_then_rerun_completes(database_url):
                        database_url=database_url)
     assert rerun.returncode == 0, rerun.stderr
     outcome, counts = job_rows(engine)[-1]
-    counts = json.loads(counts)
     assert outcome == "completed" and pool3(counts)["mode"] == "resume"
     assert pool3(counts)["lists_full"] < len(ids)  # taken up where it stopped, not redone
     # The learned space was not reached before the kill: computed whole by the rerun.
