@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                        lambda counts: summary(label, counts))
 
 
-# Bookkeeping kept in the jobs row for the next run, not news for the operator.
-_HIDDEN = ("valid_through", "projection", "vector_cache", "spaces", "note", "exclusions")
+# Shown on lines of their own.
+_HIDDEN = ("spaces", "note", "exclusions")
 
 
 def summary(label: str, counts: dict) -> list[str]:

@@ -1,8 +1,6 @@
 """The jobs table: one row per run of either batch job."""
 from __future__ import annotations
 
-import json
-
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
@@ -17,12 +15,28 @@ def start_job(engine: Engine, kind: str) -> int:
         return result.inserted_primary_key[0]
 
 
+def vector_cache_left(engine: Engine, before: int) -> str | None:
+    """Return the token of the vector copy the grouping run before run `before` left, if
+    that run completed."""
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(Job.outcome, Job.vector_cache)
+            .where(Job.kind == "grouping", Job.id < before)
+            .order_by(Job.id.desc()).limit(1)).first()
+    return row.vector_cache if row is not None and row.outcome == "completed" else None
+
+
+def set_vector_cache_left(engine: Engine, job_id: int, token: str) -> None:
+    with engine.begin() as connection:
+        connection.execute(update(Job).where(Job.id == job_id).values(vector_cache=token))
+
+
 def finish_job(engine: Engine, job_id: int, outcome: str, counts: dict[str, int],
                message: str | None = None) -> None:
     """Record how a run ended: 'completed' or 'failed', with its counts."""
     with engine.begin() as connection:
         connection.execute(update(Job).where(Job.id == job_id).values(
-            finished_at=utcnow(), outcome=outcome, counts=json.dumps(counts, sort_keys=True),
+            finished_at=utcnow(), outcome=outcome, counts=counts,
             message=message))
 
 

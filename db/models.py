@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import (BigInteger, Boolean, DateTime, Double, ForeignKey, Index,
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Double, ForeignKey, Index,
                         Integer, LargeBinary, SmallInteger, String, Text)
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -146,6 +146,14 @@ class Space(Base):
     lists: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     note: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False, default=utcnow)
+    # Where the grouping job's next run starts (jobs/grouping/plan.py): the lists of the
+    # 'ok' images with ids up to valid_through are exact top-k lists for this k and, in
+    # a learned space, the projection whose token is lists_projection. Written in the
+    # transactions that write the lists, so a killed run leaves a true resume point;
+    # None: no list is known valid.
+    valid_through: Mapped[int | None] = mapped_column(BigInteger)
+    k: Mapped[int | None] = mapped_column(Integer)
+    lists_projection: Mapped[str | None] = mapped_column(String(64))
 
 
 class ImageNeighbour(Base):
@@ -208,7 +216,12 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
     # running | completed | failed; a row left 'running' means the run was killed.
     outcome: Mapped[str] = mapped_column(String(16), nullable=False, default="running")
-    counts: Mapped[str | None] = mapped_column(Text)  # JSON object of named counts
+    # What the operator reads about the run: a JSON object of named counts. Nothing a
+    # later run needs: that lives in columns (Space).
+    counts: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
+    # A grouping run's: the token of the local copy of the vectors it left
+    # (jobs/grouping/vector_cache.py), which the next run trusts if this one completed.
+    vector_cache: Mapped[str | None] = mapped_column(String(64))
     message: Mapped[str | None] = mapped_column(Text)
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,6 +11,7 @@ from sqlalchemy import bindparam, delete, func, select, text, tuple_, update
 from sqlalchemy.engine import Connection, Engine
 
 from db.models import OK, GroupingExclusion, Image, ImageFeatures, ImageNeighbour, Job, NeighbourList
+from db.space_store import set_valid_through
 from numerics.list_changes import ListChanges
 from numerics.vectors import DIMENSIONS, decode_vector
 
@@ -238,12 +238,14 @@ _JSON_ROWS = 20000  # rows per JSON_TABLE statement (about 1 MB of JSON)
 
 
 def write_lists(engine: Engine, space: int, changes: ListChanges,
-                job_id: int | None = None, progress: dict | None = None) -> int:
+                job_id: int | None = None, progress: dict | None = None,
+                valid_through: int | None = None) -> int:
     """Apply changes to some lists of `space` in one transaction; return the rows
     inserted.
 
-    Readers see each list whole, old or new. The job's progress counts are updated in
-    the same transaction, so they never claim more than was written.
+    Readers see each list whole, old or new. The space's resume point and the job's
+    progress counts are updated in the same transaction, so that neither claims more
+    than was written.
     """
     touched = sorted(set(changes.replaced) | {end[0] for end in changes.ends})
     with engine.connect() as connection:
@@ -255,6 +257,8 @@ def write_lists(engine: Engine, space: int, changes: ListChanges,
         try:
             with connection.begin():
                 _apply(connection, space, changes, touched)
+                if valid_through is not None:
+                    set_valid_through(connection, space, valid_through)
                 if job_id is not None and progress is not None:
                     _set_counts(connection, job_id, progress)
         finally:
@@ -341,19 +345,6 @@ def clear_needs_grouping(engine: Engine, changed: list[Changed]) -> int:
     return cleared
 
 
-def recent_grouping_jobs(engine: Engine, limit: int = 20,
-                         before: int | None = None) -> list[tuple[str, dict | None]]:
-    """Return (outcome, counts) of the latest grouping runs (with an id below `before`,
-    if given), newest first."""
-    query = select(Job.outcome, Job.counts).where(Job.kind == "grouping")
-    if before is not None:
-        query = query.where(Job.id < before)
-    with engine.connect() as connection:
-        rows = connection.execute(query.order_by(Job.id.desc()).limit(limit))
-        return [(outcome, json.loads(counts) if counts else None)
-                for outcome, counts in rows]
-
-
 def set_job_counts(engine: Engine, job_id: int, counts: dict) -> None:
     """Store a running job's counts (its progress)."""
     with engine.begin() as connection:
@@ -362,4 +353,5 @@ def set_job_counts(engine: Engine, job_id: int, counts: dict) -> None:
 
 def _set_counts(connection: Connection, job_id: int, counts: dict) -> None:
     connection.execute(update(Job).where(Job.id == job_id)
-                       .values(counts=json.dumps(counts, sort_keys=True)))
+                       .values(counts=counts))
+

@@ -1,16 +1,54 @@
 """The spaces table: which spaces the grouping job computes lists in, and how they stand."""
 from __future__ import annotations
 
+import json
+from typing import NamedTuple
+
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from db.models import SPACE_IDS, NeighbourList, Space, utcnow
+from db.models import SPACE_IDS, WHITENED, NeighbourList, Space, utcnow
+from numerics import whitening
 
 
 def load_spaces(connection: Connection) -> dict[str, dict]:
     """Return every stored space's row as a dict, by name."""
     rows = connection.execute(select(Space)).mappings().all()
     return {row["name"]: dict(row) for row in rows}
+
+
+class ResumeState(NamedTuple):
+    """Where a space's lists stand for the grouping job (Space.valid_through)."""
+
+    valid_through: int
+    k: int | None
+    projection: str | None
+
+
+def resume_state(engine: Engine, name: str) -> ResumeState | None:
+    """Return the grouping state of space `name`, or None if no list is known valid."""
+    with engine.connect() as connection:
+        row = connection.execute(select(Space.valid_through, Space.k, Space.lists_projection)
+                                 .where(Space.name == name)).first()
+    return None if row is None or row.valid_through is None else ResumeState(*row)
+
+
+def set_valid_through(connection: Connection, space: int, valid_through: int) -> None:
+    """Advance a space's resume point, in the transaction that wrote its lists."""
+    connection.execute(update(Space).where(Space.id == space)
+                       .values(valid_through=valid_through))
+
+
+def stored_whitening(engine: Engine) -> tuple[whitening.Projection | None, dict]:
+    """Return the stored whitened projection and the settings it was learned with."""
+    with engine.connect() as connection:
+        row = load_spaces(connection).get(WHITENED)
+    if row is None or row["projection"] is None:
+        return None, {}
+    parameters = json.loads(row["parameters"])
+    return whitening.Projection.from_bytes(
+        row["projection"], row["learned_from"], row["learned_at"],
+        parameters["shrinkage"]), parameters
 
 
 def save_space(engine: Engine, name: str, **values) -> None:

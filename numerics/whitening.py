@@ -50,6 +50,12 @@ class Projection:
     def dimensions(self) -> int:
         return self.components.shape[1]
 
+    @property
+    def token(self) -> str:
+        """What identifies the projection where lists or files say which one they were
+        made with: when it was learned."""
+        return self.learned_at.isoformat()
+
     def apply(self, vectors: np.ndarray) -> np.ndarray:
         """Return the (n, D) float32 projections of (n, d) float32 vectors.
 

@@ -1,7 +1,6 @@
 """JSON shapes of images, neighbours and job runs, with their links."""
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 from urllib.parse import urlsplit
@@ -69,13 +68,10 @@ def neighbour(row, root: str) -> dict:
 
 
 def job(run: dict | None) -> dict | None:
-    """Return the JSON object of a job run, its counts decoded."""
+    """Return the JSON object of a job run."""
     if run is None:
         return None
-    try:
-        counts = json.loads(run["counts"]) if run["counts"] else None
-    except ValueError:
-        counts = None  # a killed run may have left half-written text
+    counts = run["counts"]
     return {**run, "started_at": timestamp(run["started_at"]),
             "finished_at": timestamp(run["finished_at"]),
             "counts": counts if isinstance(counts, dict) else None}

@@ -30,9 +30,9 @@ from sqlalchemy.engine import Engine, make_url
 
 from db.models import POOL3, WHITENED, Job
 from db.neighbour_store import vector_pages
+from db.space_store import stored_whitening
 from numerics.vectors import DIMENSIONS
 from numerics.engine import ExactIndex
-from jobs.grouping.spaces import stored_whitening, token
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class VectorStore:
         projection = None
         if WHITENED in indexes:
             projection, _ = stored_whitening(self.engine)
-            if projection is None or token(projection) != meta.get("whitened"):
+            if projection is None or projection.token != meta.get("whitened"):
                 # Relearned since the files were written: the next completed run's
                 # files will have it; until then the whitened space is not searched.
                 indexes.pop(WHITENED)
@@ -188,7 +188,7 @@ class VectorStore:
                               .astype("<f4").tobytes())
             del vectors
             meta["spaces"][WHITENED] = projection.dimensions
-            meta["whitened"] = token(projection)
+            meta["whitened"] = projection.token
         return meta
 
     def _remove_older(self, job_id: int) -> None:

@@ -168,11 +168,11 @@ def build_archive(url: str, root: Path, specs: tuple[Spec, ...] = SPECS,
         session.add_all([
             Job(kind="features", started_at=datetime(2026, 11, 1, 10), outcome="completed",
                 finished_at=datetime(2026, 11, 1, 10, 5),
-                counts='{"new": 9, "failed": 1}'),
+                counts={"new": 9, "failed": 1}),
             Job(kind="grouping", started_at=datetime(2026, 11, 1, 9), outcome="failed",
                 finished_at=datetime(2026, 11, 1, 9, 1), message="killed"),
             Job(kind="grouping", started_at=datetime(2026, 11, 1, 11), outcome="completed",
-                finished_at=datetime(2026, 11, 1, 11, 2), counts='{"lists": 5}')])
+                finished_at=datetime(2026, 11, 1, 11, 2), counts={"lists": 5})])
     engine.dispose()
     (image_root / "link").mkdir()
     os.symlink(root / "outside.jpg", image_root / "link" / "escape.jpg")

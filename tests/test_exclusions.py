@@ -3,7 +3,6 @@ between runs, killed runs, in both spaces; checked against a float64 brute force
 vectors of the images the test itself did not exclude."""
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from db.models import WHITENED, GroupingExclusion, Image, ImageFeatures, ImageNe
 from db.exclusions import stored as stored_exclusions
 from jobs.grouping import exclusions
 from jobs.grouping.run import run as run_job
-from jobs.grouping.spaces import stored_whitening
+from db.space_store import stored_whitening
 from test_grouping import (_database, add_images, apply_step, embed, expected_lists,
                            few_to_learn,  # noqa: F401
                            flagged, job_rows, run, run_interrupted, small_vector,
@@ -157,7 +156,7 @@ def test_a_killed_full_run_resumes_with_the_exclusions_it_started_with(db, monke
     excluded = {ids[0], ids[29]}
     current = excluding(settings, engine, excluded)
     run_interrupted(monkeypatch, current, 2)
-    assert json.loads(job_rows(engine)[-1][1])["spaces"]["pool3"]["mode"] == "full"
+    assert job_rows(engine)[-1][1]["spaces"]["pool3"]["mode"] == "full"
     counts = run(current, k=4, quiet=True)
     assert counts["mode"] == "resume"
     assert stored_lists(engine) == brute_force(engine, 4, excluded)

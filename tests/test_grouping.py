@@ -24,7 +24,7 @@ from numerics.vectors import DIMENSIONS, MODEL_NAME, encode_vector
 from jobs.grouping import vector_cache
 from numerics import whitening
 from numerics.engine import ExactIndex, exact_squared_distances
-from jobs.grouping.spaces import stored_whitening
+from db.space_store import ResumeState, resume_state, stored_whitening
 from jobs.grouping.plan import ALL, NONE, starting_point
 from jobs.grouping.run import MERGES_PER_BLOCK, run as run_job
 
@@ -332,9 +332,9 @@ def test_an_interrupted_run_records_what_it_wrote_and_the_next_resumes(db, monke
     for mode, writes in (("full", 3), ("resume", 2)):
         written = run_interrupted(monkeypatch, settings, writes)
         outcome, counts = job_rows(engine)[-1]
-        counts = pool3(json.loads(counts))
+        counts = pool3(counts)
         assert outcome == "failed" and counts["mode"] == mode
-        assert counts["valid_through"] == max(written[-1][0])
+        assert resume_state(engine, POOL3).valid_through == max(written[-1][0])
         assert counts["lists_written"] == sum(len(lists) for lists, _ in written)
         assert counts["rows_written"] == sum(rows for _, rows in written)
     counts = run(settings, k=4, quiet=True)
@@ -377,19 +377,19 @@ def test_another_k_recomputes_everything(db):
     assert run(settings, k=3, quiet=True)["mode"] == "full"
     assert stored_lists(engine) == expected_lists(engine, 3)
     outcome, counts = job_rows(engine)[-1]
-    assert outcome == "completed" and pool3(json.loads(counts))["k"] == 3
+    assert outcome == "completed" and pool3(counts)["k"] == 3
 
 
-def test_starting_point_after_completed_killed_and_failed_runs():
-    done = {"k": 5, "valid_through": 7}
-    assert starting_point([], POOL3, 5, False) == NONE
-    assert starting_point([("completed", done)], POOL3, 5, False) == ALL
-    assert starting_point([("completed", done)], POOL3, 5, True) == NONE
-    assert starting_point([("completed", done)], POOL3, 6, False) == NONE
-    assert starting_point([("running", done), ("completed", done)], POOL3, 5, False) == 7
-    assert starting_point([("failed", done)], POOL3, 5, False) == 7
-    # Killed before it recorded anything: it wrote nothing, look further back.
-    assert starting_point([("running", None), ("completed", done)], POOL3, 5, False) == ALL
+def test_starting_point_from_the_stored_state():
+    # Which runs' records give the state is the migration's concern since the state
+    # lives in columns (test_db_schema.py: the resume state of the latest runs).
+    done, stopped = ResumeState(ALL, 5, None), ResumeState(7, 5, None)
+    assert starting_point(None, 5, False) == NONE
+    assert starting_point(done, 5, False) == ALL
+    assert starting_point(done, 5, True) == NONE
+    assert starting_point(done, 6, False) == NONE
+    assert starting_point(stopped, 5, False) == 7
+    assert starting_point(stopped, 5, False, "2026-01-01T00:00:00") == NONE
 
 
 def log_writes(engine):

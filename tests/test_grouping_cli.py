@@ -1,7 +1,6 @@
 """group_images.py as cron runs it: the command line, exit codes, and a kill -9."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -19,7 +18,7 @@ from db.engine import make_engine, upgrade
 from db.locks import run_lock
 from db.models import POOL3, WHITENED, ImageNeighbour
 from numerics.engine import ExactIndex
-from jobs.grouping.spaces import stored_whitening
+from db.space_store import stored_whitening
 from test_grouping import add_images, embed, job_rows, pool3, stored_lists
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,7 +124,6 @@ def test_kill_9_while_writing_then_rerun_completes(database_url):
                        database_url=database_url)
     assert rerun.returncode == 0, rerun.stderr
     outcome, counts = job_rows(engine)[-1]
-    counts = json.loads(counts)
     assert outcome == "completed" and pool3(counts)["mode"] == "resume"
     assert pool3(counts)["lists_full"] < len(ids)  # taken up where it stopped, not redone
     # The learned space was not reached before the kill: computed whole by the rerun.

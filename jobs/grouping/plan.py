@@ -5,11 +5,13 @@ every 'ok' image with an id at or below it is the exact top k of the vectors as 
 at some moment, and every change since that moment is flagged needs_grouping. Lists
 above it are unknown. Incremental runs clear the flags they read when every space is
 done; a run whose spaces are all full clears them as it starts, since it reads every
-vector anyway. A completed run leaves everything valid. A run writes a space's lists in
-ascending id order and records, per space, max(valid_through at its start, last id
-written) with each write, and a failed run its last one, so a killed or failed run, full
-or not, is taken up where it stopped. A space's state holds for one k and, for a learned
-space, one projection: another of either starts that space afresh.
+vector anyway. A run records each space's valid_through, k and projection in its row of
+the spaces table as it plans, before it clears any flag; it writes a space's lists in
+ascending id order and records max(valid_through at its start, last id written) in the
+transaction of each write, and ALL once the space is done, so a killed or failed run,
+full or not, is taken up where it stopped, and a completed one leaves everything valid.
+A space's state holds for one k and, for a learned space, one projection: another of
+either starts that space afresh.
 """
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from db.models import POOL3
 from db.neighbour_store import Changed
+from db.space_store import ResumeState
 
 ALL = 2 ** 63 - 1   # valid_through when every list is valid
 NONE = 0            # ... when none is (ids start at 1)
@@ -40,37 +42,21 @@ class Plan:
                 "lists_checked": len(self.merge_ids)}
 
 
-def space_state(counts: dict | None, space: str) -> dict | None:
-    """Return what a grouping run recorded about `space` (runs from before spaces
-    recorded pool3's state at the top of their counts)."""
-    if counts is None:
-        return None
-    if "spaces" in counts:
-        return counts["spaces"].get(space)
-    return counts if space == POOL3 else None
-
-
-def starting_point(jobs: list[tuple[str, dict | None]], space: str, k: int, full: bool,
+def starting_point(state: ResumeState | None, k: int, full: bool,
                    projection: str | None = None) -> int:
-    """Return valid_through of `space` at the start of a run from the latest runs, newest
-    first."""
-    if full:
+    """Return valid_through of a space at the start of a run, from its stored state."""
+    if full or state is None:
         return NONE
-    for outcome, counts in jobs:
-        state = space_state(counts, space)
-        if state is None or "valid_through" not in state:
-            continue  # killed before it recorded anything, so it wrote nothing here
-        if state.get("k") != k or state.get("projection") != projection:
-            return NONE  # lists of another length or another space: recompute them all
-        return ALL if outcome == "completed" else int(state["valid_through"])
-    return NONE
+    if state.k != k or state.projection != projection:
+        return NONE  # lists of another length or another space: recompute them all
+    return state.valid_through
 
 
 def make_plan(reader, space: str, ok_ids: np.ndarray, k: int, full: bool,
               changed: list[Changed], projection: str | None = None) -> Plan:
     """Return what a run over the 'ok' images ok_ids (ascending) has to do in `space`,
     given the flagged images `changed`."""
-    valid_through = starting_point(reader.recent_jobs(), space, k, full, projection)
+    valid_through = starting_point(reader.resume_state(space), k, full, projection)
     changed_ids = np.array([c.id for c in changed], dtype=np.int64)
     new_ids = np.intersect1d(changed_ids, ok_ids)
     if valid_through == NONE:

@@ -16,13 +16,13 @@ from sqlalchemy.engine import Engine
 from db import neighbour_store as store
 from db.models import SPACE_IDS
 from db.neighbour_store import Changed
+from db.jobs import vector_cache_left
+from db.space_store import ResumeState, resume_state
 from numerics.vectors import DIMENSIONS
 from jobs.grouping.mapper import Block, Entering
 from jobs.grouping.vector_cache import VectorCache
 
 log = logging.getLogger(__name__)
-
-CACHE_TOKEN = "vector_cache"  # the counts' entry naming the vector cache a run left
 
 
 class Reader:
@@ -40,9 +40,9 @@ class Reader:
         """Return the images flagged needs_grouping."""
         return store.load_changed(self.engine)
 
-    def recent_jobs(self, limit: int = 20, before: int | None = None):
-        """Return (outcome, counts) of the latest grouping runs, newest first."""
-        return store.recent_grouping_jobs(self.engine, limit, before)
+    def resume_state(self, space: str) -> ResumeState | None:
+        """Return where the lists of `space` stand (grouping/plan.py)."""
+        return resume_state(self.engine, space)
 
     def ok_ids(self, excluded=()) -> np.ndarray:
         """Return the ids of the 'ok' images with features, less those excluded."""
@@ -59,10 +59,7 @@ class Reader:
         flag for the next run instead of having it cleared unseen. An excluded image's
         vector is not read: one included again is flagged, so it comes from the
         database then."""
-        token = None
-        for outcome, counts in self.recent_jobs(1, before=job_id):
-            if outcome == "completed":
-                token = (counts or {}).get(CACHE_TOKEN)
+        token = vector_cache_left(self.engine, before=job_id)
         # A full run reads everything from the database: it is also the way to start
         # afresh.
         if self.cache is None or full or not self.cache.open(token):

@@ -25,7 +25,8 @@ from db.engine import make_engine
 from db.features import other_models
 from db.models import WHITENED
 from db.neighbour_store import Changed
-from db.space_store import count_lists, save_space
+from db.jobs import set_vector_cache_left
+from db.space_store import count_lists, save_space, stored_whitening
 from numerics.vectors import MODEL_NAME
 from jobs.grouping import exclusions
 from jobs.grouping import spaces as spaces_module
@@ -33,7 +34,7 @@ from runtime.distribute import OnDemand, SchedulerError
 from jobs.grouping.compute import InProcess, OnCluster
 from jobs.grouping.mapper import Entering
 from jobs.grouping.plan import ALL, Plan, make_plan
-from jobs.grouping.reader import CACHE_TOKEN, Reader
+from jobs.grouping.reader import Reader
 from jobs.grouping.spaces import SpaceRun
 from jobs.grouping.writer import Writer
 from runtime.settings import Settings
@@ -112,14 +113,16 @@ def _run(engine: Engine, settings: Settings, job: JobRun, k: int, full: bool, qu
             continue
         plan = make_plan(reader, space.name, ids, k, full or space.relearned, changed,
                          space.projection)
-        counts["spaces"][space.name] = {
-            **plan.counts(), "valid_through": plan.valid_through, "lists_written": 0,
-            "rows_written": 0, **({"projection": space.projection} if space.projection
-                                  else {})}
+        counts["spaces"][space.name] = {**plan.counts(), "lists_written": 0,
+                                        "rows_written": 0}
         log.info("%s: %s run, %d lists to recompute, %d to check for %d new images",
                  space.name, plan.mode, len(plan.full_ids), len(plan.merge_ids),
                  len(plan.new_ids))
         plans.append((space, plan))
+    # Recorded before any flag is cleared: a kill leaves each space's true starting point.
+    for space, plan in plans:
+        save_space(engine, space.name, valid_through=plan.valid_through, k=plan.k,
+                   lists_projection=space.projection)
     store.set_job_counts(engine, job.id, counts)
     # A run in which every space is full needs no flag: it recomputes every list from the
     # vectors just read. Cleared now (after valid_through = NONE is recorded), a kill
@@ -143,7 +146,7 @@ def _run(engine: Engine, settings: Settings, job: JobRun, k: int, full: bool, qu
         save_space(engine, space.name, lists=count_lists(engine, space.name))
     token = reader.keep_vectors(ids, vectors, fetched_ids)
     if token:
-        counts[CACHE_TOKEN] = token
+        set_vector_cache_left(engine, job.id, token)
     counts["seconds"] = round(time.monotonic() - started, 3)
     return counts
 
@@ -180,7 +183,7 @@ def _group(engine: Engine, reader: Reader, job_id: int, space: SpaceRun, plan: P
         finally:
             mapper.close()
     state["lists_merged"] = state["lists_written"] - len(plan.full_ids)
-    state["valid_through"] = ALL
+    save_space(engine, space.name, valid_through=ALL)
     store.set_job_counts(engine, job_id, counts)
 
 
@@ -247,11 +250,11 @@ def _dry_run(settings: Settings, k: int, full: bool, relearn: bool) -> dict:
         counts["spaces"]["pool3"] = make_plan(reader, "pool3", ids, k, full,
                                               changed).counts()
         if settings.whitened_dimensions:
-            stored, learned_with = spaces_module.stored_whitening(engine)
+            stored, learned_with = stored_whitening(engine)
             decision = spaces_module.decide(stored, learned_with, len(ids),
                                             spaces_module.wanted(settings), relearn)
             if decision.learn or decision.stored is not None:
-                projection = None if decision.learn else spaces_module.token(stored)
+                projection = None if decision.learn else stored.token
                 counts["spaces"][WHITENED] = make_plan(
                     reader, WHITENED, ids, k, full or decision.learn, changed,
                     projection).counts()

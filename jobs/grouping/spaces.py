@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 
 from db import neighbour_store as store
 from db.models import POOL3, SPACE_IDS, WHITENED, utcnow
-from db.space_store import delete_space, load_spaces, save_space
+from db.space_store import delete_space, load_spaces, save_space, stored_whitening
 from numerics import whitening
 
 log = logging.getLogger(__name__)
@@ -42,18 +42,6 @@ class Whitening:
     stored: whitening.Projection | None
     learn: bool
     note: str | None = None
-
-
-def stored_whitening(engine: Engine) -> tuple[whitening.Projection | None, dict]:
-    """Return the stored whitened projection and the settings it was learned with."""
-    with engine.connect() as connection:
-        row = load_spaces(connection).get(WHITENED)
-    if row is None or row["projection"] is None:
-        return None, {}
-    parameters = json.loads(row["parameters"])
-    return whitening.Projection.from_bytes(
-        row["projection"], row["learned_from"], row["learned_at"],
-        parameters["shrinkage"]), parameters
 
 
 def decide(stored: whitening.Projection | None, learned_with: dict, images: int,
@@ -117,10 +105,6 @@ def prepare(engine: Engine, vectors: np.ndarray, settings,
         log.info("the collection has grown to %d images since the whitened space was "
                  "learned from %d; group_images.py --relearn may improve it",
                  len(vectors), projection.learned_from)
-    return spaces + [SpaceRun(WHITENED, projection.apply(vectors), token(projection),
+    return spaces + [SpaceRun(WHITENED, projection.apply(vectors), projection.token,
                               relearned=decision.learn)]
 
-
-def token(projection: whitening.Projection) -> str:
-    """Return what identifies a projection in the runs' records: when it was learned."""
-    return projection.learned_at.isoformat()

@@ -7,9 +7,10 @@ the database costs more than the rest of a small incremental run (on MariaDB the
 vectors sit in overflow pages, several seconds per 50,000).
 
 The copy is trusted only if the previous grouping run on the database completed and
-recorded this copy's token among its counts. A failed or killed run (a full run clears
-the flags as it starts), a run from another machine, or a copy of another database:
-none of them leaves a matching token, and the job reads every vector from the database.
+recorded this copy's token (jobs.vector_cache). A failed or killed run (a full run
+clears the flags as it starts), a run from another machine, or a copy of another
+database: none of them leaves a matching token, and the job reads every vector from the
+database.
 The copy is a few segments of (ids, vectors) .npy files, a later segment's row winning
 over an earlier one's, and a manifest naming them with the token. A completed run adds
 the vectors it read from the database as a segment, or writes them all as one segment
