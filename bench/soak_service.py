@@ -55,7 +55,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from bench_service import WRK_LUA, K, build_database, free_port, run_wrk, stop  # noqa: E402
 from db.engine import make_engine  # noqa: E402
 from db.models import POOL3, SPACE_IDS, ImageFeatures  # noqa: E402
-from db.neighbour_store import write_lists  # noqa: E402
+from db.neighbours import write_lists  # noqa: E402
 from numerics.list_changes import ListChanges  # noqa: E402
 from numerics.vectors import MODEL_NAME  # noqa: E402
 

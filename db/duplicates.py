@@ -12,7 +12,6 @@ range per list (the key starts with image_id, space, distance), not a scan of ev
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,11 +19,11 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from db.chunks import chunks
-from db.models import POOL3, SPACE_IDS, WHITENED, CatalogueRecord, Image, ImageFeatures, \
-    ImageNeighbour, NeighbourList, Space
-from numerics.vectors import decode_vector
-from numerics import whitening
+from db.models import POOL3, SPACE_IDS, CatalogueRecord, Image, ImageFeatures, ImageNeighbour, \
+    NeighbourList
+from db.spaces import whitening_of
 from numerics.union_find import components
+from numerics.vectors import decode_vector
 
 @dataclass(frozen=True)
 class Member:
@@ -56,16 +55,6 @@ def find_groups(connection: Connection, space: str, max_distance: float) -> list
     return components(close_pairs(connection, space, max_distance))
 
 
-def _projection(connection: Connection) -> whitening.Projection:
-    row = connection.execute(select(Space.projection, Space.learned_from, Space.learned_at,
-                                    Space.parameters)
-                             .where(Space.name == WHITENED)).first()
-    if row is None or row.projection is None:
-        raise ValueError("the whitened space is not computed")
-    return whitening.Projection.from_bytes(row.projection, row.learned_from, row.learned_at,
-                                           json.loads(row.parameters)["shrinkage"])
-
-
 def describe(connection: Connection, groups: list[list[int]],
              space: str) -> list[list[Member]]:
     """Return the members of these groups with their paths and distances to the first."""
@@ -83,7 +72,10 @@ def describe(connection: Connection, groups: list[list[int]],
         return []
     vectors = np.stack([decode_vector(rows[i].vector) for i in ids])
     if space != POOL3:
-        vectors = _projection(connection).apply(vectors)
+        projection, _ = whitening_of(connection)
+        if projection is None:
+            raise ValueError("the whitened space is not computed")
+        vectors = projection.apply(vectors)
     vectors = vectors.astype(np.float64)
     described, at = [], 0
     for group in groups:

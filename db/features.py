@@ -4,11 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from db.chunks import chunks
 from db.models import OK, Image, ImageFeatures, utcnow
+from numerics.vectors import DIMENSIONS, decode_vector
 
 
 @dataclass(slots=True)
@@ -89,3 +91,69 @@ def has_features(connection: Connection, image_id: int) -> bool:
     """Return whether an image has a stored feature vector."""
     query = select(ImageFeatures.image_id).where(ImageFeatures.image_id == image_id)
     return connection.execute(query).first() is not None
+
+
+def load_vectors(engine: Engine, image_ids=None, batch_rows: int = 2000,
+                 skip=()) -> tuple[np.ndarray, np.ndarray]:
+    """Return (ids, vectors) of every image with status 'ok', or of those among
+    image_ids (ascending), ordered by id, less those in `skip` (ascending)."""
+    skip = np.asarray(skip, dtype=np.int64)
+    query = (select(Image.id, ImageFeatures.vector)
+             .join(ImageFeatures, ImageFeatures.image_id == Image.id)
+             .where(Image.status == OK).order_by(Image.id))
+    with engine.connect() as connection:
+        if image_ids is None:
+            expected = connection.execute(
+                select(func.count()).select_from(Image)
+                .join(ImageFeatures, ImageFeatures.image_id == Image.id)
+                .where(Image.status == OK)).scalar_one()
+            pages = vector_pages(connection, batch_rows)
+        else:
+            expected = len(image_ids)
+            pages = (connection.execute(query.where(Image.id.in_(chunk))).all()
+                     for chunk in chunks(int(i) for i in image_ids))
+        # Filled in place: the vectors are the job's largest allocation (8 KiB an image),
+        # so they are never held twice. More rows than counted (a feature run commits
+        # meanwhile) grow the arrays.
+        ids = np.empty(expected, dtype=np.int64)
+        vectors = np.empty((expected, DIMENSIONS), dtype=np.float32)
+        filled = 0
+        for rows in pages:
+            if len(skip):
+                keep = ~np.isin(np.fromiter((row[0] for row in rows), np.int64,
+                                            len(rows)), skip)
+                rows = [row for row, kept in zip(rows, keep) if kept]
+            end = filled + len(rows)
+            if end > len(ids):
+                ids = np.resize(ids, max(end, len(ids) * 2))
+                vectors = np.resize(vectors, (len(ids), DIMENSIONS))
+            for row, (image_id, vector) in enumerate(rows, filled):
+                ids[row] = image_id
+                vectors[row] = decode_vector(vector)  # one copy, into place
+            filled = end
+    return ids[:filled], vectors[:filled]
+
+
+def vector_pages(connection: Connection, batch_rows: int = 2000):
+    """Yield the (id, vector bytes) of every 'ok' image with features, in pages by id."""
+    # Keyset pages, not stream_results: mysql-connector's dialect has no server-side
+    # cursors, so a streamed result would be buffered whole.
+    page = (select(Image.id, ImageFeatures.vector)
+            .join(ImageFeatures, ImageFeatures.image_id == Image.id)
+            .where(Image.status == OK).order_by(Image.id).limit(batch_rows))
+    last = 0
+    while True:
+        rows = connection.execute(page.where(Image.id > last)).all()
+        yield rows
+        if len(rows) < batch_rows:
+            return
+        last = rows[-1][0]
+
+
+def load_ok_ids(engine: Engine) -> np.ndarray:
+    """Return the ids of the images with status 'ok' and stored features, ascending."""
+    with engine.connect() as connection:
+        ids = connection.execute(select(Image.id)
+                                 .join(ImageFeatures, ImageFeatures.image_id == Image.id)
+                                 .where(Image.status == OK).order_by(Image.id)).scalars()
+        return np.fromiter(ids, dtype=np.int64)

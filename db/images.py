@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Iterable, Iterator, Sequence
 
-from sqlalchemy import exists, func, insert, select, update
+from sqlalchemy import exists, func, insert, select, tuple_, update
 from sqlalchemy.engine import Connection, Engine
 
 from db.chunks import chunks
@@ -205,3 +206,40 @@ def paths_in_id_order(connection: Connection, page: int = PAGE) -> Iterator[tupl
         if len(rows) < page:
             return
         last = rows[-1][0]
+
+
+@dataclass(frozen=True)
+class Changed:
+    """An image flagged needs_grouping, as it was when the run read it."""
+
+    id: int
+    status: str
+    updated_at: datetime
+
+
+def load_changed(engine: Engine) -> list[Changed]:
+    """Return the images flagged needs_grouping."""
+    with engine.connect() as connection:
+        rows = connection.execute(select(Image.id, Image.status, Image.updated_at)
+                                  .where(Image.needs_grouping.is_(True))
+                                  .order_by(Image.id))
+        return [Changed(*row) for row in rows]
+
+
+def clear_needs_grouping(engine: Engine, changed: list[Changed]) -> int:
+    """Clear needs_grouping of images not changed since read; return how many."""
+    # An image changed again meanwhile (a concurrent feature run) has a new updated_at
+    # or status and keeps its flag for the next run. updated_at is set to itself so that
+    # clearing the flag does not count as a change of the image. One statement per
+    # thousand images: the id list lets the server use the primary key.
+    cleared = 0
+    for chunk in chunks(changed):
+        statement = (update(Image)
+                     .where(Image.id.in_([c.id for c in chunk]),
+                            tuple_(Image.id, Image.updated_at, Image.status).in_(
+                                [(c.id, c.updated_at, c.status) for c in chunk]),
+                            Image.needs_grouping.is_(True))
+                     .values(needs_grouping=False, updated_at=Image.updated_at))
+        with engine.begin() as connection:
+            cleared += connection.execute(statement).rowcount
+    return cleared

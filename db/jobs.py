@@ -55,3 +55,15 @@ def last_jobs(connection: Connection) -> dict[str, dict | None]:
             "id": job.id, "started_at": job.started_at, "finished_at": job.finished_at,
             "outcome": job.outcome, "counts": job.counts, "message": job.message}
     return result
+
+
+def set_job_counts(engine: Engine, job_id: int, counts: dict) -> None:
+    """Store a running job's counts (its progress)."""
+    with engine.begin() as connection:
+        record_progress(connection, job_id, counts)
+
+
+def record_progress(connection: Connection, job_id: int, counts: dict) -> None:
+    """Store a running job's counts in the caller's transaction (with what they count)."""
+    connection.execute(update(Job).where(Job.id == job_id)
+                       .values(counts=counts))

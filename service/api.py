@@ -14,6 +14,7 @@ import db.features
 import db.images
 import db.jobs
 import db.neighbours
+import db.spaces
 from db.models import Image
 from numerics.vectors import decode_vector
 from service import database, duplicates, search, serialize
@@ -174,7 +175,7 @@ def _neighbours(number: int):
 @bp.get("/spaces")
 def spaces():
     """Return the spaces neighbour lists are kept in and how each stands."""
-    return jsonify({"spaces": serialize.spaces(db.neighbours.spaces(database.connection()))})
+    return jsonify({"spaces": serialize.spaces(db.spaces.overview(database.connection()))})
 
 
 def vector_or_error(row) -> np.ndarray:

@@ -9,7 +9,7 @@ from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 import db.images
-import db.neighbours
+import db.spaces
 from db.models import FAILED, MISSING, PENDING, POOL3, SPACE_IDS
 from service import database
 from service.limits import MAX_ID
@@ -53,7 +53,7 @@ def space_param(default: str = POOL3) -> str:
     if name not in SPACE_IDS:
         raise ApiError(400, f"space must be one of {', '.join(SPACE_IDS)}, got {name[:40]!r}")
     if name != POOL3:
-        state = db.neighbours.spaces(database.connection()).get(name)
+        state = db.spaces.overview(database.connection()).get(name)
         if state is None or state["dimensions"] is None:
             reason = (state or {}).get("note") or "the grouping job has not run with it yet"
             raise ApiError(404, f"space {name} is not computed: {reason}", space=name)

@@ -14,6 +14,7 @@ import db.features
 import db.images
 import db.jobs
 import db.neighbours
+import db.spaces
 from db.models import MISSING, OK, POOL3, SPACE_IDS, STATUSES
 from service import database, duplicates, search as image_search, serialize
 from service.browsing import browse_request
@@ -108,7 +109,7 @@ def image(image_id: str):
     row = db.images.get_image(connection, number)
     if row is None:
         raise ApiError(404, f"There is no image with id {number}.")
-    spaces = serialize.spaces(db.neighbours.spaces(connection))
+    spaces = serialize.spaces(db.spaces.overview(connection))
     computed = {space["name"] for space in spaces if space["computed"]}
     preferred = current_app.config["SETTINGS"].page_space
     space = asked or (preferred if preferred in computed else POOL3)
@@ -137,7 +138,7 @@ PREVIEW_SIZE = 384  # pixels of the query's preview on the results page
 
 def _search_spaces():
     """Return (spaces, the one to preselect): PAGE_SPACE where computed, else pool3."""
-    spaces = serialize.spaces(db.neighbours.spaces(database.connection()))
+    spaces = serialize.spaces(db.spaces.overview(database.connection()))
     computed = [space["name"] for space in spaces if space["computed"]]
     preferred = current_app.config["SETTINGS"].page_space
     return spaces, (preferred if preferred in computed else POOL3)

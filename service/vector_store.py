@@ -29,8 +29,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine, make_url
 
 from db.models import POOL3, WHITENED, Job
-from db.neighbour_store import vector_pages
-from db.space_store import stored_whitening
+from db.features import vector_pages
+from db.spaces import stored_whitening
 from numerics.vectors import DIMENSIONS
 from numerics.engine import ExactIndex
 

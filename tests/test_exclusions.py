@@ -16,7 +16,7 @@ from db.models import WHITENED, GroupingExclusion, Image, ImageFeatures, ImageNe
 from db.exclusions import stored as stored_exclusions
 from jobs.grouping import exclusions
 from jobs.grouping.run import run as run_job
-from db.space_store import stored_whitening
+from db.spaces import stored_whitening
 from test_grouping import (_database, add_images, apply_step, embed, expected_lists,
                            few_to_learn,  # noqa: F401
                            flagged, job_rows, run, run_interrupted, small_vector,

@@ -15,7 +15,11 @@ from sqlalchemy import delete, event, func, insert, inspect, select, text, updat
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
-from db import neighbour_store as store
+from db import features as feature_table, neighbours as neighbour_table
+from db.features import load_ok_ids, load_vectors
+from db.images import clear_needs_grouping, load_changed
+from db.neighbours import write_lists
+from numerics.list_changes import ListChanges
 from db.engine import make_engine, upgrade
 from db.jobs import start_job
 from db.models import (MISSING, OK, POOL3, SPACE_IDS, WHITENED, Image, ImageFeatures,
@@ -24,7 +28,7 @@ from numerics.vectors import DIMENSIONS, MODEL_NAME, encode_vector
 from jobs.grouping import vector_cache
 from numerics import whitening
 from numerics.engine import ExactIndex, exact_squared_distances
-from db.space_store import ResumeState, resume_state, stored_whitening
+from db.spaces import ResumeState, resume_state, stored_whitening
 from jobs.grouping.plan import ALL, NONE, starting_point
 from jobs.grouping.run import MERGES_PER_BLOCK, run as run_job
 
@@ -106,7 +110,7 @@ def expected_lists(engine, k, project=None,
     """Return the float64 brute-force lists of the images now 'ok' and not in `excluded`
     (exact data only), or of project(their vectors), every pair's distance by the engine's
     exact kernel."""
-    ids, vectors = store.load_vectors(engine)
+    ids, vectors = load_vectors(engine)
     keep = np.array([i not in excluded for i in ids.tolist()], dtype=bool)
     ids, vectors = ids[keep], vectors[keep]
     if project is None:
@@ -181,14 +185,14 @@ def test_vectors_load_in_bounded_pages(db):
 
     event.listen(engine, "before_cursor_execute", record)
     try:
-        got_ids, got_vectors = store.load_vectors(engine, batch_rows=3)
+        got_ids, got_vectors = load_vectors(engine, batch_rows=3)
     finally:
         event.remove(engine, "before_cursor_execute", record)
     assert got_ids.tolist() == [ids[row] for row in ok]
     assert got_vectors.dtype == np.float32 and np.array_equal(got_vectors, vectors[ok])
     # 7 'ok' images in pages of at most 3: three bounded queries, none for the whole.
     assert len([s for s in statements if "LIMIT" in s.upper()]) == 3
-    default_ids, default_vectors = store.load_vectors(engine)
+    default_ids, default_vectors = load_vectors(engine)
     assert np.array_equal(default_ids, got_ids)
     assert np.array_equal(default_vectors, got_vectors)
 
@@ -297,18 +301,18 @@ def test_removed_and_changed_images_leave_the_lists(db):
 def test_a_flag_set_again_during_a_run_is_kept(db):
     engine, settings = db
     ids = add_images(engine, embed(np.eye(3, dtype=np.float32)))
-    changed = store.load_changed(engine)
+    changed = load_changed(engine)
     # The feature job changes the image after the grouping job read the flags.
     with engine.begin() as connection:
         connection.execute(update(Image).where(Image.id == ids[0]).values(
             updated_at=datetime(2031, 1, 1) + timedelta(seconds=1)))
-    assert store.clear_needs_grouping(engine, changed) == 2
+    assert clear_needs_grouping(engine, changed) == 2
     assert flagged(engine) == 1
 
 
 def run_interrupted(monkeypatch, settings, writes) -> list[tuple[list[int], int]]:
     """Run with a KeyboardInterrupt in the write after `writes` blocks; return those."""
-    write_lists = store.write_lists
+    write_lists = neighbour_table.write_lists
     written = []
 
     def interrupting(engine, space, changes, *args, **kwargs):
@@ -318,10 +322,10 @@ def run_interrupted(monkeypatch, settings, writes) -> list[tuple[list[int], int]
         written.append((sorted(changes.replaced), rows))
         return rows
 
-    monkeypatch.setattr(store, "write_lists", interrupting)
+    monkeypatch.setattr(neighbour_table, "write_lists", interrupting)
     with pytest.raises(KeyboardInterrupt):
         run(settings, k=4, quiet=True, block_rows=4)
-    monkeypatch.setattr(store, "write_lists", write_lists)
+    monkeypatch.setattr(neighbour_table, "write_lists", write_lists)
     return written
 
 
@@ -443,16 +447,16 @@ def test_an_image_committed_while_vectors_load_is_grouped_by_the_next_run(db, mo
     rng = np.random.default_rng(7)
     add_images(engine, embed(rng.random((12, 4)).astype(np.float32)))
     run(settings, k=5, quiet=True)
-    load_vectors = store.load_vectors
+    load_vectors = feature_table.load_vectors
 
     def load_then_feature_job_commits(*args, **kwargs):
         loaded = load_vectors(*args, **kwargs)
         add_images(engine, embed(rng.random((1, 4)).astype(np.float32)))
         return loaded
 
-    monkeypatch.setattr(store, "load_vectors", load_then_feature_job_commits)
+    monkeypatch.setattr(feature_table, "load_vectors", load_then_feature_job_commits)
     run(settings, k=5, full=full, quiet=True)
-    monkeypatch.setattr(store, "load_vectors", load_vectors)
+    monkeypatch.setattr(feature_table, "load_vectors", load_vectors)
     assert flagged(engine) == 1  # not seen by that run, so not cleared by it
     run(settings, k=5, quiet=True)
     assert stored_lists(engine) == expected_lists(engine, 5)
@@ -547,11 +551,11 @@ def test_writing_lists_leaves_foreign_key_checks_on(db):
     # back to the pool checking them again, also after a failed write.
     engine, _ = db
     ids = add_images(engine, embed(np.eye(3, dtype=np.float32)))
-    store.write_lists(engine, SPACE_IDS[POOL3], store.ListChanges.replacing(
+    write_lists(engine, SPACE_IDS[POOL3], ListChanges.replacing(
         [ids[0]], np.array([[ids[1]]]), np.array([[1.5]])))
     with pytest.raises(IntegrityError):  # the same row again, the old one kept
-        store.write_lists(engine, SPACE_IDS[POOL3],
-                          store.ListChanges([], [], [(ids[0], ids[1], 1.5)], []))
+        write_lists(engine, SPACE_IDS[POOL3],
+                          ListChanges([], [], [(ids[0], ids[1], 1.5)], []))
     pragma = ("PRAGMA foreign_keys" if engine.dialect.name == "sqlite"
               else "SELECT @@SESSION.foreign_key_checks")
     with engine.connect() as connection:
@@ -569,13 +573,13 @@ def test_incremental_blocks_bound_the_lists_searched_whole(db, monkeypatch):
     run(settings, k=3, quiet=True)
     small_integer_images(engine, rng, 5)
     blocks = []
-    write_lists = store.write_lists
+    write_lists = neighbour_table.write_lists
 
     def recording(engine, space, changes, *args, **kwargs):
         blocks.append((len(changes.replaced), changes.lists()))
         return write_lists(engine, space, changes, *args, **kwargs)
 
-    monkeypatch.setattr(store, "write_lists", recording)
+    monkeypatch.setattr(neighbour_table, "write_lists", recording)
     counts = run(settings, k=3, quiet=True, block_rows=2)
     assert stored_lists(engine) == expected_lists(engine, 3)
     assert sum(lists for _, lists in blocks) == counts["lists_written"]
@@ -664,7 +668,7 @@ def test_incremental_runs_equal_full_runs_in_the_learned_space(db, few_to_learn,
         apply_step(engine, ids, *step)
         state = run_job(settings, k=k, quiet=True)["spaces"][WHITENED]
         assert state["mode"] == "incremental" or state["lists_full"] == len(
-            store.load_ok_ids(engine))
+            load_ok_ids(engine))
         # The space learned first is kept: every run sees the same space.
         assert whitened_lists_are_exact(engine, k).learned_at == learned.learned_at
     incremental = stored_lists(engine, WHITENED)
@@ -694,7 +698,7 @@ def test_the_learned_space_waits_for_enough_images_then_is_learned_once(db):
     learned = stored_whitening(engine)[0]
     assert learned.learned_from == whitening.MIN_IMAGES + 1 and learned.dimensions == 200
     assert set(stored_lists(engine, WHITENED)) == set(stored_lists(engine))
-    ids, vectors = store.load_vectors(engine)
+    ids, vectors = load_vectors(engine)
     want_ids, want_distances = ExactIndex(learned.apply(vectors), ids).search(
         learned.apply(vectors), ids, 5)
     lists = stored_lists(engine, WHITENED)

@@ -18,7 +18,7 @@ from db.engine import make_engine, upgrade
 from db.locks import run_lock
 from db.models import POOL3, WHITENED, ImageNeighbour
 from numerics.engine import ExactIndex
-from db.space_store import stored_whitening
+from db.spaces import stored_whitening
 from test_grouping import add_images, embed, job_rows, pool3, stored_lists
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -139,7 +139,7 @@ def test_spaces_say_how_each_stands(client, archive):
 
 def test_a_space_not_computed_is_a_404_that_says_why(tmp_path):
     from db.engine import make_engine
-    from db.space_store import save_space
+    from db.spaces import save_space
     from service import create_app
     from service_fixtures import build_archive, settings_for_archive
     archive = build_archive(f"sqlite:///{tmp_path / 'images.sqlite3'}", tmp_path,

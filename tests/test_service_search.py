@@ -97,7 +97,7 @@ def stored(url: str):
 
 
 def whiten64(vectors: np.ndarray, projection: bytes) -> np.ndarray:
-    """The whitened space in float64, from the stored arrays (grouping/whitening.py's
+    """The whitened space in float64, from the stored arrays (numerics/whitening.py's
     definition, written out again): L2(((L2(ssqrt(x)) − mean) · components) / scales)."""
     with np.load(io.BytesIO(projection), allow_pickle=False) as arrays:
         mean, components, scales = arrays["mean"], arrays["components"], arrays["scales"]

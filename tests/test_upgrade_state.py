@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from alembic import command
 from sqlalchemy import select, update
 
-from db import neighbour_store as store
+from db.neighbours import write_lists
+from numerics.list_changes import ListChanges
 from db.engine import MIGRATIONS, make_engine, upgrade
 from db.models import POOL3, SPACE_IDS, Image, ImageNeighbour, Job, NeighbourList, Space
 from numerics.engine import ExactIndex
@@ -60,8 +61,8 @@ def _old_release_database(engine) -> list[int]:
     vectors = embed(rng.integers(0, 6, size=(14, 3)).astype(np.float32))
     ids = add_images(engine, vectors)
     found, distances = ExactIndex(vectors, np.array(ids)).search(vectors, np.array(ids), K)
-    store.write_lists(engine, SPACE_IDS[POOL3],
-                      store.ListChanges.replacing(ids, found, distances))
+    write_lists(engine, SPACE_IDS[POOL3],
+                      ListChanges.replacing(ids, found, distances))
     with engine.begin() as connection:
         connection.execute(update(Image).values(needs_grouping=False,
                                                 updated_at=Image.updated_at))

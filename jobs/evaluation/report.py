@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Connection
 
 import db.neighbours
+import db.spaces
 from jobs.evaluation.ground_truth import Row, match
 from jobs.evaluation.metrics import mean_scores, score
 
@@ -40,7 +41,7 @@ def evaluate(connection: Connection, rows: list[Row], k: int = 100) -> Report:
     queries_only = {ids[row.path] for row in found if not row.db}
     queries = [row for row in found if row.query]
     report = Report(len(rows), not_found, len(queries))
-    for space, state in db.neighbours.spaces(connection).items():
+    for space, state in db.spaces.overview(connection).items():
         if state["dimensions"] is None:
             continue
         per_query, without_relevant, without_list = [], 0, 0

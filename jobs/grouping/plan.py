@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from db.neighbour_store import Changed
-from db.space_store import ResumeState
+from db.images import Changed
+from db.spaces import ResumeState
 
 ALL = 2 ** 63 - 1   # valid_through when every list is valid
 NONE = 0            # ... when none is (ids start at 1)

@@ -1,9 +1,9 @@
 """What the grouping job reads: flags, vectors, and the stored lists' ends and tails.
 
-One interface over the database (db/neighbour_store.py holds the SQL, with SQLite's and
-MariaDB's differences) and the local copy of the vectors (grouping/vector_cache.py, used
-on MariaDB only). The mapper gets everything it needs from here, block by block, and
-never sees a connection.
+One interface over the database (db/features.py, db/images.py and db/neighbours.py hold
+the SQL, with SQLite's and MariaDB's differences) and the local copy of the vectors
+(jobs/grouping/vector_cache.py, used on MariaDB only). The mapper gets everything it needs
+from here, block by block, and never sees a connection.
 """
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy.engine import Engine
 
-from db import neighbour_store as store
+import db.features
+import db.images
+import db.neighbours
 from db.models import SPACE_IDS
-from db.neighbour_store import Changed
+from db.images import Changed
 from db.jobs import vector_cache_left
-from db.space_store import ResumeState, resume_state
+from db.spaces import ResumeState, resume_state
 from numerics.vectors import DIMENSIONS
 from jobs.grouping.mapper import Block, Entering
 from jobs.grouping.vector_cache import VectorCache
@@ -38,15 +40,15 @@ class Reader:
 
     def changed(self) -> list[Changed]:
         """Return the images flagged needs_grouping."""
-        return store.load_changed(self.engine)
+        return db.images.load_changed(self.engine)
 
     def resume_state(self, space: str) -> ResumeState | None:
-        """Return where the lists of `space` stand (grouping/plan.py)."""
+        """Return where the lists of `space` stand (jobs/grouping/plan.py)."""
         return resume_state(self.engine, space)
 
     def ok_ids(self, excluded=()) -> np.ndarray:
         """Return the ids of the 'ok' images with features, less those excluded."""
-        ids = store.load_ok_ids(self.engine)
+        ids = db.features.load_ok_ids(self.engine)
         return ids[~np.isin(ids, excluded)] if len(excluded) else ids
 
     def vectors(self, changed: list[Changed], job_id: int, full: bool,
@@ -63,13 +65,13 @@ class Reader:
         # A full run reads everything from the database: it is also the way to start
         # afresh.
         if self.cache is None or full or not self.cache.open(token):
-            ids, vectors = store.load_vectors(self.engine, skip=excluded)
+            ids, vectors = db.features.load_vectors(self.engine, skip=excluded)
             return ids, vectors, ids
         ok_ids = self.ok_ids(excluded)
         unflagged = ok_ids[~np.isin(ok_ids, [c.id for c in changed])]
         segment_of, row_of = self.cache.locate(unflagged)
         held = segment_of >= 0
-        fetched_ids, fetched_vectors = store.load_vectors(
+        fetched_ids, fetched_vectors = db.features.load_vectors(
             self.engine, np.setdiff1d(ok_ids, unflagged[held]))
         # An image that changed since `changed` was read keeps its flag for the next run.
         ids = np.union1d(unflagged[held], fetched_ids)
@@ -91,11 +93,11 @@ class Reader:
             return None
 
     def lists_containing(self, space: str, neighbour_ids) -> set[int]:
-        return store.lists_containing(self.engine, SPACE_IDS[space], neighbour_ids)
+        return db.neighbours.lists_containing(self.engine, SPACE_IDS[space], neighbour_ids)
 
     def list_ends(self, space: str, image_ids):
         """Return (length, last distance, last neighbour id) of each stored list."""
-        return store.load_list_ends(self.engine, SPACE_IDS[space], image_ids)
+        return db.neighbours.load_list_ends(self.engine, SPACE_IDS[space], image_ids)
 
     def block(self, space: str, ids: np.ndarray, full_ids: np.ndarray,
               entering: Entering) -> Block:
@@ -106,6 +108,6 @@ class Reader:
         merges = entering.of(ids[~whole]) if (~whole).any() else Entering.empty()
         tails = (np.empty((0, 0), dtype=np.int64), np.empty((0, 0)))
         if len(merges.owners):
-            tails = store.load_tails(self.engine, SPACE_IDS[space], merges.lists(),
+            tails = db.neighbours.load_tails(self.engine, SPACE_IDS[space], merges.lists(),
                                      merges.tail_sizes())
         return Block(ids[whole], merges, *tails)

@@ -1,9 +1,9 @@
 """The grouping job: bring every image's top-k neighbour lists up to date, in every space.
 
-The run only orchestrates: the reader (grouping/reader.py) brings flags, vectors and
-stored lists, grouping/spaces.py gives each space's vectors, grouping/plan.py decides
-what each space needs, the mapper (grouping/mapper.py) computes blocks of lists and the
-writer (grouping/writer.py) commits them with the resume point; grouping/compute.py runs
+The run only orchestrates: the reader (jobs/grouping/reader.py) brings flags, vectors and
+stored lists, jobs/grouping/spaces.py gives each space's vectors, jobs/grouping/plan.py decides
+what each space needs, the mapper (jobs/grouping/mapper.py) computes blocks of lists and the
+writer (jobs/grouping/writer.py) commits them with the resume point; jobs/grouping/compute.py runs
 the mapper in-process or on a Dask cluster. A full space goes through
 ExactIndex.search_all instead of blocks of its own: it halves the products by symmetry.
 """
@@ -20,13 +20,15 @@ from sqlalchemy.engine import Engine, make_url
 from runtime.jobrun import JobError, JobRun, connect, one_run_at_a_time, recorded, short_error
 
 from runtime.progress import Progress
-from db import neighbour_store as store
+import db.images
+import db.jobs
+import db.neighbours
 from db.engine import make_engine
 from db.features import other_models
 from db.models import WHITENED
-from db.neighbour_store import Changed
+from db.images import Changed
 from db.jobs import set_vector_cache_left
-from db.space_store import count_lists, save_space, stored_whitening
+from db.spaces import count_lists, save_space, stored_whitening
 from numerics.vectors import MODEL_NAME
 from jobs.grouping import exclusions
 from jobs.grouping import spaces as spaces_module
@@ -123,15 +125,15 @@ def _run(engine: Engine, settings: Settings, job: JobRun, k: int, full: bool, qu
     for space, plan in plans:
         save_space(engine, space.name, valid_through=plan.valid_through, k=plan.k,
                    lists_projection=space.projection)
-    store.set_job_counts(engine, job.id, counts)
+    db.jobs.set_job_counts(engine, job.id, counts)
     # A run in which every space is full needs no flag: it recomputes every list from the
     # vectors just read. Cleared now (after valid_through = NONE is recorded), a kill
     # leaves flagged only what changed since, and the next run resumes where this one
     # stopped instead of redoing every flagged image's list.
     all_full = all(plan.mode == "full" for _, plan in plans)
     if all_full:
-        counts["flags_cleared"] = store.clear_needs_grouping(engine, changed)
-    counts["lists_deleted"] = store.delete_lists_of_unavailable(engine)
+        counts["flags_cleared"] = db.images.clear_needs_grouping(engine, changed)
+    counts["lists_deleted"] = db.neighbours.delete_lists_of_unavailable(engine)
     memory_bytes = settings.grouping_memory_mb << 20
     try:
         with OnDemand(scheduler) as cluster:
@@ -141,7 +143,7 @@ def _run(engine: Engine, settings: Settings, job: JobRun, k: int, full: bool, qu
     except SchedulerError as error:
         raise JobError(str(error)) from None
     if not all_full:
-        counts["flags_cleared"] = store.clear_needs_grouping(engine, changed)
+        counts["flags_cleared"] = db.images.clear_needs_grouping(engine, changed)
     for space, _ in plans:
         save_space(engine, space.name, lists=count_lists(engine, space.name))
     token = reader.keep_vectors(ids, vectors, fetched_ids)
@@ -184,7 +186,7 @@ def _group(engine: Engine, reader: Reader, job_id: int, space: SpaceRun, plan: P
             mapper.close()
     state["lists_merged"] = state["lists_written"] - len(plan.full_ids)
     save_space(engine, space.name, valid_through=ALL)
-    store.set_job_counts(engine, job_id, counts)
+    db.jobs.set_job_counts(engine, job_id, counts)
 
 
 def _blocks(mapper, reader: Reader, space: str, plan: Plan, work: np.ndarray,

@@ -1,7 +1,7 @@
 """The spaces a grouping run computes lists in, and their vectors for this run.
 
 pool3 is the stored vectors as they are. whitened is their projection, learned once
-(grouping/whitening.py) and stored in the spaces table; a run learns it when there is
+(numerics/whitening.py) and stored in the spaces table; a run learns it when there is
 none yet (or when asked to, or when WHITENED_DIMENSIONS changed), and reuses it
 otherwise, so that every run sees the same space. Each space's lists are valid for one
 projection only: a run that learns a new one recomputes that space whole.
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy.engine import Engine
 
-from db import neighbour_store as store
+import db.neighbours
 from db.models import POOL3, SPACE_IDS, WHITENED, utcnow
-from db.space_store import delete_space, load_spaces, save_space, stored_whitening
+from db.spaces import delete_space, load_spaces, save_space, stored_whitening
 from numerics import whitening
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def prepare(engine: Engine, vectors: np.ndarray, settings,
         with engine.connect() as connection:
             known = WHITENED in load_spaces(connection)
         if known:
-            deleted = store.delete_space_lists(engine, SPACE_IDS[WHITENED])
+            deleted = db.neighbours.delete_space_lists(engine, SPACE_IDS[WHITENED])
             delete_space(engine, WHITENED)
             log.info("WHITENED_DIMENSIONS is 0: deleted the %d lists of the whitened space",
                      deleted)

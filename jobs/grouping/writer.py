@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from sqlalchemy.engine import Engine
 
-from db import neighbour_store as store
+import db.neighbours
 from db.models import SPACE_IDS
 from numerics.list_changes import ListChanges
 
@@ -74,7 +74,7 @@ class Writer:
         # Not after a failed write: this block's counts would claim the lists before it.
         if previous is not None:
             previous.result()
-        rows = store.write_lists(self.engine, SPACE_IDS[self.space], changes, self.job_id,
+        rows = db.neighbours.write_lists(self.engine, SPACE_IDS[self.space], changes, self.job_id,
                                  progress, valid_through)
         return changes.lists(), rows
 

@@ -42,13 +42,19 @@ def set_valid_through(connection: Connection, space: int, valid_through: int) ->
 def stored_whitening(engine: Engine) -> tuple[whitening.Projection | None, dict]:
     """Return the stored whitened projection and the settings it was learned with."""
     with engine.connect() as connection:
-        row = load_spaces(connection).get(WHITENED)
-    if row is None or row["projection"] is None:
+        return whitening_of(connection)
+
+
+def whitening_of(connection: Connection) -> tuple[whitening.Projection | None, dict]:
+    """Return the stored whitened projection and the settings it was learned with."""
+    row = connection.execute(select(Space.projection, Space.learned_from, Space.learned_at,
+                                    Space.parameters).where(Space.name == WHITENED)).first()
+    if row is None or row.projection is None:
         return None, {}
-    parameters = json.loads(row["parameters"])
+    parameters = json.loads(row.parameters)
     return whitening.Projection.from_bytes(
-        row["projection"], row["learned_from"], row["learned_at"],
-        parameters["shrinkage"]), parameters
+        row.projection, row.learned_from, row.learned_at, parameters["shrinkage"]), \
+        parameters
 
 
 def save_space(engine: Engine, name: str, **values) -> None:
@@ -73,3 +79,10 @@ def delete_space(engine: Engine, name: str) -> None:
     """Delete the row of space `name` (its lists must be gone already)."""
     with engine.begin() as connection:
         connection.execute(delete(Space).where(Space.name == name))
+
+
+def overview(connection: Connection) -> dict[str, dict]:
+    """Return how each stored space stands, by name (without its projection)."""
+    query = select(Space.name, Space.dimensions, Space.parameters, Space.learned_from,
+                   Space.learned_at, Space.lists, Space.note).order_by(Space.id)
+    return {row.name: row._asdict() for row in connection.execute(query)}
