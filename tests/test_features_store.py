@@ -22,7 +22,7 @@ def engine_for(url):
 
 def test_register_and_load_known_page_by_page(database_url, monkeypatch):
     engine = engine_for(database_url)
-    monkeypatch.setattr("db.feature_store.CHUNK", 3)  # several chunks
+    monkeypatch.setattr("db.chunks.IN_LIST", 3)  # several chunks
     ids = register(engine, rows(7))
     assert sorted(ids) == [f"{i:064x}" for i in range(7)]
     assert sorted(ids.values()) == list(range(min(ids.values()), min(ids.values()) + 7))
