@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from importlinter.cli import lint_imports
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACT = ROOT / ".importlinter"
@@ -21,8 +20,18 @@ LINT = ("import sys; from importlinter.cli import lint_imports; "
         "sys.exit(lint_imports(config_filename='.importlinter', no_cache=True))")
 
 
+def lint(folder: Path) -> subprocess.CompletedProcess:
+    """Run lint-imports on the packages in `folder`, in a fresh interpreter: the linter
+    configures logging for the whole process, and the folder's packages come first on
+    sys.path there, before the installed project's."""
+    return subprocess.run([sys.executable, "-c", LINT], cwd=folder, capture_output=True,
+                          text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(folder)})
+
+
 def test_the_project_keeps_its_import_contract():
-    assert lint_imports(config_filename=str(CONTRACT), no_cache=True) == 0
+    result = lint(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("package, violation", [
@@ -39,10 +48,6 @@ def test_a_planted_violation_breaks_the_contract(tmp_path, package, violation):
                         ignore=shutil.ignore_patterns("__pycache__", "templates", "static"))
     shutil.copy(CONTRACT, tmp_path)
     (tmp_path / package / "planted.py").write_text(violation + "\n")
-    # A fresh interpreter in the copy: its packages come first on sys.path, before the
-    # installed project's.
-    result = subprocess.run([sys.executable, "-c", LINT], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=120,
-                            env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    result = lint(tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"{package}.planted" in result.stdout
