@@ -137,9 +137,10 @@ class Space(Base):
     # The learned projection (numerics.whitening.Projection.to_bytes); None for pool3.
     projection: Mapped[bytes | None] = mapped_column(
         LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb"))
-    # What it was learned with (JSON: the dimensions asked for, the shrinkage), from how
-    # many images and when.
-    parameters: Mapped[str | None] = mapped_column(Text)
+    # What it was learned with (the settings WHITENED_DIMENSIONS and WHITENED_SHRINKAGE:
+    # another value makes the next run learn it again), from how many images and when.
+    whitened_dimensions: Mapped[int | None] = mapped_column(Integer)
+    whitened_shrinkage: Mapped[float | None] = mapped_column(Double)
     learned_from: Mapped[int | None] = mapped_column(Integer)
     learned_at: Mapped[datetime | None] = mapped_column(Timestamp)
     # Lists stored at the end of the last grouping run, and why there are none if so.

@@ -49,7 +49,6 @@ CREATE TABLE `spaces` (
   `name` varchar(32) NOT NULL,
   `dimensions` int(11) DEFAULT NULL,
   `projection` longblob DEFAULT NULL,
-  `parameters` text DEFAULT NULL,
   `learned_from` int(11) DEFAULT NULL,
   `learned_at` datetime(6) DEFAULT NULL,
   `lists` int(11) NOT NULL,
@@ -58,6 +57,8 @@ CREATE TABLE `spaces` (
   `valid_through` bigint(20) DEFAULT NULL,
   `k` int(11) DEFAULT NULL,
   `lists_projection` varchar(64) DEFAULT NULL,
+  `whitened_dimensions` int(11) DEFAULT NULL,
+  `whitened_shrinkage` double DEFAULT NULL,
   PRIMARY KEY (`id`),
   UNIQUE KEY `name` (`name`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

@@ -1,7 +1,6 @@
 """The spaces table: which spaces the grouping job computes lists in, and how they stand."""
 from __future__ import annotations
 
-import json
 from typing import NamedTuple
 
 from sqlalchemy import delete, func, insert, select, update
@@ -48,13 +47,13 @@ def stored_whitening(engine: Engine) -> tuple[whitening.Projection | None, dict]
 def whitening_of(connection: Connection) -> tuple[whitening.Projection | None, dict]:
     """Return the stored whitened projection and the settings it was learned with."""
     row = connection.execute(select(Space.projection, Space.learned_from, Space.learned_at,
-                                    Space.parameters).where(Space.name == WHITENED)).first()
+                                    Space.whitened_dimensions, Space.whitened_shrinkage)
+                             .where(Space.name == WHITENED)).first()
     if row is None or row.projection is None:
         return None, {}
-    parameters = json.loads(row.parameters)
     return whitening.Projection.from_bytes(
-        row.projection, row.learned_from, row.learned_at, parameters["shrinkage"]), \
-        parameters
+        row.projection, row.learned_from, row.learned_at, row.whitened_shrinkage), \
+        {"dimensions": row.whitened_dimensions, "shrinkage": row.whitened_shrinkage}
 
 
 def save_space(engine: Engine, name: str, **values) -> None:
@@ -83,6 +82,6 @@ def delete_space(engine: Engine, name: str) -> None:
 
 def overview(connection: Connection) -> dict[str, dict]:
     """Return how each stored space stands, by name (without its projection)."""
-    query = select(Space.name, Space.dimensions, Space.parameters, Space.learned_from,
+    query = select(Space.name, Space.dimensions, Space.learned_from,
                    Space.learned_at, Space.lists, Space.note).order_by(Space.id)
     return {row.name: row._asdict() for row in connection.execute(query)}

@@ -157,7 +157,7 @@ def build_archive(url: str, root: Path, specs: tuple[Spec, ...] = SPECS,
             archive.whitened = spaces[WHITENED] = brute_force(
                 {i: whitened_vector(v) for i, v in grouped.items()}, k=100)
             session.add(Space(id=SPACE_IDS[WHITENED], name=WHITENED, dimensions=16,
-                              parameters='{"dimensions": 16, "shrinkage": 0.5}',
+                              whitened_dimensions=16, whitened_shrinkage=0.5,
                               learned_from=len(grouped), learned_at=created,
                               lists=len(archive.whitened), updated_at=created))
         for space, lists in spaces.items():

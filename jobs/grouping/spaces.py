@@ -8,7 +8,6 @@ projection only: a run that learns a new one recomputes that space whole.
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 
@@ -94,7 +93,8 @@ def prepare(engine: Engine, vectors: np.ndarray, settings,
         save_space(engine, WHITENED, dimensions=projection.dimensions,
                    projection=projection.to_bytes(), learned_from=projection.learned_from,
                    learned_at=projection.learned_at, note=None,
-                   parameters=json.dumps(wanted(settings)))
+                   whitened_dimensions=dimensions,
+                   whitened_shrinkage=settings.whitened_shrinkage)
     elif projection is None:
         save_space(engine, WHITENED, note=decision.note)
         return spaces + [SpaceRun(WHITENED, None, note=f"not computed: {decision.note}")]

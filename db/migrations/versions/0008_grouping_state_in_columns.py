@@ -7,7 +7,8 @@ Up to 0007 the grouping job found where to start in the counts of its latest run
 (valid_through, k and projection per space, the vector cache's token). The state is read
 out of them as those runs read it and written to the new columns, so the next run after
 the upgrade has exactly the work it would have had; the counts keep what an operator
-reads.
+reads. The settings the whitened space was learned with move from the JSON text
+spaces.parameters into two columns likewise.
 """
 import json
 
@@ -27,7 +28,8 @@ CACHE_TOKEN = "vector_cache"  # at the top
 jobs = sa.table('jobs', sa.column('id'), sa.column('kind'), sa.column('outcome'),
                 sa.column('counts'), sa.column('vector_cache'))
 spaces = sa.table('spaces', sa.column('id'), sa.column('name'), sa.column('valid_through'),
-                  sa.column('k'), sa.column('lists_projection'))
+                  sa.column('k'), sa.column('lists_projection'), sa.column('parameters'),
+                  sa.column('whitened_dimensions'), sa.column('whitened_shrinkage'))
 
 
 def _space_state(counts, space):
@@ -80,7 +82,17 @@ def upgrade() -> None:
     op.add_column('spaces', sa.Column('k', sa.Integer(), nullable=True))
     op.add_column('spaces', sa.Column('lists_projection', sa.String(64), nullable=True))
     op.add_column('jobs', sa.Column('vector_cache', sa.String(64), nullable=True))
+    op.add_column('spaces', sa.Column('whitened_dimensions', sa.Integer(), nullable=True))
+    op.add_column('spaces', sa.Column('whitened_shrinkage', sa.Double(), nullable=True))
     connection = op.get_bind()
+    for space_id, text in connection.execute(sa.select(spaces.c.id, spaces.c.parameters)
+                                             .where(spaces.c.parameters.is_not(None))).all():
+        parameters = _parsed(text) or {}
+        connection.execute(spaces.update().where(spaces.c.id == space_id).values(
+            whitened_dimensions=parameters.get("dimensions"),
+            whitened_shrinkage=parameters.get("shrinkage")))
+    with op.batch_alter_table('spaces') as batch:
+        batch.drop_column('parameters')
     rows = connection.execute(sa.select(jobs.c.id, jobs.c.kind, jobs.c.outcome,
                                         jobs.c.counts).order_by(jobs.c.id.desc())).all()
     runs = [(outcome, _parsed(counts)) for _, kind, outcome, counts in rows
@@ -109,6 +121,12 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     connection = op.get_bind()
+    op.add_column('spaces', sa.Column('parameters', sa.Text(), nullable=True))
+    for space_id, dimensions, shrinkage in connection.execute(sa.select(
+            spaces.c.id, spaces.c.whitened_dimensions, spaces.c.whitened_shrinkage)
+            .where(spaces.c.whitened_dimensions.is_not(None))).all():
+        connection.execute(spaces.update().where(spaces.c.id == space_id).values(
+            parameters=json.dumps({"dimensions": dimensions, "shrinkage": shrinkage})))
     if connection.dialect.name != 'sqlite':
         op.alter_column('jobs', 'counts', type_=sa.Text(), existing_type=sa.JSON(),
                         existing_nullable=True)
@@ -138,7 +156,8 @@ def downgrade() -> None:
         connection.execute(jobs.update().where(jobs.c.id == job_id).values(
             counts=json.dumps(counts, sort_keys=True)))
     with op.batch_alter_table('spaces') as batch:
-        for column in ('lists_projection', 'k', 'valid_through'):
+        for column in ('whitened_shrinkage', 'whitened_dimensions', 'lists_projection', 'k',
+                       'valid_through'):
             batch.drop_column(column)
     with op.batch_alter_table('jobs') as batch:
         batch.drop_column('vector_cache')
