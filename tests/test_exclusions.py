@@ -14,6 +14,7 @@ from sqlalchemy import delete, select, update
 from runtime.jobrun import JobError
 from db.models import WHITENED, GroupingExclusion, Image, ImageFeatures, ImageNeighbour, \
     Job, NeighbourList, Space
+from db import exclusions as stored_exclusions
 from jobs.grouping import exclusions
 from jobs.grouping.run import run as run_job
 from jobs.grouping.spaces import stored_whitening
@@ -118,7 +119,7 @@ def test_excluding_and_including_again_touch_only_the_lists_concerned(db):
     assert stored_lists(engine) == brute_force(engine, 3, {target})
     name = paths(engine)[target].rsplit("/", 1)[1]
     with engine.connect() as connection:
-        assert exclusions.stored(connection) == {target: f"pattern {name}"}
+        assert stored_exclusions.stored(connection) == {target: f"pattern {name}"}
     # Included again: it is searched against all and merged where it enters, as a new
     # image; nothing else is recomputed.
     counts = run(settings, k=3, quiet=True)
@@ -126,7 +127,7 @@ def test_excluding_and_including_again_touch_only_the_lists_concerned(db):
     assert counts["mode"] == "incremental" and counts["lists_full"] == 1
     assert stored_lists(engine) == before
     with engine.connect() as connection:
-        assert exclusions.stored(connection) == {}
+        assert stored_exclusions.stored(connection) == {}
 
 
 def test_a_killed_run_converges_whatever_the_exclusions_did_meanwhile(db, monkeypatch):
@@ -236,4 +237,4 @@ def test_a_dry_run_tells_the_change_and_changes_nothing(db):
     assert counts["lists_full"] == 1
     assert stored_lists(engine) == before and flagged(engine) == 0
     with engine.connect() as connection:
-        assert exclusions.stored(connection) == {}
+        assert stored_exclusions.stored(connection) == {}
