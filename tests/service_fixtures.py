@@ -26,6 +26,7 @@ from db.paths import text_hash as path_hash
 from db.scratch import scratch_database
 from numerics.vectors import DIMENSIONS, MODEL_NAME, encode_vector
 from runtime.settings import load_settings
+import oracle
 
 SEED = 20151205
 
@@ -95,15 +96,10 @@ def jpeg_bytes(rng: np.random.Generator, orientation: int) -> bytes:
 
 
 def brute_force(vectors: dict[int, np.ndarray], k: int) -> dict[int, list[tuple[int, float]]]:
-    """Return each image's k nearest others by float64 Euclidean distance, then id."""
+    """Return each image's k nearest others by the oracle: [(id, distance), ...]."""
     ids = sorted(vectors)
-    result = {}
-    for i in ids:
-        pairs = [(float(np.linalg.norm(vectors[i].astype(np.float64)
-                                       - vectors[j].astype(np.float64))), j)
-                 for j in ids if j != i]
-        result[i] = [(j, d) for d, j in sorted(pairs)[:k]]
-    return result
+    lists = oracle.all_lists(ids, np.stack([vectors[i] for i in ids]), k)
+    return {i: list(zip(*lists.get(i, ([], [])))) for i in ids}
 
 
 def whitened_vector(vector: np.ndarray) -> np.ndarray:

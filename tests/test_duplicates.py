@@ -25,6 +25,7 @@ from db import duplicates, hubs
 from jobs.grouping.run import run as run_grouping
 from service import create_app
 from runtime.settings import load_settings
+import oracle
 
 SAMPLES = ROOT / "sample_images"
 K = 10
@@ -86,7 +87,7 @@ def expected_groups(ids, vectors, within: float, leave_out=()) -> list[list[int]
     """Return the connected components of all pairs within `within`, by BFS."""
     keep = ~np.isin(ids, list(leave_out))
     ids, vectors = ids[keep], vectors[keep]
-    distances = np.sqrt(((vectors[:, None, :] - vectors[None, :, :]) ** 2).sum(axis=2))
+    distances = np.sqrt(oracle.squared_distances(vectors, vectors))
     seen, groups = set(), []
     for start in range(len(ids)):
         if start in seen:

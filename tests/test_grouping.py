@@ -27,6 +27,7 @@ from numerics.engine import ExactIndex, exact_squared_distances
 from jobs.grouping.spaces import stored_whitening
 from jobs.grouping.plan import ALL, NONE, starting_point
 from jobs.grouping.run import MERGES_PER_BLOCK, run as run_job
+import oracle
 
 _names = itertools.count()
 
@@ -103,27 +104,19 @@ def stored_lists(engine, space=POOL3) -> dict[int, tuple[list[int], list[float]]
 
 def expected_lists(engine, k, project=None,
                    excluded=frozenset()) -> dict[int, tuple[list[int], list[float]]]:
-    """Return the float64 brute-force lists of the images now 'ok' and not in `excluded`
-    (exact data only), or of project(their vectors), every pair's distance by the engine's
-    exact kernel."""
+    """Return the oracle's lists of the images now 'ok' and not in `excluded` (exact data
+    only), or of project(their vectors), every pair's distance by the engine's exact
+    kernel."""
     ids, vectors = store.load_vectors(engine)
     keep = np.array([i not in excluded for i in ids.tolist()], dtype=bool)
     ids, vectors = ids[keep], vectors[keep]
     if project is None:
-        vectors = vectors.astype(np.float64)
-        squared = ((vectors[:, None, :] - vectors[None, :, :]) ** 2).sum(axis=2)
-    else:
-        projected = project(vectors)
-        rows, columns = np.divmod(np.arange(len(ids) ** 2), len(ids))
-        squared = exact_squared_distances(projected[rows], projected[columns]).reshape(
-            len(ids), len(ids))
-    lists = {}
-    for row, image_id in enumerate(ids.tolist()):
-        distances = np.sqrt(squared[row])
-        order = [c for c in np.lexsort((ids, distances)) if c != row][:k]
-        if order:
-            lists[image_id] = (ids[order].tolist(), distances[order].tolist())
-    return lists
+        return oracle.all_lists(ids, vectors, k)
+    projected = project(vectors)
+    rows, columns = np.divmod(np.arange(len(ids) ** 2), len(ids))
+    squared = exact_squared_distances(projected[rows], projected[columns]).reshape(
+        len(ids), len(ids))
+    return oracle.all_lists(ids, projected, k, squared)
 
 
 def job_rows(engine):
