@@ -1,4 +1,5 @@
-"""Shared fixtures: a fresh database per test, on SQLite and on a real MariaDB server.
+"""The fixtures, all of them here: a fresh database per test on SQLite and on a real
+MariaDB server, the service's archive and app, the browser, the grouping tests' space.
 
 The MariaDB server is the one `scripts/mariadb.sh` starts; its URL (without a database
 name) comes in TEST_MARIADB_URL. Without it the MariaDB tests are skipped, unless
@@ -18,6 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # import TensorFlow (see db/__init__.py).
 from db.scratch import scratch_database  # noqa: E402
 from runtime.settings import load_settings  # noqa: E402
+from browser_support import CHROMIUM_ARGS, _chromium  # noqa: E402
+from service_support import build_archive, settings_for_archive  # noqa: E402
 
 
 def _mariadb_server_url() -> str:
@@ -59,3 +62,54 @@ def settings_for(tmp_path):
         values.update({k.upper(): str(v) for k, v in overrides.items()})
         return load_settings(values, env={}, env_file=None)
     return build
+
+
+@pytest.fixture
+def few_to_learn(monkeypatch):
+    """Learn the whitened space from a handful of images, as from hundreds."""
+    from numerics import whitening
+    monkeypatch.setattr(whitening, "MIN_IMAGES", 4)
+
+
+
+@pytest.fixture(scope="module", params=["sqlite", "mariadb"])
+def archive(request, tmp_path_factory):
+    """The fixture archive, once on SQLite and once on MariaDB, per test module."""
+    root = tmp_path_factory.mktemp(f"archive-{request.param}")
+    if request.param == "sqlite":
+        yield build_archive(f"sqlite:///{root / 'images.sqlite3'}", root)
+    else:
+        with scratch_database(_mariadb_server_url(), prefix="test_service") as url:
+            yield build_archive(url, root)
+
+
+@pytest.fixture(scope="module")
+def sqlite_archive(tmp_path_factory):
+    """The fixture archive on SQLite only (fuzzing, browser, read-only proofs)."""
+    root = tmp_path_factory.mktemp("archive-sqlite")
+    return build_archive(f"sqlite:///{root / 'images.sqlite3'}", root)
+
+
+@pytest.fixture(scope="module")
+def app(archive, tmp_path_factory):
+    """The service over the fixture archive."""
+    from service import create_app
+    application = create_app(settings_for_archive(archive,
+                                                  tmp_path_factory.mktemp("thumbnails")))
+    yield application
+    application.extensions["db_engine"].dispose()
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+    executable = _chromium()
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

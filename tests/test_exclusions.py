@@ -18,15 +18,14 @@ from db import exclusions as stored_exclusions
 from jobs.grouping import exclusions
 from jobs.grouping.run import run as run_job
 from jobs.grouping.spaces import stored_whitening
-from test_grouping import (_database, add_images, apply_step, embed, expected_lists,
-                           few_to_learn,  # noqa: F401
-                           flagged, job_rows, run, run_interrupted, small_vector,
-                           stored_lists)
+from grouping_support import (add_images, apply_step, database, embed, expected_lists,
+                              flagged, job_rows, run, run_interrupted, small_vector,
+                              stored_lists)
 
 
 @pytest.fixture
 def db(database_url, settings_for):
-    yield from _database(database_url, settings_for)
+    yield from database(database_url, settings_for)
 
 
 def clear(engine):

@@ -20,7 +20,7 @@ from db.locks import run_lock
 from db.models import POOL3, WHITENED, ImageNeighbour
 from numerics.engine import ExactIndex
 from jobs.grouping.spaces import stored_whitening
-from test_grouping import add_images, embed, job_rows, pool3, stored_lists
+from grouping_support import add_images, embed, job_rows, pool3, stored_lists
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = str(ROOT / "group_images.py")
