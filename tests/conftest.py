@@ -113,3 +113,39 @@ def browser():
         chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture
+def run_main(monkeypatch, capsys):
+    """Run a script's main(argv) in this process as its command line would run it: the
+    settings from `env` (and the project's .env, as for a real run) only; return its exit
+    status, stdout and stderr. One subprocess test per script proves the real command."""
+    import importlib
+    import logging
+    import subprocess
+
+    from runtime.settings import DEFAULTS
+
+    def run(script: str, *args, env: dict | None = None, cwd=None, **settings):
+        for name in DEFAULTS:
+            monkeypatch.delenv(name, raising=False)
+        for name, value in {**(env or {}),
+                            **{k.upper(): str(v) for k, v in settings.items()}}.items():
+            monkeypatch.setenv(name, str(value))
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
+        main = importlib.import_module(script.removesuffix(".py")).main
+        # setup_logging changes these levels; the next test must not inherit them.
+        levels = {name: logging.getLogger(name).level
+                  for name in (None, "alembic", "mysql.connector")}
+        capsys.readouterr()
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exit:  # argparse's usage errors
+            code = exit.code
+        finally:
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess([script, *args], code, out, err)
+    return run
