@@ -1,5 +1,6 @@
-"""The fixtures, all of them here: a fresh database per test on SQLite and on a real
-MariaDB server, the service's archive and app, the browser, the grouping tests' space.
+"""The shared fixtures (test modules import helpers, never fixtures): a fresh database per
+test on SQLite and on a real MariaDB server, the service's archive and app, the browser,
+the grouping tests' small learned space, and scripts' main(argv) run in-process.
 
 The MariaDB server is the one `scripts/mariadb.sh` starts; its URL (without a database
 name) comes in TEST_MARIADB_URL. Without it the MariaDB tests are skipped, unless
@@ -7,8 +8,6 @@ REQUIRE_MARIADB=1 (set by scripts/test.sh and CI), where they fail instead.
 """
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,16 +20,7 @@ from db.scratch import scratch_database  # noqa: E402
 from runtime.settings import load_settings  # noqa: E402
 from browser_support import CHROMIUM_ARGS, _chromium  # noqa: E402
 from service_support import build_archive, settings_for_archive  # noqa: E402
-
-
-def _mariadb_server_url() -> str:
-    url = os.environ.get("TEST_MARIADB_URL")
-    if not url:
-        message = "TEST_MARIADB_URL is not set; start a server with scripts/mariadb.sh"
-        if os.environ.get("REQUIRE_MARIADB") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return url
+from database_support import mariadb_server_url as _mariadb_server_url  # noqa: E402
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import insert
 
-from conftest import _mariadb_server_url
+from database_support import mariadb_server_url as _mariadb_server_url
 from db.models import FAILED, KEY_BYTES, OK, PENDING, CatalogueRecord
 from db.scratch import scratch_database
 from service_support import SPECS, Spec, build_archive, settings_for_archive

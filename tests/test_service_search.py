@@ -13,7 +13,7 @@ import pytest
 from PIL import Image as PILImage
 from sqlalchemy import select
 
-from conftest import _mariadb_server_url
+from database_support import mariadb_server_url as _mariadb_server_url
 from db.engine import make_engine, make_sessionmaker
 from db.models import OK, WHITENED, Image, ImageFeatures, Space
 from db.paths import text_hash as path_hash
