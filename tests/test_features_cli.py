@@ -66,8 +66,8 @@ def test_missing_weights_stop_the_run_before_it_touches_the_database(tmp_path):
     write_jpeg(tmp_path / "images" / "a.jpg", 1)
     url = f"sqlite:///{tmp_path / 'images.sqlite3'}"
     result = run_command(image_root=tmp_path / "images", database_url=url,
-                        model_cache=tmp_path / "no-cache.h5",
-                        env={"PYTHONPATH": str(tmp_path / "shadow")})
+                         model_cache=tmp_path / "no-cache.h5",
+                         env={"PYTHONPATH": str(tmp_path / "shadow")})
     assert result.returncode == 1
     assert last_line(result.stderr).startswith(
         "create_image_features.py: error: Inception v3 weights not found")
