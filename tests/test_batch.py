@@ -18,9 +18,6 @@ def test_legacy_url_rejects_a_non_numeric_port():
 
 # The jobs' failures that are not programming errors end as one line and exit status 1.
 
-import os  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -28,14 +25,13 @@ import pytest  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_job(script: str, tmp_path: Path, **settings) -> subprocess.CompletedProcess:
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LOG_LEVEL": "WARNING",
-           "IMAGE_ROOT": str(ROOT / "sample_images"),
-           "DATABASE_URL": f"sqlite:///{tmp_path / 'images.sqlite3'}",
-           "MODEL_CACHE": str(ROOT / "data" / "inception_v3_2015_12_05.weights.h5"),
-           "VECTOR_CACHE": str(tmp_path / "vectors"), **settings}
-    return subprocess.run([sys.executable, script, "--quiet"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
+def run_job(run_main, script: str, tmp_path: Path, **settings):
+    """Run the script's main(argv) in this process (its real command has its own test)."""
+    values = {"LOG_LEVEL": "WARNING", "IMAGE_ROOT": str(ROOT / "sample_images"),
+              "DATABASE_URL": f"sqlite:///{tmp_path / 'images.sqlite3'}",
+              "MODEL_CACHE": str(ROOT / "data" / "inception_v3_2015_12_05.weights.h5"),
+              "VECTOR_CACHE": str(tmp_path / "vectors"), **settings}
+    return run_main(script, "--quiet", env=values, cwd=tmp_path)
 
 
 def assert_one_line(result, *words):
@@ -51,25 +47,25 @@ def assert_one_line(result, *words):
 
 
 @pytest.mark.parametrize("script", ["create_image_features.py", "group_images.py"])
-def test_a_database_the_project_does_not_support_is_named(script, tmp_path):
-    result = run_job(str(ROOT / script), tmp_path,
+def test_a_database_the_project_does_not_support_is_named(script, tmp_path, run_main):
+    result = run_job(run_main, script, tmp_path,
                      DATABASE_URL="postgresql://user:secret@localhost/images")
     assert_one_line(result, "postgresql", "SQLite", "MariaDB")
     assert "secret" not in result.stderr
 
 
 @pytest.mark.parametrize("script", ["create_image_features.py", "group_images.py"])
-def test_a_driver_that_is_not_installed_is_one_line(script, tmp_path):
-    result = run_job(str(ROOT / script), tmp_path,
+def test_a_driver_that_is_not_installed_is_one_line(script, tmp_path, run_main):
+    result = run_job(run_main, script, tmp_path,
                      DATABASE_URL="mysql+pymysql://user:secret@127.0.0.1:1/images")
     assert_one_line(result, "driver", "pymysql")
     assert "secret" not in result.stderr
 
 
-def test_a_model_cache_that_cannot_be_written_is_one_line(tmp_path):
+def test_a_model_cache_that_cannot_be_written_is_one_line(tmp_path, run_main):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the cache's folder should be")
-    result = run_job(str(ROOT / "create_image_features.py"), tmp_path,
+    result = run_job(run_main, "create_image_features.py", tmp_path,
                      MODEL_CACHE=str(blocker / "weights.h5"))
     assert_one_line(result, "create_image_features.py: error: cannot load the model",
                     "not-a-folder")

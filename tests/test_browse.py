@@ -13,10 +13,10 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import insert
 
-from conftest import _mariadb_server_url
+from database_support import mariadb_server_url as _mariadb_server_url
 from db.models import FAILED, KEY_BYTES, OK, PENDING, CatalogueRecord
 from db.scratch import scratch_database
-from service_fixtures import SPECS, Spec, build_archive, settings_for_archive
+from service_support import SPECS, Spec, build_archive, settings_for_archive
 
 LONG = "Ärchiv ünd Ümläute " * 10  # 190 characters, 220 bytes: one folder name
 # Paths past KEY_BYTES that agree in their first KEY_BYTES bytes: by id among themselves.

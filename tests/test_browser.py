@@ -6,72 +6,19 @@ skipped, unless REQUIRE_BROWSER=1 (CI), where it fails.
 """
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from service_fixtures import SPECS, Spec, build_archive
+from browser_support import ARTIFACTS, gunicorn
+from service_support import SPECS, Spec, build_archive
 
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-quic"]
 # Enough grouped images that a neighbour list is longer than the first page of 20.
 BROWSER_SPECS = SPECS + tuple(Spec(f"series/photo_{n:02d}.jpg") for n in range(1, 31))
 
 pytestmark = pytest.mark.browser
-
-
-def _chromium() -> str:
-    path = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(path).is_file():
-        message = f"Chromium not found at {path}; install Debian's chromium"
-        if os.environ.get("REQUIRE_BROWSER") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextlib.contextmanager
-def gunicorn(env: dict):
-    """Yield the base URL of gunicorn serving the service with these settings on loopback."""
-    port = _free_port()
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("gunicorn")), "--bind", f"127.0.0.1:{port}",
-         "--workers", "1", "--threads", "4", "--no-control-socket", "service:create_app()"],
-        cwd=ROOT, env={**os.environ, **env})
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=1).read()
-                break
-            except OSError:
-                assert process.poll() is None, "gunicorn exited"
-                time.sleep(0.1)
-        else:
-            pytest.fail("gunicorn did not answer within 10 s")
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -83,16 +30,6 @@ def server(tmp_path_factory):
                    "THUMBNAIL_CACHE": str(root / "thumbnails"), "LOG_LEVEL": "WARNING",
                    "SEARCH_CACHE": str(root / "search-cache")}) as base:
         yield base, archive
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-    executable = _chromium()
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def _loaded_images(page, selector: str) -> int:

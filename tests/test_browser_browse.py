@@ -5,8 +5,8 @@ import io
 
 import pytest
 
-from service_fixtures import SPECS, Spec, build_archive
-from test_browser import ARTIFACTS, browser, gunicorn  # noqa: F401  (fixture)
+from service_support import SPECS, Spec, build_archive
+from browser_support import ARTIFACTS, gunicorn
 
 pytestmark = pytest.mark.browser
 

@@ -9,7 +9,7 @@ from jobs.features.job import run as run_features
 from features_support import shared_extractor
 from jobs.grouping.run import run as run_grouping
 from runtime.settings import load_settings
-from test_browser import ARTIFACTS, ROOT, browser, gunicorn  # noqa: F401 (a fixture)
+from browser_support import ARTIFACTS, ROOT, gunicorn
 
 pytestmark = pytest.mark.browser
 SAMPLES = ROOT / "sample_images"

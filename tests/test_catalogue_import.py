@@ -223,11 +223,14 @@ def test_a_file_not_in_utf8_names_the_line(tmp_path):
         csv_file.read(path)
 
 
-def test_command_line_exit_status_and_one_line_errors(tmp_path, db):
+def test_command_line_exit_status_and_one_line_errors(tmp_path, db, run_main):
     env = {"DATABASE_URL": db.url.render_as_string(hide_password=False),
            "PATH": "/usr/bin:/bin", "LOG_LEVEL": "WARNING"}
 
-    def cli(*args):
+    def cli(*args):  # main(argv) in this process
+        return run_main("import_metadata.py", *args, env=env, cwd=tmp_path)
+
+    def command(*args):  # the real command line, once
         return subprocess.run([sys.executable, str(ROOT / "import_metadata.py"), *args],
                               capture_output=True, text=True, env=env, cwd=tmp_path)
 
@@ -235,7 +238,7 @@ def test_command_line_exit_status_and_one_line_errors(tmp_path, db):
     assert bad.returncode == 1
     assert bad.stderr.splitlines()[-1].startswith("import_metadata.py: error: 10 bad rows")
     assert records(db) == {}
-    done = cli(str(write(tmp_path, GOOD, name="good.csv")))
+    done = command(str(write(tmp_path, GOOD, name="good.csv")))
     assert done.returncode == 0, done.stderr
     assert done.stdout == "done: new 4, updated 0, unchanged 0, bad 0\n"
     missing = cli(str(tmp_path / "nothing.csv"))

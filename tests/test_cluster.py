@@ -20,7 +20,7 @@ from db.scratch import scratch_database
 from jobs.features.job import run as run_features
 from features_support import ROOT, shared_extractor
 from jobs.grouping.run import run as run_grouping
-from test_grouping import add_images, change_image, embed, expected_lists, stored_lists, \
+from grouping_support import add_images, change_image, embed, expected_lists, stored_lists, \
     whitened_lists_are_exact
 
 SAMPLES = ROOT / "sample_images"

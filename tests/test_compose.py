@@ -355,7 +355,7 @@ def run_init_script(server_url: str, env: dict[str, str]) -> subprocess.Complete
 @pytest.fixture
 def init_users(mariadb_url):
     """Yield (env, database URL) after running the schema and users init files."""
-    from test_schema_sql import load_sql
+    from schema_support import load_sql
     load_sql(mariadb_url)
     tag = uuid.uuid4().hex[:8]
     env = {"MARIADB_DATABASE": make_url(mariadb_url).database,

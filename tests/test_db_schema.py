@@ -4,6 +4,7 @@ import sqlalchemy as sa
 from sqlalchemy import inspect
 
 from db.engine import make_engine, upgrade
+from schema_support import migrator
 from db.models import Base
 
 # The images table as the first revisions had it: inserts through the model would name
@@ -62,22 +63,6 @@ def test_timestamps_keep_microseconds_also_after_upgrading_an_older_database(dat
     assert rows["b.jpg"] == stamp  # the grouping job tells changes apart by updated_at
     assert rows["a.jpg"].replace(microsecond=0) == stamp.replace(microsecond=0)  # kept
     engine.dispose()
-
-
-def migrator(engine):
-    """Return migrate(step, revision): alembic's upgrade or downgrade on the engine."""
-    from alembic.config import Config
-
-    from db.engine import MIGRATIONS
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-
-    def migrate(step, revision):
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            step(config, revision)
-    return migrate
 
 
 def test_upgrading_keeps_the_lists_and_records_their_ends(database_url):

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import subprocess
+import sys
 from collections import Counter, deque
 
 import numpy as np
 import pytest
 from sqlalchemy import select
 
-from conftest import _mariadb_server_url
-from db.engine import make_engine
+from database_support import mariadb_server_url as _mariadb_server_url
+from db.engine import make_engine, upgrade
 from db.models import Image, ImageFeatures, ImageNeighbour
 from db.scratch import scratch_database
 from jobs.features.job import run as run_features
@@ -25,6 +28,7 @@ from db import duplicates, hubs
 from jobs.grouping.run import run as run_grouping
 from service import create_app
 from runtime.settings import load_settings
+import oracle
 
 SAMPLES = ROOT / "sample_images"
 K = 10
@@ -86,7 +90,7 @@ def expected_groups(ids, vectors, within: float, leave_out=()) -> list[list[int]
     """Return the connected components of all pairs within `within`, by BFS."""
     keep = ~np.isin(ids, list(leave_out))
     ids, vectors = ids[keep], vectors[keep]
-    distances = np.sqrt(((vectors[:, None, :] - vectors[None, :, :]) ** 2).sum(axis=2))
+    distances = np.sqrt(oracle.squared_distances(vectors, vectors))
     seen, groups = set(), []
     for start in range(len(ids)):
         if start in seen:
@@ -241,3 +245,18 @@ def test_report_hubs_prints_id_path_count_and_share(samples, monkeypatch, capsys
     rows = list(csv.reader(io.StringIO("\n".join(lines[2:])), delimiter="\t"))
     assert rows and all(float(share) == pytest.approx(int(n) / 26, abs=5e-4)
                         for _, n, share, _ in rows)
+
+
+@pytest.mark.parametrize("script, header", [
+    ("report_duplicates.py", "group,image_id,path,external_id,distance"),
+    ("report_hubs.py", "id\tlists\tshare\tpath")])
+def test_the_reports_run_as_commands(sqlite_url, script, header):
+    # The real command lines, once each; the tests above call main(argv) in-process.
+    engine = make_engine(sqlite_url)
+    upgrade(engine)
+    engine.dispose()
+    result = subprocess.run([sys.executable, str(ROOT / script)], cwd=ROOT,
+                            env={**os.environ, "DATABASE_URL": sqlite_url},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert header in result.stdout.splitlines()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.spatial.distance import cdist
 from sqlalchemy import select
 
 from db.engine import make_engine
@@ -14,6 +13,7 @@ from jobs.features.job import run as run_features
 from jobs.grouping.run import run as run_grouping
 from service import create_app
 from features_support import ROOT, shared_extractor
+import oracle
 
 SAMPLES = ROOT / "sample_images"
 K = 10
@@ -44,18 +44,18 @@ def test_jobs_and_service_agree_with_a_brute_force_over_the_stored_vectors(fille
     ids, vector_ids, vectors = stored(settings)
     assert len(ids) == len(jpegs) == len(vector_ids)
 
-    distances = cdist(vectors.astype(np.float64), vectors.astype(np.float64))
+    lists = oracle.nearest(vectors, vectors, vector_ids, K, vector_ids)
     client = create_app(settings).test_client()
     assert client.get("/image_count").get_json() == len(jpegs)
     for row, image_id in enumerate(vector_ids):
-        order = sorted((d, int(n)) for d, n in zip(distances[row], vector_ids) if n != image_id)
+        want_ids, want_distances = lists[row][0].tolist(), lists[row][1]
         body = client.get(f"/api/v1/images/{image_id}/neighbours?limit={K}").get_json()
         got = [(entry["distance"], entry["id"]) for entry in body["neighbours"]]
-        assert [n for _, n in got] == [n for _, n in order[:K]]
-        np.testing.assert_allclose([d for d, _ in got], [d for d, _ in order[:K]], rtol=1e-6)
+        assert [n for _, n in got] == want_ids
+        np.testing.assert_allclose([d for d, _ in got], want_distances, rtol=1e-6)
 
         name, legacy = client.get(f"/image_name_and_neighbours/{image_id}").get_json()
-        assert [entry["id"] for entry in legacy] == [n for _, n in order[:K]]
+        assert [entry["id"] for entry in legacy] == want_ids
         assert set(legacy[0]) == {"id", "distance"}
         assert client.get(f"/image_name/{image_id}").get_json() == [name]
 

@@ -1,4 +1,4 @@
-"""The exact k-NN engine against a float64 brute force (scipy cdist)."""
+"""The exact k-NN engine against the float64 brute force of tests/oracle.py."""
 from __future__ import annotations
 
 from unittest import mock
@@ -7,22 +7,17 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
-from scipy.spatial.distance import cdist
 
 from numerics import engine, kernels
 from numerics.engine import ExactIndex, error_coefficient, exact_squared_distances
+import oracle
 
 
 def brute_force(query, query_ids, base, base_ids, k):
-    """Return the reference lists: float64 distances, self excluded, (distance, id)."""
-    distances = cdist(query.astype(np.float64), base.astype(np.float64))
-    distances[query_ids[:, None] == base_ids[None, :]] = np.inf
-    lists = []
-    for row in distances:
-        order = np.lexsort((base_ids, row))
-        order = order[np.isfinite(row[order])][:k]
-        lists.append((base_ids[order], row[order], row))
-    return lists
+    """Return the oracle's lists, each with its row of all float64 distances."""
+    squared = oracle.squared_distances(query, base)
+    return [(ids, distances, row) for (ids, distances), row in zip(
+        oracle.nearest(query, base, base_ids, k, query_ids, squared), np.sqrt(squared))]
 
 
 def assert_exact(found_ids, found_distances, query, query_ids, base, base_ids, k,
@@ -150,7 +145,7 @@ def test_error_bound_is_above_the_float32_error_seen():
     b_norms = (b.astype(np.float64) ** 2).sum(1).astype(np.float32)
     v = ((a * np.float32(-2)) @ b.T + b_norms) + a_norms[:, None]
     assert v.dtype == np.float32
-    exact = cdist(a.astype(np.float64), b.astype(np.float64), "sqeuclidean")
+    exact = oracle.squared_distances(a, b)
     norms = np.linalg.norm(a, axis=1)[:, None] + np.linalg.norm(b, axis=1)[None, :]
     assert (np.abs(v - exact) <= error_coefficient(2048) * norms ** 2).all()
 
@@ -265,7 +260,7 @@ def test_column_bounds_give_every_pair_within_them(problem, data):
     base, ids, k, block_rows, block_columns = problem
     rows = data.draw(st.lists(st.integers(0, len(base) - 1), max_size=6, unique=True))
     query, query_ids = base[rows], ids[rows]
-    exact = cdist(query.astype(np.float64), base.astype(np.float64), "sqeuclidean")
+    exact = oracle.squared_distances(query, base)
     kind = data.draw(arrays(np.int8, len(base), elements=st.integers(0, 3)))
     bounds = np.where(kind == 0, -np.inf, np.where(kind == 1, np.inf, 0.0))
     for j in np.flatnonzero(kind >= 2):  # a tie with one of the pairs, or between

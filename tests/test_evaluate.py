@@ -112,32 +112,39 @@ def test_bad_csv_files_are_refused_with_one_line(tmp_path, text, message):
         read_csv(tmp_path / "truth.csv")
 
 
-def run_evaluate(database_url, *args):
+def run_evaluate(run_main, database_url, *args):
+    """Run main(argv) in this process with this database only."""
+    return run_main("evaluate.py", *args, cwd=ROOT, database_url=database_url)
+
+
+def run_command(database_url, *args):
+    """Run the real command line (once: main(argv) has the other tests)."""
     env = {**os.environ, "DATABASE_URL": database_url}
     return subprocess.run([sys.executable, str(ROOT / "evaluate.py"), *args], env=env,
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
-def test_the_command_prints_a_table_or_json_and_fails_with_one_line(sqlite_url, tmp_path):
+def test_the_command_prints_a_table_or_json_and_fails_with_one_line(sqlite_url, tmp_path,
+                                                                   run_main):
     engine = make_engine(sqlite_url)
     upgrade(engine)
     engine.dispose()
     (tmp_path / "truth.csv").write_text(CSV)
-    unknown = run_evaluate(sqlite_url, str(tmp_path / "truth.csv"))
+    unknown = run_command(sqlite_url, str(tmp_path / "truth.csv"))
     assert unknown.returncode == 1
     assert unknown.stderr.strip().splitlines() == [
         "evaluate.py: error: none of the CSV's paths is an image in the database; paths "
         "must be relative to IMAGE_ROOT, as in the API's image path"]
     (tmp_path / "bad.csv").write_text("file,group\n")
-    bad = run_evaluate(sqlite_url, str(tmp_path / "bad.csv"))
+    bad = run_evaluate(run_main, sqlite_url, str(tmp_path / "bad.csv"))
     assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
-    missing = run_evaluate(sqlite_url, str(tmp_path / "nothere.csv"))
+    missing = run_evaluate(run_main, sqlite_url, str(tmp_path / "nothere.csv"))
     assert missing.returncode == 1 and "cannot read it" in missing.stderr
 
 
-def test_the_command_on_the_collection(collection, tmp_path, database_url):
+def test_the_command_on_the_collection(collection, tmp_path, database_url, run_main):
     (tmp_path / "truth.csv").write_text(CSV)
-    result = run_evaluate(database_url, str(tmp_path / "truth.csv"))
+    result = run_evaluate(run_main, database_url, str(tmp_path / "truth.csv"))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "7 rows, 6 queries found in the database, 1 rows not found"
@@ -145,7 +152,7 @@ def test_the_command_on_the_collection(collection, tmp_path, database_url):
     assert lines[2].split() == ["pool3", "whitened"]
     assert lines[3].split() == ["queries_scored", "5", "5"]
     assert lines[6].split() == ["mAP@100", "0.5750", "1.0000"]
-    as_json = json.loads(run_evaluate(database_url, str(tmp_path / "truth.csv"),
+    as_json = json.loads(run_evaluate(run_main, database_url, str(tmp_path / "truth.csv"),
                                       "--json").stdout)
     assert as_json["spaces"]["pool3"]["mAP@100"] == pytest.approx(0.575)
     assert as_json["not_found"] == [{"line": 7, "path": "missing/nothere.jpg"}]

@@ -13,19 +13,18 @@ from sqlalchemy import delete, select, update
 from runtime.jobrun import JobError
 from db.models import WHITENED, GroupingExclusion, Image, ImageFeatures, ImageNeighbour, \
     Job, NeighbourList, Space
-from db.exclusions import stored as stored_exclusions
+from db import exclusions as stored_exclusions
 from jobs.grouping import exclusions
 from jobs.grouping.run import run as run_job
 from db.spaces import stored_whitening
-from test_grouping import (_database, add_images, apply_step, embed, expected_lists,
-                           few_to_learn,  # noqa: F401
-                           flagged, job_rows, run, run_interrupted, small_vector,
-                           stored_lists)
+from grouping_support import (add_images, apply_step, database, embed, expected_lists,
+                              flagged, job_rows, run, run_interrupted, small_vector,
+                              stored_lists)
 
 
 @pytest.fixture
 def db(database_url, settings_for):
-    yield from _database(database_url, settings_for)
+    yield from database(database_url, settings_for)
 
 
 def clear(engine):
@@ -118,7 +117,7 @@ def test_excluding_and_including_again_touch_only_the_lists_concerned(db):
     assert stored_lists(engine) == brute_force(engine, 3, {target})
     name = paths(engine)[target].rsplit("/", 1)[1]
     with engine.connect() as connection:
-        assert stored_exclusions(connection) == {target: f"pattern {name}"}
+        assert stored_exclusions.stored(connection) == {target: f"pattern {name}"}
     # Included again: it is searched against all and merged where it enters, as a new
     # image; nothing else is recomputed.
     counts = run(settings, k=3, quiet=True)
@@ -126,7 +125,7 @@ def test_excluding_and_including_again_touch_only_the_lists_concerned(db):
     assert counts["mode"] == "incremental" and counts["lists_full"] == 1
     assert stored_lists(engine) == before
     with engine.connect() as connection:
-        assert stored_exclusions(connection) == {}
+        assert stored_exclusions.stored(connection) == {}
 
 
 def test_a_killed_run_converges_whatever_the_exclusions_did_meanwhile(db, monkeypatch):
@@ -236,4 +235,4 @@ def test_a_dry_run_tells_the_change_and_changes_nothing(db):
     assert counts["lists_full"] == 1
     assert stored_lists(engine) == before and flagged(engine) == 0
     with engine.connect() as connection:
-        assert stored_exclusions(connection) == {}
+        assert stored_exclusions.stored(connection) == {}

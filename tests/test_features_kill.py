@@ -13,14 +13,13 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 from sqlalchemy import func, select, update
 
 from db.engine import make_engine
 from db.models import Image, Job
 from jobs.features.job import run
-from features_support import ROOT, MODEL_CACHE, by_path, image_rows, shared_extractor, \
+from features_support import ROOT, MODEL_CACHE, assert_same, image_rows, shared_extractor, \
     write_jpeg
 
 
@@ -76,20 +75,6 @@ def clear_needs_grouping(url):
     with engine.begin() as connection:
         connection.execute(update(Image).values(needs_grouping=False))
     engine.dispose()
-
-
-def assert_same(url, reference_url):
-    got, want = by_path(url), by_path(reference_url)
-    assert sorted(got) == sorted(want)
-    for path in want:
-        a, b = dict(got[path]), dict(want[path])
-        vector_a, vector_b = a.pop("vector"), b.pop("vector")
-        assert a == b, path
-        # Batches fall differently after a kill; oneDNN may then round differently.
-        if vector_b is None:
-            assert vector_a is None
-        else:
-            np.testing.assert_allclose(vector_a, vector_b, rtol=1e-4, atol=1e-4)
 
 
 def assert_ids_kept(before, after):

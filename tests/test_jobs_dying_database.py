@@ -28,9 +28,8 @@ from db.models import OK, Image, ImageFeatures, ImageNeighbour, Job, NeighbourLi
 from db.paths import text_hash
 from numerics.vectors import DIMENSIONS, MODEL_NAME, encode_vector
 from jobs.features.job import run as run_features
-from features_support import MODEL_CACHE, ROOT, shared_extractor, write_jpeg
+from features_support import MODEL_CACHE, ROOT, assert_same, shared_extractor, write_jpeg
 from jobs.grouping.run import run as run_grouping
-from test_features_kill import assert_same
 
 pytestmark = pytest.mark.slow
 GROUPING_IMAGES, GROUPING_BATCH = 1500, 50

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from alembic.config import Config
@@ -12,24 +11,7 @@ from sqlalchemy import create_engine, select, text
 from db.engine import MIGRATIONS, make_engine, make_sessionmaker, upgrade
 from db.scratch import scratch_database
 from db.models import Base, Image
-
-ROOT = Path(__file__).resolve().parent.parent
-SCHEMA_SQL = ROOT / "db" / "schema_mariadb.sql"
-
-
-def statements(sql: str) -> list[str]:
-    """Split the file into statements (it holds no procedures or quoted semicolons)."""
-    lines = [line for line in sql.splitlines() if not line.startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";\n") if s.strip().rstrip(";")]
-
-
-def load_sql(database_url: str) -> None:
-    """Run the SQL file in the database, as MariaDB's docker entrypoint does."""
-    engine = create_engine(database_url)
-    with engine.begin() as connection:
-        for statement in statements(SCHEMA_SQL.read_text(encoding="utf-8")):
-            connection.exec_driver_sql(statement.rstrip(";"))
-    engine.dispose()
+from schema_support import SCHEMA_SQL, load_sql
 
 
 def describe(database_url: str) -> dict[str, str]:

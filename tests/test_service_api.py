@@ -7,7 +7,7 @@ import jsonschema_rs
 import numpy as np
 import pytest
 
-from service_fixtures import SPECS, app, archive, client  # noqa: F401  (fixtures)
+from service_support import SPECS
 
 from db.models import FAILED, MISSING, OK, PENDING
 
@@ -141,7 +141,7 @@ def test_a_space_not_computed_is_a_404_that_says_why(tmp_path):
     from db.engine import make_engine
     from db.spaces import save_space
     from service import create_app
-    from service_fixtures import build_archive, settings_for_archive
+    from service_support import build_archive, settings_for_archive
     archive = build_archive(f"sqlite:///{tmp_path / 'images.sqlite3'}", tmp_path,
                             whitened=False)
     client = create_app(settings_for_archive(archive, tmp_path / "cache")).test_client()

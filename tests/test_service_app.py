@@ -14,8 +14,7 @@ import pytest
 from sqlalchemy import event, insert, text, update
 from sqlalchemy.exc import DBAPIError
 
-from service_fixtures import (app, archive, client, settings_for_archive,  # noqa: F401
-                              sqlite_archive)
+from service_support import settings_for_archive
 
 from db import engine as db_engine
 from db.engine import make_engine
@@ -39,7 +38,7 @@ def test_the_service_cannot_write_through_its_engine(app, archive):
 
 
 def test_requests_leave_the_sqlite_file_unchanged(tmp_path):
-    from service_fixtures import build_archive
+    from service_support import build_archive
     archive = build_archive(f"sqlite:///{tmp_path / 'images.sqlite3'}", tmp_path)
     database = tmp_path / "images.sqlite3"
     before = hashlib.sha256(database.read_bytes()).hexdigest()

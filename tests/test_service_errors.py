@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 
-from service_fixtures import app, archive, client  # noqa: F401  (fixtures)
 
 # Every route that takes an image id, with {id} where it goes.
 ID_ROUTES = [

@@ -7,7 +7,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
-from service_fixtures import archive, settings_for_archive  # noqa: F401  (fixtures)
+from service_support import settings_for_archive
 
 from service import create_app
 from service.openapi import PATHS

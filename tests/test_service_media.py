@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from service_fixtures import (OUTSIDE_ID, SPECS, SYMLINK_ID, Spec, app, archive,  # noqa: F401
-                              build_archive, client, settings_for_archive)
+from service_support import (OUTSIDE_ID, SPECS, SYMLINK_ID, Spec, build_archive,
+                             settings_for_archive)
 
 from db.models import OK
 from service import create_app

@@ -5,13 +5,12 @@ import re
 
 import pytest
 
-from service_fixtures import app, archive, client  # noqa: F401  (fixtures)
 
 from db.models import OK
 from service import create_app
 from db.engine import make_engine
 from db.spaces import save_space
-from service_fixtures import SPECS, build_archive, settings_for_archive
+from service_support import SPECS, build_archive, settings_for_archive
 
 
 def page(client, url, status=200):

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image as PILImage
 from sqlalchemy import select
 
-from conftest import _mariadb_server_url
+from database_support import mariadb_server_url as _mariadb_server_url
 from db.engine import make_engine, make_sessionmaker
 from db.models import OK, WHITENED, Image, ImageFeatures, Space
 from db.paths import text_hash as path_hash
@@ -24,6 +24,7 @@ from features_support import MODEL_CACHE, ROOT, shared_extractor
 from jobs.grouping.run import run as run_grouping
 from service import create_app
 from runtime.settings import load_settings
+import oracle
 
 SAMPLES = ROOT / "sample_images"
 SEEDED = 200  # seeded vectors beside the samples: enough to learn the whitened space
@@ -108,9 +109,8 @@ def whiten64(vectors: np.ndarray, projection: bytes) -> np.ndarray:
 
 
 def brute_force(query: np.ndarray, ids: np.ndarray, base: np.ndarray, k: int):
-    distances = np.sqrt(((base - query) ** 2).sum(axis=1))
-    order = sorted(zip(distances, ids))[:k]
-    return [int(i) for _, i in order], [float(d) for d, _ in order]
+    (found, distances), = oracle.nearest(query, base, ids, k)
+    return [int(i) for i in found], [float(d) for d in distances]
 
 
 def post(client, data: bytes, content_type="image/jpeg", query=""):

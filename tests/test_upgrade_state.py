@@ -16,8 +16,8 @@ from numerics.list_changes import ListChanges
 from db.engine import MIGRATIONS, make_engine, upgrade
 from db.models import POOL3, SPACE_IDS, Image, ImageNeighbour, Job, NeighbourList, Space
 from numerics.engine import ExactIndex
-from test_db_schema import migrator
-from test_grouping import add_images, embed
+from grouping_support import add_images, embed
+from schema_support import migrator
 
 K = 3
 ALL = 2 ** 63 - 1

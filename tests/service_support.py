@@ -3,7 +3,8 @@
 Real JPEG files (seeded noise and shapes, one with an EXIF orientation), image rows in
 every status, seeded feature vectors and neighbour lists by float64 brute force, and job
 rows, all written through the models after the migrations. The service only reads, so
-one archive per test module and database is shared by that module's tests.
+one archive per test module and database is shared by that module's tests (the
+fixtures are in conftest.py).
 """
 from __future__ import annotations
 
@@ -15,17 +16,15 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image as PILImage
 
-from conftest import _mariadb_server_url
 from db.engine import make_engine, make_sessionmaker, upgrade
 from db.models import FAILED, MISSING, OK, PENDING, POOL3, SPACE_IDS, WHITENED, Image, \
     ImageFeatures, ImageNeighbour, Job, Space
 from db.paths import text_hash as path_hash
-from db.scratch import scratch_database
 from numerics.vectors import DIMENSIONS, MODEL_NAME, encode_vector
 from runtime.settings import load_settings
+import oracle
 
 SEED = 20151205
 
@@ -95,15 +94,10 @@ def jpeg_bytes(rng: np.random.Generator, orientation: int) -> bytes:
 
 
 def brute_force(vectors: dict[int, np.ndarray], k: int) -> dict[int, list[tuple[int, float]]]:
-    """Return each image's k nearest others by float64 Euclidean distance, then id."""
+    """Return each image's k nearest others by the oracle: [(id, distance), ...]."""
     ids = sorted(vectors)
-    result = {}
-    for i in ids:
-        pairs = [(float(np.linalg.norm(vectors[i].astype(np.float64)
-                                       - vectors[j].astype(np.float64))), j)
-                 for j in ids if j != i]
-        result[i] = [(j, d) for d, j in sorted(pairs)[:k]]
-    return result
+    lists = oracle.all_lists(ids, np.stack([vectors[i] for i in ids]), k)
+    return {i: list(zip(*lists.get(i, ([], [])))) for i in ids}
 
 
 def whitened_vector(vector: np.ndarray) -> np.ndarray:
@@ -186,36 +180,3 @@ def settings_for_archive(archive: Archive, cache: Path, **overrides):
     values.update({k.upper(): str(v) for k, v in overrides.items()})
     return load_settings(values, env={}, env_file=None)
 
-
-
-@pytest.fixture(scope="module", params=["sqlite", "mariadb"])
-def archive(request, tmp_path_factory):
-    """The fixture archive, once on SQLite and once on MariaDB, per test module."""
-    root = tmp_path_factory.mktemp(f"archive-{request.param}")
-    if request.param == "sqlite":
-        yield build_archive(f"sqlite:///{root / 'images.sqlite3'}", root)
-    else:
-        with scratch_database(_mariadb_server_url(), prefix="test_service") as url:
-            yield build_archive(url, root)
-
-
-@pytest.fixture(scope="module")
-def sqlite_archive(tmp_path_factory):
-    """The fixture archive on SQLite only (fuzzing, browser, read-only proofs)."""
-    root = tmp_path_factory.mktemp("archive-sqlite")
-    return build_archive(f"sqlite:///{root / 'images.sqlite3'}", root)
-
-
-@pytest.fixture(scope="module")
-def app(archive, tmp_path_factory):
-    """The service over the fixture archive."""
-    from service import create_app
-    application = create_app(settings_for_archive(archive,
-                                                  tmp_path_factory.mktemp("thumbnails")))
-    yield application
-    application.extensions["db_engine"].dispose()
-
-
-@pytest.fixture(scope="module")
-def client(app):
-    return app.test_client()

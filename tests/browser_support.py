@@ -1,0 +1,62 @@
+"""Helpers for the browser tests: Debian's chromium, gunicorn on loopback (the `browser`
+fixture is in conftest.py)."""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-quic"]
+
+
+def _chromium() -> str:
+    path = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).is_file():
+        message = f"Chromium not found at {path}; install Debian's chromium"
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def gunicorn(env: dict):
+    """Yield the base URL of gunicorn serving the service with these settings on loopback."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("gunicorn")), "--bind", f"127.0.0.1:{port}",
+         "--workers", "1", "--threads", "4", "--no-control-socket", "service:create_app()"],
+        cwd=ROOT, env={**os.environ, **env})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=1).read()
+                break
+            except OSError:
+                assert process.poll() is None, "gunicorn exited"
+                time.sleep(0.1)
+        else:
+            pytest.fail("gunicorn did not answer within 10 s")
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
