@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
 # First of the project's packages: `db` loads the MariaDB driver before any test can
 # import TensorFlow (see db/__init__.py).
-from db.scratch import scratch_database  # noqa: E402
-from runtime.settings import load_settings  # noqa: E402
-from browser_support import CHROMIUM_ARGS, _chromium  # noqa: E402
-from service_support import build_archive, settings_for_archive  # noqa: E402
-from database_support import mariadb_server_url as _mariadb_server_url  # noqa: E402
+from db.scratch import scratch_database
+from runtime.settings import load_settings
+from browser_support import CHROMIUM_ARGS, _chromium
+from database_support import mariadb_server_url as _mariadb_server_url
+from service_support import build_archive, settings_for_archive
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -59,7 +59,6 @@ def few_to_learn(monkeypatch):
     """Learn the whitened space from a handful of images, as from hundreds."""
     from numerics import whitening
     monkeypatch.setattr(whitening, "MIN_IMAGES", 4)
-
 
 
 @pytest.fixture(scope="module", params=["sqlite", "mariadb"])
