@@ -21,7 +21,6 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from runtime.cli import settings_or_none, setup_logging
-
 from runtime.jobrun import JobError, connect, short_error
 
 PROG = "evaluate.py"

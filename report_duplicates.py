@@ -17,10 +17,9 @@ import argparse
 import csv
 import sys
 
-from runtime.cli import settings_or_none
-
-from runtime.jobrun import JobError, connect
 from db.models import POOL3, SPACE_IDS
+from runtime.cli import settings_or_none
+from runtime.jobrun import JobError, connect
 
 PROG = "report_duplicates.py"
 COLUMNS = ("group", "image_id", "path", "external_id", "distance")

@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from runtime.jobrun import JobError, connect
 from db.models import POOL3, SPACE_IDS
+from runtime.jobrun import JobError, connect
 from runtime.settings import load_settings
 
 PROG = "report_hubs.py"

@@ -37,10 +37,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 from db.engine import make_engine, upgrade  # noqa: E402
 from db.models import Image, ImageFeatures, utcnow  # noqa: E402
-from numerics.vectors import encode_vector  # noqa: E402
 from jobs.features.job import run  # noqa: E402
 from model import load_extractor  # noqa: E402
 from model.preprocess import load_image  # noqa: E402
+from numerics.vectors import encode_vector  # noqa: E402
 from runtime.settings import load_settings  # noqa: E402
 
 FLOWERS = ROOT.parent / "shared" / "data" / "oxford-flowers102-valtest"

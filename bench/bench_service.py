@@ -48,8 +48,8 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from db.engine import make_engine, upgrade  # noqa: E402
 from db.models import POOL3, SPACE_IDS, Image, ImageNeighbour, NeighbourList  # noqa: E402
 from db.neighbours import write_lists  # noqa: E402
-from numerics.list_changes import ListChanges  # noqa: E402
 from db.paths import text_hash as path_hash  # noqa: E402
+from numerics.list_changes import ListChanges  # noqa: E402
 
 NOTES_MARKER = "<!-- notes: kept when bench_service.py --write rewrites the figures -->"
 DATABASE = os.environ.get("BENCH_DATABASE", "bench_service")

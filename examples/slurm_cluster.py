@@ -27,7 +27,6 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 
 from runtime.cli import setup_logging, summary_lines  # noqa: E402
-
 from runtime.jobrun import JobError  # noqa: E402
 from runtime.settings import load_settings  # noqa: E402
 

@@ -13,9 +13,9 @@ import h5py
 import numpy as np
 import tensorflow as tf
 
-from numerics.vectors import DIMENSIONS, MODEL_NAME
 from model.archive import ARCHIVE_SHA1, INSTALL_HINT, ModelUnavailable, find_archive, read_weights
 from model.network import INPUT_SIZE, archive_name, build_network, conv_padding
+from numerics.vectors import DIMENSIONS, MODEL_NAME
 
 log = logging.getLogger(__name__)
 

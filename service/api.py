@@ -13,9 +13,9 @@ import db.exclusions
 import db.features
 import db.images
 import db.jobs
+from db.models import Image
 import db.neighbours
 import db.spaces
-from db.models import Image
 from numerics.vectors import decode_vector
 from service import database, duplicates, search, serialize
 from service.browsing import browse_request

@@ -12,8 +12,8 @@ from collections import OrderedDict
 
 from flask import current_app, render_template, request, url_for
 
-import db.jobs
 from db import duplicates
+import db.jobs
 from service import database
 from service.errors import ApiError, int_param, space_param
 from service.limits import GROUPS, MAX_DISTANCE, MAX_GROUPS_PER_PAGE, MAX_START

@@ -9,8 +9,8 @@ from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 import db.images
-import db.spaces
 from db.models import FAILED, MISSING, PENDING, POOL3, SPACE_IDS
+import db.spaces
 from service import database
 from service.limits import MAX_ID
 

@@ -1,8 +1,8 @@
 """The OpenAPI 3.1 description of the JSON API, the original endpoints and the media."""
 from __future__ import annotations
 
-from db.models import POOL3, SPACE_IDS, STATUSES
 from db.browse import ORDERS
+from db.models import POOL3, SPACE_IDS, STATUSES
 from service.limits import BROWSE_LIMIT, GROUPS, MAX_BROWSE_LIMIT, MAX_DISTANCE, \
     MAX_GROUPS_PER_PAGE, MAX_ID, MAX_NEIGHBOURS, MAX_PAGE, MAX_RESULTS, MAX_START, MAX_TEXT, \
     NEIGHBOURS, PAGE, RESULTS

@@ -13,9 +13,9 @@ import db.exclusions
 import db.features
 import db.images
 import db.jobs
+from db.models import MISSING, OK, POOL3, SPACE_IDS, STATUSES
 import db.neighbours
 import db.spaces
-from db.models import MISSING, OK, POOL3, SPACE_IDS, STATUSES
 from service import database, duplicates, search as image_search, serialize
 from service.browsing import browse_request
 from service.errors import ApiError, parse_id

@@ -28,11 +28,11 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.engine import Engine, make_url
 
-from db.models import POOL3, WHITENED, Job
 from db.features import vector_pages
+from db.models import POOL3, WHITENED, Job
 from db.spaces import stored_whitening
-from numerics.vectors import DIMENSIONS
 from numerics.engine import ExactIndex
+from numerics.vectors import DIMENSIONS
 
 log = logging.getLogger(__name__)
 

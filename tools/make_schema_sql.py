@@ -19,8 +19,8 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parent.parent
 
 from db.engine import make_engine, upgrade  # noqa: E402
-from db.scratch import scratch_database  # noqa: E402
 from db.models import Base  # noqa: E402
+from db.scratch import scratch_database  # noqa: E402
 
 TARGET = ROOT / "db" / "schema_mariadb.sql"
 HEADER = """\

@@ -7,9 +7,9 @@ from typing import TextIO
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from runtime.jobrun import JobError, connect, one_run_at_a_time, recorded, short_error
 from jobs.catalogue import csv_file
 from jobs.catalogue.plan import Plan, apply, make_plan
+from runtime.jobrun import JobError, connect, one_run_at_a_time, recorded, short_error
 from runtime.settings import Settings
 
 PROG = "import_metadata.py"

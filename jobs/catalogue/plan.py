@@ -5,9 +5,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Connection
 
-from jobs.catalogue.csv_file import BadRow, CatalogueFile, CsvRow, record_values
 import db.catalogue
 import db.images
+from jobs.catalogue.csv_file import BadRow, CatalogueFile, CsvRow, record_values
 
 EMPTY_RECORD = {name: None for name in db.catalogue.RECORD_FIELDS} | {"excluded": False}
 

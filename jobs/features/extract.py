@@ -22,9 +22,9 @@ from sqlalchemy.engine import Engine
 from db.features import ImageResult, write_results
 from db.models import FAILED, OK
 from db.paths import stored_text
-from numerics.vectors import encode_vector
 from jobs.features.plan import CHANGED, NEW, OUTDATED, REAPPEARED, RETRY, FileTask
 from model.preprocess import ImageError, load_image
+from numerics.vectors import encode_vector
 
 log = logging.getLogger(__name__)
 

@@ -11,17 +11,16 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from runtime.jobrun import JobError, connect, one_run_at_a_time, recorded, short_error
-
-from runtime.progress import Progress
 from db.features import other_models, outdated_ids, with_features
 from db.images import load_known, mark_missing, paths_of, register
 from db.models import MISSING, OK
-from numerics.vectors import MODEL_NAME, OUTDATED_MODELS
-from runtime.distribute import wanted
 from jobs.features.plan import CHANGED, NEW, OUTDATED, REAPPEARED, FileTask, Plan, gone_ids, \
     make_plan
 from jobs.features.scan import Scan, scan
+from numerics.vectors import MODEL_NAME, OUTDATED_MODELS
+from runtime.distribute import wanted
+from runtime.jobrun import JobError, connect, one_run_at_a_time, recorded, short_error
+from runtime.progress import Progress
 from runtime.settings import Settings
 
 log = logging.getLogger(__name__)

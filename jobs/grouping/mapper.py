@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from numerics.list_changes import ListChanges
 from numerics.engine import ExactIndex
+from numerics.list_changes import ListChanges
 
 
 @dataclass

@@ -15,14 +15,14 @@ from sqlalchemy.engine import Engine
 
 import db.features
 import db.images
-import db.neighbours
-from db.models import SPACE_IDS
 from db.images import Changed
 from db.jobs import vector_cache_left
+from db.models import SPACE_IDS
+import db.neighbours
 from db.spaces import ResumeState, resume_state
-from numerics.vectors import DIMENSIONS
 from jobs.grouping.mapper import Block, Entering
 from jobs.grouping.vector_cache import VectorCache
+from numerics.vectors import DIMENSIONS
 
 log = logging.getLogger(__name__)
 

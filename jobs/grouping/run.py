@@ -17,28 +17,27 @@ import numpy as np
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine, make_url
 
-from runtime.jobrun import JobError, JobRun, connect, one_run_at_a_time, recorded, short_error
-
-from runtime.progress import Progress
-import db.images
-import db.jobs
-import db.neighbours
 from db.engine import make_engine
 from db.features import other_models
-from db.models import WHITENED
+import db.images
 from db.images import Changed
+import db.jobs
 from db.jobs import set_vector_cache_left
+from db.models import WHITENED
+import db.neighbours
 from db.spaces import count_lists, save_space, stored_whitening
-from numerics.vectors import MODEL_NAME
 from jobs.grouping import exclusions
 from jobs.grouping import spaces as spaces_module
-from runtime.distribute import OnDemand, SchedulerError
 from jobs.grouping.compute import InProcess, OnCluster
 from jobs.grouping.mapper import Entering
 from jobs.grouping.plan import ALL, Plan, make_plan
 from jobs.grouping.reader import Reader
 from jobs.grouping.spaces import SpaceRun
 from jobs.grouping.writer import Writer
+from numerics.vectors import MODEL_NAME
+from runtime.distribute import OnDemand, SchedulerError
+from runtime.jobrun import JobError, JobRun, connect, one_run_at_a_time, recorded, short_error
+from runtime.progress import Progress
 from runtime.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from sqlalchemy.engine import Engine
 
-import db.neighbours
 from db.models import POOL3, SPACE_IDS, WHITENED, utcnow
+import db.neighbours
 from db.spaces import delete_space, load_spaces, save_space, stored_whitening
 from numerics import whitening
 

@@ -15,8 +15,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from sqlalchemy.engine import Engine
 
-import db.neighbours
 from db.models import SPACE_IDS
+import db.neighbours
 from numerics.list_changes import ListChanges
 
 
