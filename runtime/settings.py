@@ -2,8 +2,8 @@
 
 Values come from the environment, then from `.env` in the project folder, then from
 the defaults below. SETTINGS is the one list of them: tools/make_settings_docs.py writes
-the README's table and `.env_template` from it, and tests/test_compose.py checks that
-each compose container receives the settings its part reads.
+the README's table and `.env_template` from it, and tests/project/test_compose.py checks
+that each compose container receives the settings its part reads.
 """
 from __future__ import annotations
 

@@ -14,8 +14,8 @@ Debian's djpeg with libjpeg's IFAST IDCT, resized by TF1's bilinear rule written
 (tests/reference.py), (3) runs the reference TorchScript archive on those 299x299 tensors
 (NCHW, same values: the archive's forward pass does no resizing or normalising of its
 own), and (4) writes golden.npz with the vectors. The golden vectors are thus made from
-the files end to end by an independent path; tests/test_model.py compares the project's
-whole pipeline, decoding included, with them. Needs djpeg (libjpeg-turbo-progs).
+the files end to end by an independent path; tests/model/test_model.py compares the
+project's whole pipeline, decoding included, with them. Needs djpeg (libjpeg-turbo-progs).
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ MariaDB's docker image runs this file once, on an empty data volume, in the data
 named by MARIADB_DATABASE. The file is taken from a real server: a scratch database is
 brought to head with db.engine.upgrade and each table's SHOW CREATE TABLE is written
 out, followed by the Alembic revision, so the jobs see an up-to-date database.
-tests/test_schema_sql.py checks that the file still equals the migrations.
+tests/db/test_schema_sql.py checks that the file still equals the migrations.
 
     .venv/bin/python tools/make_schema_sql.py mysql+mysqlconnector://root@127.0.0.1:3307/
 """

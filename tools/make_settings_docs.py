@@ -2,7 +2,8 @@
 runtime.settings.SETTINGS, so that the two cannot drift from the settings the code reads.
 
 Only the marked sections are rewritten; the text around them is kept as it is.
-tests/test_settings_documented.py fails while a committed file differs from this output.
+tests/project/test_settings_documented.py fails while a committed file differs from this
+output.
 
     .venv/bin/python tools/make_settings_docs.py           # rewrite both files
     .venv/bin/python tools/make_settings_docs.py --check   # exit 1 if either is stale

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "sample_images"
 SOURCES_MD = (SAMPLES / "SOURCES.md").read_text(encoding="utf-8")
 

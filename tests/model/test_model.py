@@ -17,7 +17,7 @@ from model.extractor import cache_is_current, load_network
 from model.network import build_network
 from model.preprocess import load_image
 
-GOLDEN = Path(__file__).parent / "fixtures" / "golden"
+GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden"
 MAX = 10**8
 
 

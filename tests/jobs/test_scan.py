@@ -14,7 +14,7 @@ from jobs.features.plan import CHANGED, NEW, REAPPEARED, RETRY, make_plan
 from jobs.features.scan import Scan, ScannedFile, scan
 from features_support import AS_OTHER_USER, open_tmp
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def touch(path, data=b"x"):

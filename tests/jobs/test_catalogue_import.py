@@ -19,7 +19,7 @@ from db.engine import make_engine, upgrade
 from db.models import MISSING, OK, CatalogueRecord, Image
 from db.paths import text_hash as path_hash
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PATHS = ["flowers/rose.jpg", "flowers/tulip.jpg", "a/duplicate.jpg", "b/duplicate.jpg",
          "Nachlass Müller/straße 1.jpg", "old/moved.jpg", "new/moved.jpg"]
 STATUS = {6: MISSING}  # moved.jpg: the old place is missing, the new one present

@@ -26,7 +26,7 @@ from db.engine import make_engine, make_sessionmaker, upgrade
 from db.models import Image
 from runtime.settings import SETTINGS, load_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
 COMPOSE = yaml.safe_load(COMPOSE_TEXT)
 SERVICES = COMPOSE["services"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ["scripts/setup.sh", "scripts/demo.sh", "scripts/test.sh", "scripts/mariadb.sh",
            ".ci/run", "db/mariadb-init-users.sh"]
 

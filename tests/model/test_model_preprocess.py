@@ -14,8 +14,8 @@ from PIL import Image
 from model.preprocess import ImageError, decode_pixels, load_image
 from reference import djpeg_path, djpeg_pixels, tf1_resize
 
-GOLDEN = Path(__file__).parent / "fixtures" / "golden"
-SAMPLES = Path(__file__).parent.parent / "sample_images"
+GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden"
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_images"
 MAX = 10**8
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ENTRY_POINTS = ["service", "create_image_features", "group_images", "import_metadata",
                 "evaluate", "report_duplicates", "report_hubs"]
 

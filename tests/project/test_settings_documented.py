@@ -10,7 +10,7 @@ import pytest
 
 from runtime.settings import SETTINGS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 TEMPLATE = (ROOT / ".env_template").read_text(encoding="utf-8").splitlines()
 

@@ -1,5 +1,6 @@
 """The duplicates page in a real headless Chromium, served by gunicorn, over the sample
-images with their real features (tests/test_browser.py says how the browser is run)."""
+images with their real features (tests/service/test_browser.py says how the browser is
+run)."""
 from __future__ import annotations
 
 

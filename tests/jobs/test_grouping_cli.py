@@ -23,7 +23,7 @@ from numerics.engine import ExactIndex
 from db.spaces import stored_whitening
 from grouping_support import add_images, embed, job_rows, pool3, stored_lists
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = "group_images.py"
 COMMAND = str(ROOT / SCRIPT)
 

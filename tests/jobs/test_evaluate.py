@@ -19,7 +19,7 @@ from jobs.evaluation.ground_truth import GroundTruthError, read_csv
 from jobs.evaluation.metrics import score
 from jobs.evaluation.report import evaluate
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PATHS = {1: "a/1.jpg", 2: "a/2.jpg", 3: "a/3.jpg", 4: "b/1.jpg", 5: "b/2.jpg",
          6: "x.jpg", 7: "c/1.jpg"}
 # Lists by hand: the original space ranks some strangers first, the other does not.

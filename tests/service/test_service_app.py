@@ -22,7 +22,7 @@ from db.models import Image, ImageNeighbour
 from service import create_app
 from runtime.settings import load_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_service_cannot_write_through_its_engine(app, archive):

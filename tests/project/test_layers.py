@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = ROOT / ".importlinter"
 LAYERS = ("numerics", "model", "db", "runtime", "jobs", "service")
 LINT = ("import sys; from importlinter.cli import lint_imports; "
