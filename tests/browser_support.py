@@ -1,5 +1,5 @@
-"""Helpers for the browser tests: Debian's chromium, gunicorn on loopback (the `browser`
-fixture is in conftest.py)."""
+"""Helpers for the browser tests: Debian's chromium, gunicorn on loopback, the archives'
+specs (the `browser` fixture is in conftest.py, the servers in service/conftest.py)."""
 from __future__ import annotations
 
 import contextlib
@@ -14,11 +14,22 @@ from pathlib import Path
 
 import pytest
 
+from service_support import SPECS, Spec
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run",
                  "--disable-quic"]
+
+# test_browser's archive: enough grouped images that a neighbour list is longer than the
+# first page of 20.
+BROWSER_SPECS = SPECS + tuple(Spec(f"series/photo_{n:02d}.jpg") for n in range(1, 31))
+# test_browser_browse's archive: 7 sheets in one folder, one more in its subfolder.
+GALLERY_FOLDER = "Nachlass Müller/Kasten 1"
+GALLERY_SPECS = SPECS + tuple(Spec(f"{GALLERY_FOLDER}/Blatt {n:02d}.jpg")
+                              for n in range(1, 8)) + \
+    (Spec(f"{GALLERY_FOLDER}/Unterordner/innen.jpg"),)
 
 
 def _chromium() -> str:

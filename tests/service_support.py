@@ -58,6 +58,20 @@ SPECS = (
 OUTSIDE_ID, SYMLINK_ID = 10, 11
 JPEG_SIZE = (600, 400)  # width, height as stored
 
+# test_browse's archive (tests/service/conftest.py's browse_archive): folders to walk.
+LONG = "Ärchiv ünd Ümläute " * 10  # 190 characters, 220 bytes: one folder name
+# Paths past KEY_BYTES that agree in their first KEY_BYTES bytes: by id among themselves.
+DEEP = "/".join(["Tiefe " + "ß" * 100] * 10)  # 10 folders of 206 bytes
+BROWSE_SPECS = SPECS + (
+    Spec("a b/space.jpg"), Spec("a-b/dash.jpg"), Spec("a/inner/deeper/x.jpg"),
+    Spec("a/inner/y.jpg", FAILED, False, False, "garbage", error="broken"),
+    Spec("a/z.jpg"), Spec("a/inner-b/q.jpg"), Spec("a/inner.old/r.jpg"),
+    Spec("Nachlass Müller/Kasten 2/brief.jpg"), Spec("Nachlass Müller/Kasten 10/karte.jpg"),
+    Spec(f"{LONG}/{LONG}/lang.jpg"), Spec(f"{LONG}/kurz.jpg", PENDING, False, False),
+    Spec(f"{DEEP}/zweite.jpg"), Spec(f"{DEEP}/erste.jpg"),
+    Spec("top.jpg"), Spec("Zebra/ü.jpg"), Spec("Zebra/u.jpg"),
+) + tuple(Spec(f"series/photo_{n:02d}.jpg") for n in range(1, 12))
+
 
 @dataclass
 class Archive:

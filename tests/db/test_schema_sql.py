@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, select, text
 
 from db.engine import MIGRATIONS, make_engine, make_sessionmaker, upgrade
-from db.scratch import scratch_database
 from db.models import Base, Image
 from schema_support import SCHEMA_SQL, load_sql
 
@@ -41,17 +39,8 @@ def revision_of(database_url: str) -> list[str]:
     return rows
 
 
-@pytest.fixture
-def migrated_mariadb_url(mariadb_url):
-    """Yield a second fresh MariaDB database, brought to head by the migrations."""
-    with scratch_database(mariadb_url) as url:
-        engine = make_engine(url)
-        upgrade(engine)
-        engine.dispose()
-        yield url
-
-
-def test_sql_file_builds_the_same_tables_as_the_migrations(mariadb_url, migrated_mariadb_url):
+def test_sql_file_builds_the_same_tables_as_the_migrations(mariadb_url,
+                                                           migrated_mariadb_url):
     load_sql(mariadb_url)
     from_file, from_migrations = describe(mariadb_url), describe(migrated_mariadb_url)
     assert sorted(from_file) == sorted(from_migrations)

@@ -8,19 +8,13 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 from PIL import Image as PILImage
 
 from jobs.features.job import run
 from features_support import (AS_OTHER_USER, MODEL_CACHE, ROOT, image_rows, open_tmp,
-                              picture, shared_extractor, write_jpeg)
+                              picture, write_jpeg)
 
 MAX_PIXELS = 100_000  # small, so that a 400x300 photo trips the guard
-
-
-@pytest.fixture(scope="session")
-def extractor():
-    return shared_extractor()
 
 
 def jpeg_bytes(seed=1, mode="RGB", **save):
@@ -96,7 +90,8 @@ def test_bad_files_never_stop_a_run(settings_for, database_url, tmp_path, extrac
     assert counts["unchanged"] == len(files) + 1 and counts["failed"] == 0
 
 
-def test_unreadable_file_fails_and_unreadable_folder_is_not_missing(settings_for, extractor):
+def test_unreadable_file_fails_and_unreadable_folder_is_not_missing(settings_for,
+                                                                    extractor):
     """Run the job as a user who cannot read one file and one folder (root reads all)."""
     with open_tmp() as tmp:
         root = tmp / "images"

@@ -15,34 +15,10 @@ from runtime.jobrun import JobError
 from jobs.catalogue import csv_file
 from jobs.catalogue.job import run
 from jobs.catalogue.plan import apply, make_plan
-from db.engine import make_engine, upgrade
-from db.models import MISSING, OK, CatalogueRecord, Image
-from db.paths import text_hash as path_hash
+from db.models import CatalogueRecord
 
 ROOT = Path(__file__).resolve().parents[2]
-PATHS = ["flowers/rose.jpg", "flowers/tulip.jpg", "a/duplicate.jpg", "b/duplicate.jpg",
-         "Nachlass Müller/straße 1.jpg", "old/moved.jpg", "new/moved.jpg"]
-STATUS = {6: MISSING}  # moved.jpg: the old place is missing, the new one present
-
-
-@pytest.fixture
-def db(database_url):
-    """A database holding the images of PATHS (ids 1..), no records yet."""
-    engine = make_engine(database_url)
-    upgrade(engine)
-    stamp = datetime(2026, 11, 1)
-    with engine.begin() as connection:
-        connection.execute(insert(Image), [
-            {"id": i, "path": p, "path_hash": path_hash(p), "file_name": p.rsplit("/", 1)[1],
-             "status": STATUS.get(i, OK), "needs_grouping": False, "created_at": stamp,
-             "updated_at": stamp} for i, p in enumerate(PATHS, 1)])
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def settings(db, settings_for):
-    return settings_for(database_url=db.url.render_as_string(hide_password=False))
+# The images (ids 1..7) are catalogue_db's, in conftest.py.
 
 
 def records(engine) -> dict[int, dict]:
@@ -73,23 +49,24 @@ GOOD = ("path,file_name,external_id,title,url,excluded,Inventar\n"
         ",moved.jpg,K-7,Moved,,0,\n")
 
 
-def test_rows_join_by_path_or_unique_file_name(tmp_path, db, settings):
-    counts = run(settings, write(tmp_path, "\ufeff" + GOOD), out=io.StringIO())
+def test_rows_join_by_path_or_unique_file_name(tmp_path, catalogue_db, catalogue_settings):
+    counts = run(catalogue_settings, write(tmp_path, "\ufeff" + GOOD), out=io.StringIO())
     assert counts == {"new": 4, "updated": 0, "unchanged": 0, "bad": 0}
-    assert records(db) == {
+    assert records(catalogue_db) == {
         1: record("K-1", "Rose", "https://catalogue.example/K-1", {"Inventar": "I 12"}),
         2: record("K-2", "Tulpe, gelb", "http://catalogue.example/K-2"),
         5: record("K-5", "Straße 1", None, {"Inventar": "I 13"}, excluded=True),
         7: record("K-7", "Moved")}  # the present image, not the missing one of the name
 
 
-def test_semicolons_and_a_byte_order_mark(tmp_path, db, settings):
+def test_semicolons_and_a_byte_order_mark(tmp_path, catalogue_db, catalogue_settings):
     text = "\ufeffpath;external_id;title\r\nflowers/rose.jpg;K-1;Rose; rot\r\n"
     with pytest.raises(JobError, match="line 2: 4 fields|bad rows"):
-        run(settings, write(tmp_path, text), out=io.StringIO(), err=io.StringIO())
+        run(catalogue_settings, write(tmp_path, text), out=io.StringIO(),
+            err=io.StringIO())
     text = "\ufeffpath;external_id;title\r\nflowers/rose.jpg;K-1;\"Rose; rot\"\r\n"
-    run(settings, write(tmp_path, text), out=io.StringIO())
-    assert records(db) == {1: record("K-1", "Rose; rot")}
+    run(catalogue_settings, write(tmp_path, text), out=io.StringIO())
+    assert records(catalogue_db) == {1: record("K-1", "Rose; rot")}
 
 
 BAD = ("path,file_name,external_id,title,url,excluded\n"
@@ -106,10 +83,11 @@ BAD = ("path,file_name,external_id,title,url,excluded\n"
        ",,K-13,No join,,\n")                                            # 12 no join
 
 
-def test_each_bad_row_is_reported_by_line_and_nothing_is_applied(tmp_path, db, settings):
+def test_each_bad_row_is_reported_by_line_and_nothing_is_applied(tmp_path, catalogue_db,
+                                                                 catalogue_settings):
     err = io.StringIO()
     with pytest.raises(JobError, match="10 bad rows .* nothing was changed"):
-        run(settings, write(tmp_path, BAD), out=io.StringIO(), err=err)
+        run(catalogue_settings, write(tmp_path, BAD), out=io.StringIO(), err=err)
     lines = err.getvalue().splitlines()
     assert [int(line.split(":")[0].split()[1]) for line in lines] == list(range(3, 13))
     text = "\n".join(lines)
@@ -123,84 +101,91 @@ def test_each_bad_row_is_reported_by_line_and_nothing_is_applied(tmp_path, db, s
                      "line 10: excluded must be one of", "line 11: 7 fields where the "
                      "header has 6", "line 12: neither path nor file_name is given"):
         assert expected in text, expected
-    assert records(db) == {}
+    assert records(catalogue_db) == {}
 
 
-def test_skip_bad_applies_the_good_rows(tmp_path, db, settings):
-    counts = run(settings, write(tmp_path, BAD), skip_bad=True, out=io.StringIO(),
-                 err=io.StringIO())
+def test_skip_bad_applies_the_good_rows(tmp_path, catalogue_db, catalogue_settings):
+    counts = run(catalogue_settings, write(tmp_path, BAD), skip_bad=True,
+                 out=io.StringIO(), err=io.StringIO())
     assert counts == {"new": 1, "updated": 0, "unchanged": 0, "bad": 10}
-    assert records(db) == {1: record("K-1", "Rose", "https://catalogue.example/K-1")}
+    assert records(catalogue_db) == {
+        1: record("K-1", "Rose", "https://catalogue.example/K-1")}
 
 
-def test_an_external_id_of_another_image_in_the_database_is_a_bad_row(tmp_path, db,
-                                                                     settings):
-    run(settings, write(tmp_path, "path,external_id\nflowers/rose.jpg,K-1\n"),
+def test_an_external_id_of_another_image_in_the_database_is_a_bad_row(tmp_path,
+                                                                      catalogue_db,
+                                                                      catalogue_settings):
+    run(catalogue_settings, write(tmp_path, "path,external_id\nflowers/rose.jpg,K-1\n"),
         out=io.StringIO())
     err = io.StringIO()
     with pytest.raises(JobError):
-        run(settings, write(tmp_path, "path,external_id\nflowers/tulip.jpg,K-1\n"),
+        run(catalogue_settings,
+            write(tmp_path, "path,external_id\nflowers/tulip.jpg,K-1\n"),
             out=io.StringIO(), err=err)
     assert err.getvalue() == "line 2: duplicate external_id 'K-1': image 1 already has it\n"
     # The same file with the first image giving its id up is fine: ids can move.
     text = "path,external_id\nflowers/tulip.jpg,K-1\nflowers/rose.jpg,K-0\n"
-    run(settings, write(tmp_path, text), out=io.StringIO())
-    assert {i: r["external_id"] for i, r in records(db).items()} == {1: "K-0", 2: "K-1"}
+    run(catalogue_settings, write(tmp_path, text), out=io.StringIO())
+    assert {i: r["external_id"] for i, r in records(catalogue_db).items()} == \
+        {1: "K-0", 2: "K-1"}
 
 
-def test_a_reimport_updates_only_its_columns_and_swaps_ids(tmp_path, db, settings):
-    run(settings, write(tmp_path, GOOD), out=io.StringIO())
+def test_a_reimport_updates_only_its_columns_and_swaps_ids(tmp_path, catalogue_db,
+                                                           catalogue_settings):
+    run(catalogue_settings, write(tmp_path, GOOD), out=io.StringIO())
     # Two images swap their external ids; rose gets a new title; the url column is
     # absent, so the stored urls stay; the extra column is absent, so extras stay.
     text = ("path,external_id,title\nflowers/rose.jpg,K-2,Rose (rot)\n"
             "flowers/tulip.jpg,K-1,\"Tulpe, gelb\"\n")
-    counts = run(settings, write(tmp_path, text), out=io.StringIO())
+    counts = run(catalogue_settings, write(tmp_path, text), out=io.StringIO())
     assert counts == {"new": 0, "updated": 2, "unchanged": 0, "bad": 0}
-    stored = records(db)
+    stored = records(catalogue_db)
     assert stored[1] == record("K-2", "Rose (rot)", "https://catalogue.example/K-1",
                                {"Inventar": "I 12"})
     assert stored[2] == record("K-1", "Tulpe, gelb", "http://catalogue.example/K-2")
     assert stored[5]["external_id"] == "K-5"  # rows not in the file are left alone
-    counts = run(settings, write(tmp_path, text), out=io.StringIO())
+    counts = run(catalogue_settings, write(tmp_path, text), out=io.StringIO())
     assert counts == {"new": 0, "updated": 0, "unchanged": 2, "bad": 0}
 
 
-def test_dry_run_reports_the_changes_and_changes_nothing(tmp_path, db, settings):
-    run(settings, write(tmp_path, GOOD), out=io.StringIO())
-    before = records(db)
+def test_dry_run_reports_the_changes_and_changes_nothing(tmp_path, catalogue_db,
+                                                         catalogue_settings):
+    run(catalogue_settings, write(tmp_path, GOOD), out=io.StringIO())
+    before = records(catalogue_db)
     text = "path,title\nflowers/rose.jpg,Rosa\nflowers/tulip.jpg,\"Tulpe, gelb\"\nb/duplicate.jpg,Neu\n"
     out = io.StringIO()
-    counts = run(settings, write(tmp_path, text), dry_run=True, out=out)
+    counts = run(catalogue_settings, write(tmp_path, text), dry_run=True, out=out)
     assert counts == {"new": 1, "updated": 1, "unchanged": 1, "bad": 0}
     assert out.getvalue() == ("line 2: update for image 1 (flowers/rose.jpg)\n"
                               "    title: 'Rose' -> 'Rosa'\n"
                               "line 4: new record for image 4 (b/duplicate.jpg)\n"
                               "    title: None -> 'Neu'\n")
-    assert records(db) == before
+    assert records(catalogue_db) == before
 
 
-def test_a_failure_while_writing_leaves_nothing_applied(tmp_path, db):
+def test_a_failure_while_writing_leaves_nothing_applied(tmp_path, catalogue_db):
     """The plan is made and half written when a real constraint fails: another writer
     took an external id meanwhile. The whole import is rolled back."""
-    with db.begin() as connection:
+    with catalogue_db.begin() as connection:
         connection.execute(insert(CatalogueRecord).values(
             image_id=3, external_id="K-3", excluded=False, updated_at=datetime(2026, 1, 1)))
     text = ("path,external_id,title\na/duplicate.jpg,K-3,changed title\n"
             "flowers/rose.jpg,K-1,Rose\nflowers/tulip.jpg,K-2,Tulpe\n")
     catalogue = csv_file.read(write(tmp_path, text))
-    before = records(db)
+    before = records(catalogue_db)
     from sqlalchemy.exc import DBAPIError
     with pytest.raises(DBAPIError):
-        with db.begin() as connection:
+        with catalogue_db.begin() as connection:
             plan = make_plan(connection, catalogue)
             assert [c.image_id for c in plan.updated] == [3]
             assert [c.image_id for c in plan.new] == [1, 2]
-            with db.begin() as other:  # commits while the import's transaction is open
+            # Commits while the import's transaction is open.
+            with catalogue_db.begin() as other:
                 other.execute(insert(CatalogueRecord).values(
                     image_id=4, external_id="K-2", excluded=False,
                     updated_at=datetime(2026, 1, 1)))
             apply(connection, plan)  # the update of 3 goes through, then K-2 clashes
-    after = records(db)
+    after = records(catalogue_db)
     assert after.pop(4)["external_id"] == "K-2"  # the other writer's row
     assert after == before  # image 3's title unchanged, 1 and 2 without records
 
@@ -223,8 +208,8 @@ def test_a_file_not_in_utf8_names_the_line(tmp_path):
         csv_file.read(path)
 
 
-def test_command_line_exit_status_and_one_line_errors(tmp_path, db, run_main):
-    env = {"DATABASE_URL": db.url.render_as_string(hide_password=False),
+def test_command_line_exit_status_and_one_line_errors(tmp_path, catalogue_db, run_main):
+    env = {"DATABASE_URL": catalogue_db.url.render_as_string(hide_password=False),
            "PATH": "/usr/bin:/bin", "LOG_LEVEL": "WARNING"}
 
     def cli(*args):  # main(argv) in this process
@@ -237,14 +222,14 @@ def test_command_line_exit_status_and_one_line_errors(tmp_path, db, run_main):
     bad = cli(str(write(tmp_path, BAD)))
     assert bad.returncode == 1
     assert bad.stderr.splitlines()[-1].startswith("import_metadata.py: error: 10 bad rows")
-    assert records(db) == {}
+    assert records(catalogue_db) == {}
     done = command(str(write(tmp_path, GOOD, name="good.csv")))
     assert done.returncode == 0, done.stderr
     assert done.stdout == "done: new 4, updated 0, unchanged 0, bad 0\n"
     missing = cli(str(tmp_path / "nothing.csv"))
     assert missing.returncode == 1 and "cannot read" in missing.stderr
     assert len(missing.stderr.splitlines()) == 1
-    with db.connect() as connection:
+    with catalogue_db.connect() as connection:
         from db.models import Job
         outcomes = connection.execute(select(Job.kind, Job.outcome).order_by(Job.id)).all()
     assert outcomes == [("catalogue", "failed"), ("catalogue", "completed")]

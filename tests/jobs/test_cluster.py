@@ -15,44 +15,15 @@ import pytest
 from sqlalchemy import func, select
 
 from db.engine import make_engine, upgrade
-from db.models import POOL3, WHITENED, Image, ImageFeatures, Job
-from db.scratch import scratch_database
+from db.models import POOL3, WHITENED, ImageFeatures, Job
 from jobs.features.job import run as run_features
-from features_support import ROOT, shared_extractor
+from features_support import ROOT
 from jobs.grouping.run import run as run_grouping
 from grouping_support import add_images, change_image, embed, expected_lists, stored_lists, \
     whitened_lists_are_exact
-
-SAMPLES = ROOT / "sample_images"
-BATCH = 2  # images per model batch: several batches and partitions from 27 photos
+from samples_support import BATCH, SAMPLES, cluster_settings, snapshot
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def client():
-    """A LocalCluster of 2 worker processes, one task at a time each."""
-    from distributed import Client, LocalCluster
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        yield client
-
-
-def snapshot(url: str) -> dict:
-    """Return the images and image_features tables without timestamps, keyed by id."""
-    engine = make_engine(url)
-    try:
-        with engine.connect() as connection:
-            images = {row["id"]: {k: v for k, v in row.items()
-                                  if k not in ("created_at", "updated_at")}
-                      for row in connection.execute(select(Image)).mappings()}
-            features = {row.image_id: (row.model, bytes(row.vector)) for row in
-                        connection.execute(select(ImageFeatures.image_id,
-                                                  ImageFeatures.model,
-                                                  ImageFeatures.vector))}
-    finally:
-        engine.dispose()
-    return {"images": images, "features": features}
 
 
 def job_outcomes(url: str) -> list[tuple[str, str]]:
@@ -65,58 +36,39 @@ def job_outcomes(url: str) -> list[tuple[str, str]]:
         engine.dispose()
 
 
-@pytest.fixture(scope="module")
-def in_process(tmp_path_factory):
-    """The feature job in-process on the sample images: (counts, tables)."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('in-process') / 'images.sqlite3'}"
-    settings = _settings(url, tmp_path_factory.mktemp("in-process-cache"))
-    counts = run_features(settings, quiet=True, extractor=shared_extractor())
-    return counts, snapshot(url)
-
-
-def _settings(url, folder, **values):
-    from runtime.settings import load_settings
-    return load_settings({"DATABASE_URL": url, "IMAGE_ROOT": str(SAMPLES),
-                          "MODEL_CACHE": str(ROOT / "data" /
-                                             "inception_v3_2015_12_05.weights.h5"),
-                          "BATCH_SIZE": str(BATCH), "VECTOR_CACHE": str(folder / "vectors"),
-                          "THUMBNAIL_CACHE": str(folder / "thumbnails"),
-                          **{k: str(v) for k, v in values.items()}},
-                         env={}, env_file=None)
-
-
 def test_the_feature_job_on_a_cluster_equals_an_in_process_run(database_url, tmp_path,
-                                                               client, in_process):
+                                                               dask_client, in_process):
     counts, tables = in_process
     assert counts["new"] == 27 and len(tables["features"]) == 27
-    settings = _settings(database_url, tmp_path)
+    settings = cluster_settings(database_url, tmp_path)
     # 4 batches per partition: 4 partitions over the 2 workers.
-    on_cluster = run_features(settings, quiet=True, scheduler=client,
+    on_cluster = run_features(settings, quiet=True, scheduler=dask_client,
                               partition_size=4 * BATCH)
     assert on_cluster == counts
     # Every row and every vector bit for bit, ids included.
     assert snapshot(database_url) == tables
     assert job_outcomes(database_url) == [("features", "completed")]
     # A rerun finds nothing to do, as in-process.
-    again = run_features(settings, quiet=True, scheduler=client, partition_size=4 * BATCH)
+    again = run_features(settings, quiet=True, scheduler=dask_client,
+                         partition_size=4 * BATCH)
     assert again["unchanged"] == 27 and again["new"] == 0
 
 
-def test_a_worker_killed_during_the_feature_job_loses_nothing(sqlite_url, tmp_path, client,
-                                                              in_process):
+def test_a_worker_killed_during_the_feature_job_loses_nothing(sqlite_url, tmp_path,
+                                                              dask_client, in_process):
     _, tables = in_process
-    settings = _settings(sqlite_url, tmp_path)
+    settings = cluster_settings(sqlite_url, tmp_path)
     result: dict = {}
 
     def job():
         try:
             # One batch per partition: 14 partitions, several queued on each worker.
-            result["counts"] = run_features(settings, quiet=True, scheduler=client,
+            result["counts"] = run_features(settings, quiet=True, scheduler=dask_client,
                                             partition_size=BATCH)
         except BaseException as error:  # noqa: BLE001 - reported by the test below
             result["error"] = error
 
-    before = client.run(os.getpid)
+    before = dask_client.run(os.getpid)
     thread = threading.Thread(target=job)
     thread.start()
     killed = None
@@ -124,7 +76,7 @@ def test_a_worker_killed_during_the_feature_job_loses_nothing(sqlite_url, tmp_pa
     # Kill the first worker seen with partitions assigned, as a node failure would. Not
     # waiting for a written batch first: the run could end in between (it did in CI).
     while thread.is_alive() and time.monotonic() < deadline and killed is None:
-        busy = [address for address, keys in client.processing().items() if keys]
+        busy = [address for address, keys in dask_client.processing().items() if keys]
         if busy:
             killed = before[busy[0]]
             os.kill(killed, signal.SIGKILL)
@@ -134,29 +86,14 @@ def test_a_worker_killed_during_the_feature_job_loses_nothing(sqlite_url, tmp_pa
     assert killed is not None, "the run ended before a worker could be killed"
     assert "error" not in result, result.get("error")
     # The nanny started a new worker process in place of the killed one.
-    assert killed not in client.run(os.getpid).values()
+    assert killed not in dask_client.run(os.getpid).values()
     assert result["counts"]["new"] == 27 and result["counts"]["failed"] == 0
     assert snapshot(sqlite_url) == tables
     assert job_outcomes(sqlite_url) == [("features", "completed")]
 
 
-@pytest.fixture(params=["sqlite", "mariadb"])
-def two_databases(request, tmp_path):
-    """Two fresh empty databases of one kind."""
-    if request.param == "sqlite":
-        yield [f"sqlite:///{tmp_path / f'{name}.sqlite3'}" for name in "ab"]
-        return
-    server = os.environ.get("TEST_MARIADB_URL")
-    if not server:
-        if os.environ.get("REQUIRE_MARIADB") == "1":
-            pytest.fail("TEST_MARIADB_URL is not set")
-        pytest.skip("TEST_MARIADB_URL is not set; start a server with scripts/mariadb.sh")
-    with scratch_database(server) as first, scratch_database(server) as second:
-        yield [first, second]
-
-
 def test_the_grouping_job_on_a_cluster_equals_an_in_process_run(two_databases, tmp_path,
-                                                                client, monkeypatch):
+                                                                dask_client, monkeypatch):
     from numerics import whitening
     monkeypatch.setattr(whitening, "MIN_IMAGES", 4)  # learn the space from 60 images
     rng = np.random.default_rng(17)
@@ -168,13 +105,14 @@ def test_the_grouping_job_on_a_cluster_equals_an_in_process_run(two_databases, t
         engine = make_engine(url)
         upgrade(engine)
         engines.append(engine)
-        settings.append(_settings(url, tmp_path / name, WHITENED_DIMENSIONS=4))
+        settings.append(cluster_settings(url, tmp_path / name, WHITENED_DIMENSIONS=4))
         add_images(engine, vectors)
     try:
         k = 7
         # Small blocks: many tasks per space, written in order.
         local = run_grouping(settings[0], k=k, quiet=True, block_rows=8)
-        remote = run_grouping(settings[1], k=k, quiet=True, block_rows=8, scheduler=client)
+        remote = run_grouping(settings[1], k=k, quiet=True, block_rows=8,
+                              scheduler=dask_client)
         assert remote["spaces"][WHITENED]["mode"] == "full"
         _assert_same(engines, k, local, remote)
         # An incremental run: new, changed and removed images, merged into the lists.
@@ -184,7 +122,8 @@ def test_the_grouping_job_on_a_cluster_equals_an_in_process_run(two_databases, t
             change_image(engine, 3, vector=embed(np.full((1, 6), 2.0, np.float32))[0])
             change_image(engine, 5, status="missing")
         local = run_grouping(settings[0], k=k, quiet=True, block_rows=8)
-        remote = run_grouping(settings[1], k=k, quiet=True, block_rows=8, scheduler=client)
+        remote = run_grouping(settings[1], k=k, quiet=True, block_rows=8,
+                              scheduler=dask_client)
         assert remote["spaces"][POOL3]["mode"] != "full"
         assert remote["spaces"][POOL3]["lists_merged"] > 0
         _assert_same(engines, k, local, remote)
@@ -257,7 +196,7 @@ def test_an_unreachable_scheduler_stops_the_job_with_one_line(sqlite_url, tmp_pa
     engine = make_engine(sqlite_url)
     upgrade(engine)
     add_images(engine, embed(np.eye(6, dtype=np.float32)))
-    settings = _settings(sqlite_url, tmp_path)
+    settings = cluster_settings(sqlite_url, tmp_path)
     with pytest.raises(JobError, match="cannot connect to the Dask scheduler "
                                        "tcp://127.0.0.1:9"):
         run_grouping(settings, k=3, quiet=True, scheduler="tcp://127.0.0.1:9")

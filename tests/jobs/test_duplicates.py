@@ -18,22 +18,13 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from database_support import mariadb_server_url as _mariadb_server_url
 from db.engine import make_engine, upgrade
 from db.models import Image, ImageFeatures, ImageNeighbour
-from db.scratch import scratch_database
-from jobs.features.job import run as run_features
-from features_support import ROOT, shared_extractor
+from features_support import ROOT
 from db import duplicates, hubs
-from jobs.grouping.run import run as run_grouping
+from samples_support import EXCLUDED, MAX_DISTANCE, SAMPLES
 from service import create_app
-from runtime.settings import load_settings
 import oracle
-
-SAMPLES = ROOT / "sample_images"
-K = 10
-MAX_DISTANCE = 8.0  # the calibrated default (bench/results/duplicates.md)
-EXCLUDED = "textures/gravel.jpg"
 
 
 def sources() -> dict[str, str]:
@@ -44,31 +35,6 @@ def sources() -> dict[str, str]:
         if len(cells) == 3 and cells[0].endswith(".jpg"):
             found[cells[0]] = cells[1]
     return found
-
-
-@pytest.fixture(scope="module", params=["sqlite", "mariadb"])
-def samples(request, tmp_path_factory):
-    """Yield the settings of a database holding the sample images, grouped with one of
-    them excluded."""
-    root = tmp_path_factory.mktemp(f"samples-{request.param}")
-
-    def build(url):
-        settings = load_settings({
-            "DATABASE_URL": url, "IMAGE_ROOT": str(SAMPLES), "NEIGHBOURS_K": str(K),
-            "THUMBNAIL_CACHE": str(root / "thumbnails"),
-            "VECTOR_CACHE": str(root / "vector-cache"),
-            "MODEL_CACHE": str(ROOT / "data" / "inception_v3_2015_12_05.weights.h5"),
-            "EXCLUDE_PATTERNS": EXCLUDED, "DUPLICATE_DISTANCE": str(MAX_DISTANCE)},
-            env={}, env_file=None)
-        run_features(settings, quiet=True, extractor=shared_extractor())
-        run_grouping(settings, quiet=True)
-        return settings
-
-    if request.param == "sqlite":
-        yield build(f"sqlite:///{root / 'images.sqlite3'}")
-    else:
-        with scratch_database(_mariadb_server_url(), prefix="test_duplicates") as url:
-            yield build(url)
 
 
 def stored(settings):

@@ -3,7 +3,6 @@ the real grouping job, then the service answering from what they stored."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from sqlalchemy import select
 
 from db.engine import make_engine
@@ -12,19 +11,9 @@ from numerics.vectors import decode_vector
 from jobs.features.job import run as run_features
 from jobs.grouping.run import run as run_grouping
 from service import create_app
-from features_support import ROOT, shared_extractor
+from features_support import shared_extractor
+from samples_support import K, SAMPLES
 import oracle
-
-SAMPLES = ROOT / "sample_images"
-K = 10
-
-
-@pytest.fixture
-def filled(database_url, settings_for):
-    settings = settings_for(database_url=database_url, image_root=SAMPLES, neighbours_k=K)
-    counts = run_features(settings, quiet=True, extractor=shared_extractor())
-    grouped = run_grouping(settings, quiet=True)
-    return settings, counts, grouped
 
 
 def stored(settings) -> tuple[dict[str, int], np.ndarray, np.ndarray]:

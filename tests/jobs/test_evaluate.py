@@ -6,51 +6,19 @@ import os
 import re
 import subprocess
 import sys
-from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert
 
 from db.engine import make_engine, upgrade
-from db.models import SPACE_IDS, Image, ImageNeighbour, Space
-from db.paths import text_hash as path_hash
 from jobs.evaluation.ground_truth import GroundTruthError, read_csv
 from jobs.evaluation.metrics import score
 from jobs.evaluation.report import evaluate
 
 ROOT = Path(__file__).resolve().parents[2]
-PATHS = {1: "a/1.jpg", 2: "a/2.jpg", 3: "a/3.jpg", 4: "b/1.jpg", 5: "b/2.jpg",
-         6: "x.jpg", 7: "c/1.jpg"}
-# Lists by hand: the original space ranks some strangers first, the other does not.
-LISTS = {
-    "pool3": {1: [4, 2, 6, 3, 5], 2: [1, 3, 4], 3: [6, 5, 4, 1], 4: [5, 1],
-              5: [1, 2, 6, 4], 7: [1]},
-    "whitened": {1: [2, 3, 4], 2: [1, 3], 3: [1, 2], 4: [5], 5: [4], 7: [6]},
-}
+# The collection (its images and hand-made lists) is evaluation_collection in conftest.py.
 CSV = ("path,group\na/1.jpg,A\na/2.jpg,A\na/3.jpg,A\nb/1.jpg,B\nb/2.jpg,B\n"
        "missing/nothere.jpg,A\nc/1.jpg,C\n")
-
-
-@pytest.fixture
-def collection(database_url):
-    engine = make_engine(database_url)
-    upgrade(engine)
-    when = datetime(2026, 11, 25)
-    with engine.begin() as connection:
-        connection.execute(insert(Image), [
-            {"id": i, "path": p, "path_hash": path_hash(p), "file_name": p.split("/")[-1],
-             "status": "ok", "needs_grouping": False, "created_at": when,
-             "updated_at": when} for i, p in PATHS.items()])
-        connection.execute(insert(Space).values(id=SPACE_IDS["whitened"], name="whitened",
-                                                dimensions=8, lists=6, updated_at=when))
-        connection.execute(insert(ImageNeighbour), [
-            {"image_id": i, "space": SPACE_IDS[space], "neighbour_id": n,
-             "distance": rank / 10}
-            for space, lists in LISTS.items() for i, entries in lists.items()
-            for rank, n in enumerate(entries, 1)])
-    yield engine
-    engine.dispose()
 
 
 def report_of(engine, tmp_path, text: str):
@@ -59,8 +27,8 @@ def report_of(engine, tmp_path, text: str):
         return evaluate(connection, read_csv(tmp_path / "truth.csv"))
 
 
-def test_measures_worked_out_by_hand(collection, tmp_path):
-    report = report_of(collection, tmp_path, CSV)
+def test_measures_worked_out_by_hand(evaluation_collection, tmp_path):
+    report = report_of(evaluation_collection, tmp_path, CSV)
     assert (report.rows, report.queries) == (7, 6)
     assert [(row.line, row.path) for row in report.not_found] == [(7, "missing/nothere.jpg")]
     # Per query (pool3), relevant ranks and AP: a/1 [2, 4] of R=2, (1/2 + 2/4)/2 = 0.5;
@@ -78,8 +46,9 @@ def test_measures_worked_out_by_hand(collection, tmp_path):
         "precision@1": 1.0, "precision@10": (0.2 + 0.2 + 0.2 + 0.1 + 0.1) / 5})
 
 
-def test_with_roles_only_database_images_compete(collection, tmp_path):
-    report = report_of(collection, tmp_path, "path,group,role\na/1.jpg,A,query\n"
+def test_with_roles_only_database_images_compete(evaluation_collection, tmp_path):
+    report = report_of(evaluation_collection, tmp_path,
+                       "path,group,role\na/1.jpg,A,query\n"
                        "a/2.jpg,A,db\na/3.jpg,A,db\nb/1.jpg,B,db\nb/2.jpg,B,query\n")
     # a/1: list without the query b/2 is [b/1, a/2, x, a/3]: AP (1/2 + 2/4)/2 = 0.5.
     # b/2: without the query a/1, [a/2, x, b/1]: its one relevant third, AP 1/3.
@@ -142,7 +111,8 @@ def test_the_command_prints_a_table_or_json_and_fails_with_one_line(sqlite_url, 
     assert missing.returncode == 1 and "cannot read it" in missing.stderr
 
 
-def test_the_command_on_the_collection(collection, tmp_path, database_url, run_main):
+def test_the_command_on_the_collection(evaluation_collection, tmp_path, database_url,
+                                       run_main):
     (tmp_path / "truth.csv").write_text(CSV)
     result = run_evaluate(run_main, database_url, str(tmp_path / "truth.csv"))
     assert result.returncode == 0, result.stderr

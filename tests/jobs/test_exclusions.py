@@ -17,14 +17,8 @@ from db import exclusions as stored_exclusions
 from jobs.grouping import exclusions
 from jobs.grouping.run import run as run_job
 from db.spaces import stored_whitening
-from grouping_support import (add_images, apply_step, database, embed, expected_lists,
-                              flagged, job_rows, run, run_interrupted, small_vector,
-                              stored_lists)
-
-
-@pytest.fixture
-def db(database_url, settings_for):
-    yield from database(database_url, settings_for)
+from grouping_support import (add_images, apply_step, embed, expected_lists, flagged,
+                              job_rows, run, run_interrupted, small_vector, stored_lists)
 
 
 def clear(engine):
@@ -78,9 +72,9 @@ def apply(engine, ids, excluded: set[int], step) -> bool:
                                             HealthCheck.too_slow])
 @given(initial=st.lists(small_vector, min_size=2, max_size=12), k=st.integers(1, 5),
        first=st.sets(st.integers(0, 11), max_size=4), steps=steps)
-def test_incremental_runs_with_changing_exclusions_equal_full_runs(db, initial, k, first,
-                                                                   steps):
-    engine, settings = db
+def test_incremental_runs_with_changing_exclusions_equal_full_runs(grouping_db, initial, k,
+                                                                   first, steps):
+    engine, settings = grouping_db
     clear(engine)
     ids = add_images(engine, embed(np.array(initial, dtype=np.float32)))
     excluded = {ids[i % len(ids)] for i in first}
@@ -100,8 +94,8 @@ def test_incremental_runs_with_changing_exclusions_equal_full_runs(db, initial, 
     assert stored_lists(engine) == incremental
 
 
-def test_excluding_and_including_again_touch_only_the_lists_concerned(db):
-    engine, settings = db
+def test_excluding_and_including_again_touch_only_the_lists_concerned(grouping_db):
+    engine, settings = grouping_db
     rng = np.random.default_rng(3)
     ids = add_images(engine, embed(rng.integers(0, 6, size=(40, 4)).astype(np.float32)))
     run(settings, k=3, quiet=True)
@@ -128,8 +122,9 @@ def test_excluding_and_including_again_touch_only_the_lists_concerned(db):
         assert stored_exclusions.stored(connection) == {}
 
 
-def test_a_killed_run_converges_whatever_the_exclusions_did_meanwhile(db, monkeypatch):
-    engine, settings = db
+def test_a_killed_run_converges_whatever_the_exclusions_did_meanwhile(grouping_db,
+                                                                      monkeypatch):
+    engine, settings = grouping_db
     rng = np.random.default_rng(8)
     ids = add_images(engine, embed(rng.integers(0, 4, size=(60, 4)).astype(np.float32)))
     # More than a block's lists (4 here) to search whole when they are included again.
@@ -148,8 +143,9 @@ def test_a_killed_run_converges_whatever_the_exclusions_did_meanwhile(db, monkey
     assert flagged(engine) == 0 and counts["exclusions"]["excluded"] == len(first)
 
 
-def test_a_killed_full_run_resumes_with_the_exclusions_it_started_with(db, monkeypatch):
-    engine, settings = db
+def test_a_killed_full_run_resumes_with_the_exclusions_it_started_with(grouping_db,
+                                                                       monkeypatch):
+    engine, settings = grouping_db
     rng = np.random.default_rng(9)
     ids = add_images(engine, embed(rng.integers(0, 4, size=(30, 4)).astype(np.float32)))
     excluded = {ids[0], ids[29]}
@@ -166,10 +162,11 @@ def test_a_killed_full_run_resumes_with_the_exclusions_it_started_with(db, monke
                                             HealthCheck.too_slow])
 @given(initial=st.lists(small_vector, min_size=6, max_size=12), k=st.integers(1, 4),
        steps=steps)
-def test_the_learned_space_leaves_them_out_too_and_is_not_relearned(db, few_to_learn,
-                                                                     initial, k, steps):
+def test_the_learned_space_leaves_them_out_too_and_is_not_relearned(grouping_db,
+                                                                    few_to_learn, initial,
+                                                                    k, steps):
     assume(len({tuple(vector) for vector in initial}) > 2)
-    engine, settings = db
+    engine, settings = grouping_db
     clear(engine)
     ids = add_images(engine, embed(np.array(initial, dtype=np.float32)))
     excluded = {ids[0]}
@@ -190,8 +187,8 @@ def test_the_learned_space_leaves_them_out_too_and_is_not_relearned(db, few_to_l
         assert_left_out(lists, excluded)
 
 
-def test_patterns_by_name_and_path_and_from_a_file(db, tmp_path):
-    engine, settings = db
+def test_patterns_by_name_and_path_and_from_a_file(grouping_db, tmp_path):
+    engine, settings = grouping_db
     wanted = ("scans/no_image.jpg", "scans/a/no_image.jpg", "charts/colour.jpg",
               "charts/sub/grey.jpg", "photos/rose.jpg", "photos/no_image_2.jpg")
     names = dict(zip(add_images(engine, embed(np.ones((6, 3), np.float32))), wanted))
@@ -215,16 +212,17 @@ def test_patterns_by_name_and_path_and_from_a_file(db, tmp_path):
     assert not exclusions.Patterns(("NO_IMAGE.jpg", "scans")).match("scans/no_image.jpg")
 
 
-def test_an_unreadable_exclude_file_stops_the_run_before_anything_changes(db, tmp_path):
-    engine, settings = db
+def test_an_unreadable_exclude_file_stops_the_run_before_anything_changes(grouping_db,
+                                                                          tmp_path):
+    engine, settings = grouping_db
     add_images(engine, embed(np.eye(3, dtype=np.float32)))
     with pytest.raises(JobError, match="EXCLUDE_FILE .*missing.txt"):
         run_job(settings.replace(exclude_file=tmp_path / "missing.txt"), quiet=True)
     assert stored_lists(engine) == {} and flagged(engine) == 3
 
 
-def test_a_dry_run_tells_the_change_and_changes_nothing(db):
-    engine, settings = db
+def test_a_dry_run_tells_the_change_and_changes_nothing(grouping_db):
+    engine, settings = grouping_db
     ids = add_images(engine, embed(np.eye(4, dtype=np.float32)))
     run(settings, k=1, quiet=True)
     before = stored_lists(engine)

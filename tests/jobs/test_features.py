@@ -12,29 +12,9 @@ from db.engine import make_engine, upgrade
 from db.locks import run_lock
 from db.models import Image, ImageFeatures, Job
 from numerics.vectors import MODEL_NAME
-from jobs.features.job import JobError, run
-from features_support import feature_rows, image_rows, shared_extractor, write_jpeg
+from jobs.features.job import JobError
+from features_support import feature_rows, image_rows, write_jpeg
 from model.preprocess import load_image
-
-
-@pytest.fixture(scope="session")
-def extractor():
-    return shared_extractor()
-
-
-@pytest.fixture
-def job(settings_for, database_url, tmp_path, extractor):
-    """Return run_job(**options) over tmp_path/images into the test's database."""
-    root = tmp_path / "images"
-    root.mkdir()
-
-    def run_job(batch_size=2, **options):
-        settings = settings_for(database_url=database_url, image_root=root,
-                                batch_size=batch_size)
-        return run(settings, quiet=True, extractor=extractor, **options)
-    run_job.root = root
-    run_job.url = database_url
-    return run_job
 
 
 def clear_needs_grouping(url):

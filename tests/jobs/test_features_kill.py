@@ -19,13 +19,7 @@ from sqlalchemy import func, select, update
 from db.engine import make_engine
 from db.models import Image, Job
 from jobs.features.job import run
-from features_support import ROOT, MODEL_CACHE, assert_same, image_rows, shared_extractor, \
-    write_jpeg
-
-
-@pytest.fixture(scope="session")
-def extractor():
-    return shared_extractor()
+from features_support import ROOT, MODEL_CACHE, assert_same, image_rows, write_jpeg
 
 
 def kill_when(url, root, condition, log, timeout=120.0):

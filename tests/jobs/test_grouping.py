@@ -29,26 +29,9 @@ from numerics.engine import ExactIndex
 from db.spaces import ResumeState, resume_state, stored_whitening
 from jobs.grouping.plan import ALL, NONE, starting_point
 from jobs.grouping.run import MERGES_PER_BLOCK, run as run_job
-from grouping_support import (add_images, apply_step, change_image, database, embed,
-                              expected_lists, flagged, job_rows, operations, pool3, run,
-                              run_interrupted, small_vector, stored_lists,
-                              whitened_lists_are_exact)
-
-
-@pytest.fixture
-def db(database_url, settings_for):
-    yield from database(database_url, settings_for)
-
-
-@pytest.fixture
-def sqlite_db(sqlite_url, settings_for):
-    yield from database(sqlite_url, settings_for)
-
-
-@pytest.fixture
-def mariadb_db(mariadb_url, settings_for):
-    """As db, on MariaDB only: the grouping job keeps no vector cache for SQLite."""
-    yield from database(mariadb_url, settings_for)
+from grouping_support import (add_images, apply_step, change_image, embed, expected_lists,
+                              flagged, job_rows, operations, pool3, run, run_interrupted,
+                              small_vector, stored_lists, whitened_lists_are_exact)
 
 
 def clear(engine):
@@ -57,8 +40,8 @@ def clear(engine):
             connection.execute(delete(table))
 
 
-def test_vectors_load_in_bounded_pages(db):
-    engine, _ = db
+def test_vectors_load_in_bounded_pages(grouping_db):
+    engine, _ = grouping_db
     vectors = np.random.default_rng(2).random((10, DIMENSIONS)).astype(np.float32)
     ids = add_images(engine, vectors)
     for row in (0, 4, 5):
@@ -83,8 +66,8 @@ def test_vectors_load_in_bounded_pages(db):
     assert np.array_equal(default_vectors, got_vectors)
 
 
-def test_first_run_is_full_then_only_new_work(db):
-    engine, settings = db
+def test_first_run_is_full_then_only_new_work(grouping_db):
+    engine, settings = grouping_db
     rng = np.random.default_rng(1)
     vectors = np.maximum(rng.normal(size=(40, DIMENSIONS)), 0).astype(np.float32)
     vectors[7] = vectors[3]  # a duplicate: distance 0
@@ -143,15 +126,15 @@ def check_sequence(engine, settings, initial, k, steps):
                                             HealthCheck.too_slow])
 @given(initial=st.lists(small_vector, min_size=1, max_size=12),
        k=st.integers(1, 6), steps=operations)
-def test_incremental_runs_equal_full_runs(db, initial, k, steps):
+def test_incremental_runs_equal_full_runs(grouping_db, initial, k, steps):
     # Vectors of small integers: many duplicates and exact ties, every distance exact in
     # float64, so the brute force is the exact answer, ties ordered by id included.
-    engine, settings = db
+    engine, settings = grouping_db
     check_sequence(engine, settings, initial, k, steps)
 
 
-def test_removed_and_changed_images_leave_the_lists(db):
-    engine, settings = db
+def test_removed_and_changed_images_leave_the_lists(grouping_db):
+    engine, settings = grouping_db
     rng = np.random.default_rng(5)
     ids = add_images(engine, embed(rng.integers(0, 4, size=(30, 4)).astype(np.float32)))
     run(settings, k=4, quiet=True)
@@ -164,8 +147,8 @@ def test_removed_and_changed_images_leave_the_lists(db):
     assert counts["lists_deleted"] == 1 and flagged(engine) == 0
 
 
-def test_a_flag_set_again_during_a_run_is_kept(db):
-    engine, settings = db
+def test_a_flag_set_again_during_a_run_is_kept(grouping_db):
+    engine, settings = grouping_db
     ids = add_images(engine, embed(np.eye(3, dtype=np.float32)))
     changed = load_changed(engine)
     # The feature job changes the image after the grouping job read the flags.
@@ -176,8 +159,9 @@ def test_a_flag_set_again_during_a_run_is_kept(db):
     assert flagged(engine) == 1
 
 
-def test_an_interrupted_run_records_what_it_wrote_and_the_next_resumes(db, monkeypatch):
-    engine, settings = db
+def test_an_interrupted_run_records_what_it_wrote_and_the_next_resumes(grouping_db,
+                                                                       monkeypatch):
+    engine, settings = grouping_db
     rng = np.random.default_rng(12)
     ids = add_images(engine, embed(rng.integers(0, 5, size=(30, 4)).astype(np.float32)))
     for mode, writes in (("full", 3), ("resume", 2)):
@@ -195,8 +179,8 @@ def test_an_interrupted_run_records_what_it_wrote_and_the_next_resumes(db, monke
     assert flagged(engine) == 0
 
 
-def test_dry_run_changes_nothing(db):
-    engine, settings = db
+def test_dry_run_changes_nothing(grouping_db):
+    engine, settings = grouping_db
     add_images(engine, embed(np.eye(3, dtype=np.float32)))
     counts = run(settings, k=2, dry_run=True)
     assert counts["dry_run"] and counts["mode"] == "full" and counts["lists_full"] == 3
@@ -221,8 +205,8 @@ def test_dry_run_on_an_empty_database_creates_nothing(database_url, settings_for
     assert "nothing to group" in counts["note"]
 
 
-def test_another_k_recomputes_everything(db):
-    engine, settings = db
+def test_another_k_recomputes_everything(grouping_db):
+    engine, settings = grouping_db
     add_images(engine, embed(np.arange(12, dtype=np.float32).reshape(6, 2)))
     run(settings, k=2, quiet=True)
     assert run(settings, k=3, quiet=True)["mode"] == "full"
@@ -255,8 +239,8 @@ def log_writes(engine):
                 f"({row}.image_id, {row}.neighbour_id, '{operation}'); END"))
 
 
-def test_a_merge_writes_only_the_entries_that_enter_and_leave(db):
-    engine, settings = db
+def test_a_merge_writes_only_the_entries_that_enter_and_leave(grouping_db):
+    engine, settings = grouping_db
     ids = add_images(engine, embed(np.arange(0, 40, 2, dtype=np.float32)[:, None]))
     run(settings, k=6, quiet=True)
     before = stored_lists(engine)
@@ -288,9 +272,10 @@ def test_a_merge_writes_only_the_entries_that_enter_and_leave(db):
 
 
 @pytest.mark.parametrize("full", [False, True])
-def test_an_image_committed_while_vectors_load_is_grouped_by_the_next_run(db, monkeypatch,
+def test_an_image_committed_while_vectors_load_is_grouped_by_the_next_run(grouping_db,
+                                                                          monkeypatch,
                                                                           full):
-    engine, settings = db
+    engine, settings = grouping_db
     rng = np.random.default_rng(7)
     add_images(engine, embed(rng.random((12, 4)).astype(np.float32)))
     run(settings, k=5, quiet=True)
@@ -314,8 +299,8 @@ def small_integer_images(engine, rng, count):
     return add_images(engine, embed(rng.integers(0, 6, size=(count, 4)).astype(np.float32)))
 
 
-def test_an_incremental_run_reads_only_the_flagged_vectors(mariadb_db):
-    engine, settings = mariadb_db
+def test_an_incremental_run_reads_only_the_flagged_vectors(grouping_mariadb_db):
+    engine, settings = grouping_mariadb_db
     rng = np.random.default_rng(21)
     ids = small_integer_images(engine, rng, 20)
     assert run(settings, k=4, quiet=True)["vectors_from_database"] == 20
@@ -336,8 +321,8 @@ def test_an_incremental_run_reads_only_the_flagged_vectors(mariadb_db):
 
 
 def test_the_vector_cache_is_trusted_only_after_a_completed_run_that_left_it(
-        mariadb_db, settings_for, tmp_path):
-    engine, settings = mariadb_db
+        grouping_mariadb_db, settings_for, tmp_path):
+    engine, settings = grouping_mariadb_db
     rng = np.random.default_rng(22)
     ids = small_integer_images(engine, rng, 12)
     run(settings, k=3, quiet=True)
@@ -358,8 +343,8 @@ def test_the_vector_cache_is_trusted_only_after_a_completed_run_that_left_it(
     assert run(plain, k=3, quiet=True)["vectors_from_database"] == 12
 
 
-def test_a_damaged_vector_cache_is_ignored(mariadb_db, caplog):
-    engine, settings = mariadb_db
+def test_a_damaged_vector_cache_is_ignored(grouping_mariadb_db, caplog):
+    engine, settings = grouping_mariadb_db
     rng = np.random.default_rng(23)
     small_integer_images(engine, rng, 10)
     run(settings, k=3, quiet=True)
@@ -375,8 +360,8 @@ def test_a_damaged_vector_cache_is_ignored(mariadb_db, caplog):
     assert stored_lists(engine) == expected_lists(engine, 3)
 
 
-def test_the_vector_cache_keeps_few_segments(mariadb_db):
-    engine, settings = mariadb_db
+def test_the_vector_cache_keeps_few_segments(grouping_mariadb_db):
+    engine, settings = grouping_mariadb_db
     rng = np.random.default_rng(24)
     small_integer_images(engine, rng, 16)
     run(settings, k=3, quiet=True)
@@ -393,10 +378,10 @@ def test_the_vector_cache_keeps_few_segments(mariadb_db):
     assert stored_lists(engine) == expected_lists(engine, 3)
 
 
-def test_writing_lists_leaves_foreign_key_checks_on(db):
+def test_writing_lists_leaves_foreign_key_checks_on(grouping_db):
     # The writes skip the checks (image rows are never deleted); the connection goes
     # back to the pool checking them again, also after a failed write.
-    engine, _ = db
+    engine, _ = grouping_db
     ids = add_images(engine, embed(np.eye(3, dtype=np.float32)))
     write_lists(engine, SPACE_IDS[POOL3], ListChanges.replacing(
         [ids[0]], np.array([[ids[1]]]), np.array([[1.5]])))
@@ -413,8 +398,8 @@ def test_writing_lists_leaves_foreign_key_checks_on(db):
             connection.commit()
 
 
-def test_incremental_blocks_bound_the_lists_searched_whole(db, monkeypatch):
-    engine, settings = db
+def test_incremental_blocks_bound_the_lists_searched_whole(grouping_db, monkeypatch):
+    engine, settings = grouping_db
     rng = np.random.default_rng(25)
     small_integer_images(engine, rng, 40)
     run(settings, k=3, quiet=True)
@@ -435,9 +420,9 @@ def test_incremental_blocks_bound_the_lists_searched_whole(db, monkeypatch):
     assert counts["lists_written"] > 10 and len(blocks) == 3
 
 
-def test_no_vector_cache_on_sqlite(sqlite_db):
+def test_no_vector_cache_on_sqlite(grouping_sqlite_db):
     # SQLite's vectors are in a local file already; a copy would only double them.
-    engine, settings = sqlite_db
+    engine, settings = grouping_sqlite_db
     rng = np.random.default_rng(26)
     small_integer_images(engine, rng, 8)
     run(settings, k=3, quiet=True)
@@ -446,8 +431,8 @@ def test_no_vector_cache_on_sqlite(sqlite_db):
     assert not settings.vector_cache.exists()
 
 
-def test_a_change_that_reaches_every_list_runs_as_a_full_run(db):
-    engine, settings = db
+def test_a_change_that_reaches_every_list_runs_as_a_full_run(grouping_db):
+    engine, settings = grouping_db
     rng = np.random.default_rng(27)
     ids = small_integer_images(engine, rng, 12)
     run(settings, k=3, quiet=True)
@@ -462,8 +447,8 @@ def test_a_change_that_reaches_every_list_runs_as_a_full_run(db):
     assert stored_lists(engine) == expected_lists(engine, 3)
 
 
-def test_lists_wait_while_vectors_of_an_earlier_model_remain(db):
-    engine, settings = db
+def test_lists_wait_while_vectors_of_an_earlier_model_remain(grouping_db):
+    engine, settings = grouping_db
     rng = np.random.default_rng(28)
     ids = small_integer_images(engine, rng, 10)
     run(settings, k=3, quiet=True)
@@ -491,10 +476,10 @@ def test_lists_wait_while_vectors_of_an_earlier_model_remain(db):
                                             HealthCheck.too_slow])
 @given(initial=st.lists(small_vector, min_size=4, max_size=12),
        k=st.integers(1, 6), steps=operations)
-def test_incremental_runs_equal_full_runs_in_the_learned_space(db, few_to_learn, initial, k,
-                                                               steps):
+def test_incremental_runs_equal_full_runs_in_the_learned_space(grouping_db, few_to_learn,
+                                                               initial, k, steps):
     assume(len({tuple(vector) for vector in initial}) > 1)  # some variance to learn
-    engine, settings = db
+    engine, settings = grouping_db
     clear(engine)
     ids = add_images(engine, embed(np.array(initial, dtype=np.float32)))
     assert run_job(settings, k=k, quiet=True)["spaces"][WHITENED]["mode"] == "full"
@@ -511,8 +496,8 @@ def test_incremental_runs_equal_full_runs_in_the_learned_space(db, few_to_learn,
     assert stored_lists(engine, WHITENED) == incremental
 
 
-def test_the_learned_space_waits_for_enough_images_then_is_learned_once(db):
-    engine, settings = db
+def test_the_learned_space_waits_for_enough_images_then_is_learned_once(grouping_db):
+    engine, settings = grouping_db
     rng = np.random.default_rng(29)
     add_images(engine, np.maximum(rng.normal(size=(whitening.MIN_IMAGES - 1, DIMENSIONS)),
                                   0).astype(np.float32))
@@ -547,8 +532,8 @@ def test_the_learned_space_waits_for_enough_images_then_is_learned_once(db):
 
 
 def test_relearning_or_new_dimensions_recompute_the_space_and_zero_removes_it(
-        db, few_to_learn, settings_for):
-    engine, settings = db
+        grouping_db, few_to_learn, settings_for):
+    engine, settings = grouping_db
     rng = np.random.default_rng(30)
     small_integer_images(engine, rng, 12)
     run_job(settings, k=3, quiet=True)

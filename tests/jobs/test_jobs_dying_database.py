@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -28,52 +27,11 @@ from db.models import OK, Image, ImageFeatures, ImageNeighbour, Job, NeighbourLi
 from db.paths import text_hash
 from numerics.vectors import DIMENSIONS, MODEL_NAME, encode_vector
 from jobs.features.job import run as run_features
-from features_support import MODEL_CACHE, ROOT, assert_same, shared_extractor, write_jpeg
+from features_support import MODEL_CACHE, ROOT, assert_same, write_jpeg
 from jobs.grouping.run import run as run_grouping
 
 pytestmark = pytest.mark.slow
 GROUPING_IMAGES, GROUPING_BATCH = 1500, 50
-
-
-@pytest.fixture(scope="module")
-def server():
-    """A private MariaDB server that the tests may kill; its control and its URL."""
-    if not os.environ.get("TEST_MARIADB_URL"):
-        pytest.skip("TEST_MARIADB_URL is not set; start a server with scripts/mariadb.sh")
-    port = os.environ.get("TEST_MARIADB_KILL_PORT") or str(
-        int(os.environ.get("TEST_MARIADB_PORT", "3307")) + 20)
-    control = Server(port, Path(f"/tmp/imagegroup-mariadb-killable-{port}"))
-    control.start()
-    yield control
-    subprocess.run([str(ROOT / "scripts" / "mariadb.sh"), "stop"], env=control.env,
-                   check=False, capture_output=True)
-
-
-class Server:
-    def __init__(self, port: str, folder: Path):
-        self.env = {**os.environ, "TEST_MARIADB_PORT": port, "TEST_MARIADB_DIR": str(folder),
-                    "TEST_MARIADB_BUFFER_POOL_SIZE": "128M"}
-        self.pid_file = folder / "mariadb.pid"
-        self.url = ""
-
-    def start(self) -> None:
-        self.url = subprocess.run([str(ROOT / "scripts" / "mariadb.sh"), "start"],
-                                  env=self.env, check=True, capture_output=True, text=True,
-                                  timeout=300).stdout.strip()
-
-    def kill(self) -> None:
-        """SIGKILL the server and wait until it is gone."""
-        pid = int(self.pid_file.read_text())
-        os.kill(pid, signal.SIGKILL)
-        while Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid):
-            time.sleep(0.05)
-
-
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/status").read_text().lower()
-    except OSError:
-        return "zombie"
 
 
 @contextlib.contextmanager
@@ -180,14 +138,9 @@ def lists_written(connection, database):
         f"SELECT COUNT(*) FROM `{database}`.neighbour_lists")).scalar() >= 2 * GROUPING_BATCH
 
 
-@pytest.fixture(scope="module")
-def extractor():
-    return shared_extractor()
-
-
 @pytest.mark.parametrize("how", ["sigkill", "kill_connection"])
-def test_the_feature_job_when_the_database_dies_mid_run(server, how, tmp_path, settings_for,
-                                                        extractor):
+def test_the_feature_job_when_the_database_dies_mid_run(killable_server, how, tmp_path,
+                                                        settings_for, extractor):
     root = tmp_path / "images"
     for i in range(12):
         write_jpeg(root / f"batch{i // 4}" / f"{i}.jpg", i)
@@ -197,16 +150,16 @@ def test_the_feature_job_when_the_database_dies_mid_run(server, how, tmp_path, s
     env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"),
            "IMAGE_ROOT": str(root), "MODEL_CACHE": str(MODEL_CACHE), "BATCH_SIZE": "2",
            "LOG_LEVEL": "WARNING"}
-    with scratch_database(server.url) as url:
+    with scratch_database(killable_server.url) as url:
         database = make_url(url).database
-        action = server.kill if how == "sigkill" else \
-            (lambda: drop_connections(server.url, database))
+        action = killable_server.kill if how == "sigkill" else \
+            (lambda: drop_connections(killable_server.url, database))
         status, lines, output = interrupt(url, ["create_image_features.py"], env,
                                           features_written(4), action,
                                           tmp_path / "job.log")
         if how == "sigkill":
             assert_failed_in_one_line(status, lines, output, "create_image_features.py")
-            server.start()
+            killable_server.start()
         else:
             check_dropped_run(status, lines, output, "create_image_features.py")
         if status:
@@ -255,7 +208,7 @@ def lists(url: str) -> tuple[list, np.ndarray, list]:
 
 
 @pytest.mark.parametrize("how", ["sigkill", "kill_connection"])
-def test_the_grouping_job_when_the_database_dies_mid_run(server, how, tmp_path,
+def test_the_grouping_job_when_the_database_dies_mid_run(killable_server, how, tmp_path,
                                                          settings_for):
     reference = f"sqlite:///{tmp_path / 'reference.sqlite3'}"
     add_collection(reference)
@@ -263,17 +216,17 @@ def test_the_grouping_job_when_the_database_dies_mid_run(server, how, tmp_path,
                  quiet=True, block_rows=GROUPING_BATCH)
     env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"),
            "VECTOR_CACHE": str(tmp_path / "cache"), "LOG_LEVEL": "WARNING"}
-    with scratch_database(server.url) as url:
+    with scratch_database(killable_server.url) as url:
         add_collection(url)
         database = make_url(url).database
-        action = server.kill if how == "sigkill" else \
-            (lambda: drop_connections(server.url, database))
+        action = killable_server.kill if how == "sigkill" else \
+            (lambda: drop_connections(killable_server.url, database))
         status, lines, output = interrupt(
             url, ["group_images.py", "--batch-size", str(GROUPING_BATCH)], env,
             lists_written, action, tmp_path / "job.log")
         if how == "sigkill":
             assert_failed_in_one_line(status, lines, output, "group_images.py")
-            server.start()
+            killable_server.start()
         else:
             check_dropped_run(status, lines, output, "group_images.py")
         if status:

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from numerics.vectors import DIMENSIONS, MODEL_NAME
-from model import Extractor, load_extractor
+from model import load_extractor
 from model.extractor import cache_is_current, load_network
 from model.network import build_network
 from model.preprocess import load_image
@@ -21,22 +21,11 @@ GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden"
 MAX = 10**8
 
 
-@pytest.fixture(scope="module")
-def cache_path(tmp_path_factory):
-    return tmp_path_factory.mktemp("model") / "inception.weights.h5"
-
-
-@pytest.fixture(scope="module")
-def extractor(cache_path) -> Extractor:
-    """Convert the weights once (cold start) into a cache private to this module."""
-    return load_extractor(cache_path)
-
-
 def _inputs(datas):
     return np.stack([load_image(data, MAX)[0] for data in datas])
 
 
-def test_golden_vectors_match_the_reference_model(extractor):
+def test_golden_vectors_match_the_reference_model(cold_extractor):
     golden = np.load(GOLDEN / "golden.npz")
     loaded = [load_image((GOLDEN / name).read_bytes(), MAX) for name in golden["names"]]
     inputs = np.stack([image for image, _, _ in loaded])
@@ -48,7 +37,7 @@ def test_golden_vectors_match_the_reference_model(extractor):
     np.testing.assert_allclose(inputs[:, [0, 0, 298, 298, 150], [0, 298, 0, 298, 150], :],
                                golden["input_corners"], atol=1e-5)
 
-    vectors = extractor(inputs)
+    vectors = cold_extractor(inputs)
     reference = golden["vectors"]
     assert vectors.shape == (len(reference), DIMENSIONS) and vectors.dtype == np.float32
     assert np.abs(vectors - reference).max() <= 1e-4
@@ -56,7 +45,7 @@ def test_golden_vectors_match_the_reference_model(extractor):
         / np.linalg.norm(reference, axis=1)
     assert cosine.min() >= 0.99999
     # One at a time gives the same vectors as a batch.
-    single = np.concatenate([extractor(inputs[i:i + 1]) for i in range(2)])
+    single = np.concatenate([cold_extractor(inputs[i:i + 1]) for i in range(2)])
     np.testing.assert_allclose(single, vectors[:2], atol=1e-5)
 
 
@@ -73,18 +62,18 @@ def test_network_has_the_graph_names():
     assert model.output.shape == (None, DIMENSIONS)
 
 
-def test_extractor_interface(extractor):
-    assert extractor.name == MODEL_NAME
-    assert extractor(np.zeros((0, 299, 299, 3), np.float32)).shape == (0, DIMENSIONS)
+def test_extractor_interface(cold_extractor):
+    assert cold_extractor.name == MODEL_NAME
+    assert cold_extractor(np.zeros((0, 299, 299, 3), np.float32)).shape == (0, DIMENSIONS)
     with pytest.raises(ValueError, match=r"\(n, 299, 299, 3\)"):
-        extractor(np.zeros((1, 224, 224, 3), np.float32))
+        cold_extractor(np.zeros((1, 224, 224, 3), np.float32))
 
 
-def test_cache_is_reused_when_warm_and_rebuilt_when_stale(extractor, cache_path, tmp_path,
-                                                          caplog):
+def test_cache_is_reused_when_warm_and_rebuilt_when_stale(cold_extractor, cache_path,
+                                                          tmp_path, caplog):
     assert cache_is_current(cache_path)
     modified = cache_path.stat().st_mtime_ns
-    reference = extractor(_inputs([(GOLDEN / "coffee.jpg").read_bytes()]))
+    reference = cold_extractor(_inputs([(GOLDEN / "coffee.jpg").read_bytes()]))
 
     with caplog.at_level(logging.INFO, logger="model.extractor"):
         warm = load_extractor(cache_path)
@@ -132,11 +121,11 @@ def _variants(path: Path) -> list[bytes]:
     return out
 
 
-def test_crops_and_rescales_are_nearer_than_other_photos(extractor):
+def test_crops_and_rescales_are_nearer_than_other_photos(cold_extractor):
     names = ["astronaut.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg", "camera.jpg"]
-    originals = extractor(_inputs([(GOLDEN / n).read_bytes() for n in names]))
+    originals = cold_extractor(_inputs([(GOLDEN / n).read_bytes() for n in names]))
     for index in (0, 1):  # the astronaut and the cat
-        variants = extractor(_inputs(_variants(GOLDEN / names[index])))
+        variants = cold_extractor(_inputs(_variants(GOLDEN / names[index])))
         to_original = np.linalg.norm(variants - originals[index], axis=1)
         others = np.delete(originals, index, axis=0)
         for variant, distance in zip(variants, to_original):

@@ -3,7 +3,6 @@ handling, bad input."""
 from __future__ import annotations
 
 import io
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from PIL import Image
 
 from model.preprocess import ImageError, decode_pixels, load_image
-from reference import djpeg_path, djpeg_pixels, tf1_resize
+from reference import djpeg_pixels, tf1_resize
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden"
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_images"
@@ -23,16 +22,6 @@ def _jpeg(array: np.ndarray, **options) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, "JPEG", **options)
     return buffer.getvalue()
-
-
-@pytest.fixture(scope="module")
-def djpeg():
-    """Debian's djpeg; without it the decoding tests skip, unless REQUIRE_DJPEG=1 (CI)."""
-    if djpeg_path() is None:
-        message = "djpeg not found; install Debian's libjpeg-turbo-progs"
-        if os.environ.get("REQUIRE_DJPEG") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 def _variants() -> dict[str, bytes]:

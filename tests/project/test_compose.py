@@ -13,7 +13,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
@@ -350,25 +349,6 @@ def run_init_script(server_url: str, env: dict[str, str]) -> subprocess.Complete
                 "MYSQL_PWD": url.password or ""} | env
     return subprocess.run(["bash", "-c", script], cwd=ROOT, env=full_env,
                           capture_output=True, text=True, timeout=60)
-
-
-@pytest.fixture
-def init_users(mariadb_url):
-    """Yield (env, database URL) after running the schema and users init files."""
-    from schema_support import load_sql
-    load_sql(mariadb_url)
-    tag = uuid.uuid4().hex[:8]
-    env = {"MARIADB_DATABASE": make_url(mariadb_url).database,
-           "DB_JOBS_USER": f"t_jobs_{tag}", "DB_JOBS_PASSWORD": f"jobs-{tag}",
-           "DB_SERVICE_USER": f"t_svc_{tag}", "DB_SERVICE_PASSWORD": f"svc.{tag}"}
-    admin = create_engine(make_url(mariadb_url).set(database=None))
-    try:
-        yield env, mariadb_url
-    finally:
-        with admin.begin() as connection:
-            for user in (env["DB_JOBS_USER"], env["DB_SERVICE_USER"]):
-                connection.execute(text("DROP USER IF EXISTS :user@'%'"), {"user": user})
-        admin.dispose()
 
 
 def url_as(database_url: str, user: str, password: str) -> str:

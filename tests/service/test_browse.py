@@ -6,76 +6,15 @@ the paths; the catalogue fields and look-ups with the records imported from a CS
 """
 from __future__ import annotations
 
-import io
-from datetime import datetime
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import insert
 
-from database_support import mariadb_server_url as _mariadb_server_url
-from db.models import FAILED, KEY_BYTES, OK, PENDING, CatalogueRecord
-from db.scratch import scratch_database
-from service_support import SPECS, Spec, build_archive, settings_for_archive
+from db.models import FAILED, KEY_BYTES, OK
+from service_support import BROWSE_SPECS, DEEP, LONG, SPECS
 
-LONG = "Ärchiv ünd Ümläute " * 10  # 190 characters, 220 bytes: one folder name
-# Paths past KEY_BYTES that agree in their first KEY_BYTES bytes: by id among themselves.
-DEEP = "/".join(["Tiefe " + "ß" * 100] * 10)  # 10 folders of 206 bytes
-BROWSE_SPECS = SPECS + (
-    Spec("a b/space.jpg"), Spec("a-b/dash.jpg"), Spec("a/inner/deeper/x.jpg"),
-    Spec("a/inner/y.jpg", FAILED, False, False, "garbage", error="broken"),
-    Spec("a/z.jpg"), Spec("a/inner-b/q.jpg"), Spec("a/inner.old/r.jpg"),
-    Spec("Nachlass Müller/Kasten 2/brief.jpg"), Spec("Nachlass Müller/Kasten 10/karte.jpg"),
-    Spec(f"{LONG}/{LONG}/lang.jpg"), Spec(f"{LONG}/kurz.jpg", PENDING, False, False),
-    Spec(f"{DEEP}/zweite.jpg"), Spec(f"{DEEP}/erste.jpg"),
-    Spec("top.jpg"), Spec("Zebra/ü.jpg"), Spec("Zebra/u.jpg"),
-) + tuple(Spec(f"series/photo_{n:02d}.jpg") for n in range(1, 12))
 PATHS = [spec.path for spec in BROWSE_SPECS]
 STATUSES = [spec.status for spec in BROWSE_SPECS]
-
-CATALOGUE = ("path,external_id,title,url,Signatur\n"
-             "flowers/rose.jpg,K-1,Rosa canina,https://catalogue.example/K-1,R 1\n"
-             "flowers/tulip.jpg,K/2 ü,<b>Tulipa</b> & Co,http://catalogue.example/K-2,\n"
-             "Nachlass Müller/straße 1.jpg,K-5,Straße im Regen,,\n"
-             "a/z.jpg,K-Z,Rosengarten,,\n")
-
-
-@pytest.fixture(scope="module", params=["sqlite", "mariadb"])
-def archive(request, tmp_path_factory):
-    root = tmp_path_factory.mktemp(f"browse-{request.param}")
-    if request.param == "sqlite":
-        yield _with_catalogue(build_archive(f"sqlite:///{root / 'images.sqlite3'}", root,
-                                            BROWSE_SPECS, whitened=False), root)
-    else:
-        with scratch_database(_mariadb_server_url(), prefix="test_browse") as url:
-            yield _with_catalogue(build_archive(url, root, BROWSE_SPECS, whitened=False),
-                                  root)
-
-
-def _with_catalogue(archive, root):
-    from jobs.catalogue.job import run
-    from db.engine import make_engine
-    from runtime.settings import load_settings
-    csv_path = root / "catalogue.csv"
-    csv_path.write_text(CATALOGUE, encoding="utf-8")
-    settings = load_settings({"DATABASE_URL": archive.url}, env={}, env_file=None)
-    assert run(settings, csv_path, out=io.StringIO())["new"] == 4
-    # A record written past the import (by hand, say): its URL is no web address.
-    engine = make_engine(archive.url)
-    with engine.begin() as connection:
-        connection.execute(insert(CatalogueRecord).values(
-            image_id=2 + len(SPECS), external_id="K-JS", title="Script",
-            url="javascript:alert(1)", excluded=False, updated_at=datetime(2026, 1, 1)))
-    engine.dispose()
-    return archive
-
-
-@pytest.fixture(scope="module")
-def client(archive, tmp_path_factory):
-    from service import create_app
-    app = create_app(settings_for_archive(archive, tmp_path_factory.mktemp("thumbs")))
-    yield app.test_client()
-    app.extensions["db_engine"].dispose()
 
 
 def get_json(client, url, status=200):
@@ -122,25 +61,26 @@ def test_the_long_paths_sort_past_the_key_as_documented():
     ("path", "a", None), ("path", "Nachlass Müller", None), ("path", LONG, None),
     ("path", "series", OK), ("path", DEEP, None), ("path", "flowers", FAILED),
     ("path", "nowhere", None)])
-def test_pages_forward_and_back_follow_the_python_sort(client, order, folder, status):
+def test_pages_forward_and_back_follow_the_python_sort(browse_client, order, folder,
+                                                       status):
     expected = expected_ids(order, folder, status)
     query = f"order={order}&limit=3&folder={quote(folder)}" + \
         (f"&status={status}" if status else "")
-    forward, backward = walk(client, f"/api/v1/browse?{query}")
+    forward, backward = walk(browse_client, f"/api/v1/browse?{query}")
     assert sum(forward, []) == expected
     assert all(len(page) == 3 for page in forward[:-1])
     assert backward == forward[-2::-1]  # the same pages, back to the first
 
 
-def test_a_page_in_the_middle_and_the_json_fields(client):
+def test_a_page_in_the_middle_and_the_json_fields(browse_client):
     ids = expected_ids("path")
-    page = get_json(client, f"/api/v1/browse?order=path&limit=4&after={ids[5]}")
+    page = get_json(browse_client, f"/api/v1/browse?order=path&limit=4&after={ids[5]}")
     assert [image["id"] for image in page["images"]] == ids[6:10]
     assert page["next"] == ids[9] and page["previous"] == ids[6]
     assert page["previous_url"] == f"/api/v1/browse?order=path&limit=4&before={ids[6]}"
-    back = get_json(client, page["previous_url"])
+    back = get_json(browse_client, page["previous_url"])
     assert [image["id"] for image in back["images"]] == ids[2:6]
-    first = get_json(client, f"/api/v1/browse?order=path&limit=4&before={ids[2]}")
+    first = get_json(browse_client, f"/api/v1/browse?order=path&limit=4&before={ids[2]}")
     assert [image["id"] for image in first["images"]] == ids[:4]  # the start, full
     assert first["previous"] is None and first["previous_url"] is None
 
@@ -154,30 +94,30 @@ def expected_subfolders(folder: str) -> list[str]:
 
 @pytest.mark.parametrize("folder", ["", "a", "a/inner", "Nachlass Müller", LONG,
                                     "series", "a/inner/deeper", "nowhere"])
-def test_the_folder_tree_one_level_at_a_time(client, folder):
-    page = get_json(client, f"/api/v1/browse?folder={quote(folder)}&limit=1")
+def test_the_folder_tree_one_level_at_a_time(browse_client, folder):
+    page = get_json(browse_client, f"/api/v1/browse?folder={quote(folder)}&limit=1")
     assert [s["name"] for s in page["subfolders"]] == expected_subfolders(folder)
     assert page["more_subfolders"] is False
     for sub in page["subfolders"]:
         assert sub["folder"] == f"{folder}/{sub['name']}".lstrip("/")
 
 
-def test_a_folder_of_many_subfolders_says_there_are_more(archive):
+def test_a_folder_of_many_subfolders_says_there_are_more(browse_archive):
     from db import browse
     from db.engine import make_engine
-    engine = make_engine(archive.url)
+    engine = make_engine(browse_archive.url)
     with engine.connect() as connection:
         names, more = browse.subfolders(connection, "", limit=3)
     engine.dispose()
     assert more and names == sorted(expected_subfolders("")[:3], key=str.encode)
 
 
-def test_id_order_within_a_folder_is_refused(client):
-    page = get_json(client, "/api/v1/browse?folder=a&order=id", 400)
+def test_id_order_within_a_folder_is_refused(browse_client):
+    page = get_json(browse_client, "/api/v1/browse?folder=a&order=id", 400)
     assert "path order only" in page["error"]
-    assert get_json(client, "/api/v1/browse?folder=a")["order"] == "path"
-    assert client.get("/browse?folder=a&order=id").status_code == 400
-    gallery = client.get("/browse?folder=a").get_data(as_text=True)
+    assert get_json(browse_client, "/api/v1/browse?folder=a")["order"] == "path"
+    assert browse_client.get("/browse?folder=a&order=id").status_code == 400
+    gallery = browse_client.get("/browse?folder=a").get_data(as_text=True)
     assert '<option value="id"' not in gallery and '<option value="path"' in gallery
 
 
@@ -186,12 +126,12 @@ ALL_FOLDERS = sorted({""} | {path.rsplit("/", k)[0] for path in PATHS
 
 
 @pytest.mark.parametrize("batch", [None, 1, 2, 3, 1000])  # None: growing batches
-def test_subfolders_in_batches_match_the_paths(archive, batch):
+def test_subfolders_in_batches_match_the_paths(browse_archive, batch):
     # Batches end anywhere: inside a subtree, on a folder of its own, before a sibling
     # that sorts between a folder and its subfolders ("a b", "a-b" between "a" and "a/").
     from db import browse
     from db.engine import make_engine
-    engine = make_engine(archive.url)
+    engine = make_engine(browse_archive.url)
     with engine.connect() as connection:
         listed = {folder: browse.subfolders(connection, folder, batch=batch)
                   for folder in ALL_FOLDERS + ["nowhere", "a/inn"]}
@@ -204,68 +144,71 @@ def test_subfolders_in_batches_match_the_paths(archive, batch):
 @pytest.mark.parametrize("query", [
     "order=size", "status=done", "after=abc", "after=0", "before=-1",
     "after=1&before=2", "limit=0", "limit=501", "folder=a//b", "folder=" + "x" * 5000])
-def test_bad_browse_parameters_are_400_with_a_message(client, query):
-    assert "error" in get_json(client, f"/api/v1/browse?{query}", 400)
-    response = client.get(f"/browse?{query}")
+def test_bad_browse_parameters_are_400_with_a_message(browse_client, query):
+    assert "error" in get_json(browse_client, f"/api/v1/browse?{query}", 400)
+    response = browse_client.get(f"/browse?{query}")
     assert response.status_code == 400 and b"Bad request" in response.data
 
 
-def test_paging_from_an_unknown_image(client):
-    tail = get_json(client, f"/api/v1/browse?after={len(PATHS)}")
+def test_paging_from_an_unknown_image(browse_client):
+    tail = get_json(browse_client, f"/api/v1/browse?after={len(PATHS)}")
     assert tail["images"] == [] and tail["previous"] is None
     assert tail["previous_url"] is None and tail["next_url"] is None
-    assert "error" in get_json(client, "/api/v1/browse?order=path&after=999999", 404)
+    assert "error" in get_json(browse_client, "/api/v1/browse?order=path&after=999999",
+                               404)
 
 
-def test_image_json_carries_the_catalogue_fields(client):
-    rose = get_json(client, "/api/v1/images/1")
+def test_image_json_carries_the_catalogue_fields(browse_client):
+    rose = get_json(browse_client, "/api/v1/images/1")
     assert (rose["external_id"], rose["title"], rose["url"]) == \
         ("K-1", "Rosa canina", "https://catalogue.example/K-1")
-    plain = get_json(client, "/api/v1/images/3")
+    plain = get_json(browse_client, "/api/v1/images/3")
     assert (plain["external_id"], plain["title"], plain["url"]) == (None, None, None)
-    listed = get_json(client, "/api/v1/images?limit=2")["images"]
+    listed = get_json(browse_client, "/api/v1/images?limit=2")["images"]
     assert [image["title"] for image in listed] == ["Rosa canina", "<b>Tulipa</b> & Co"]
 
 
-def test_lookup_and_neighbours_by_external_id(client):
-    found = get_json(client, "/api/v1/images/lookup?external_id=" + quote("K/2 ü"))
+def test_lookup_and_neighbours_by_external_id(browse_client):
+    found = get_json(browse_client, "/api/v1/images/lookup?external_id=" + quote("K/2 ü"))
     assert [image["id"] for image in found["images"]] == [2]
-    assert get_json(client, "/api/v1/images/lookup?external_id=K-404")["images"] == []
-    by_id = get_json(client, "/api/v1/images/5/neighbours?limit=3")
-    by_external = get_json(client, "/api/v1/external/K-5/neighbours?limit=3")
+    assert get_json(browse_client,
+                    "/api/v1/images/lookup?external_id=K-404")["images"] == []
+    by_id = get_json(browse_client, "/api/v1/images/5/neighbours?limit=3")
+    by_external = get_json(browse_client, "/api/v1/external/K-5/neighbours?limit=3")
     assert by_external == by_id and len(by_id["neighbours"]) == 3
-    slash = get_json(client, "/api/v1/external/" + quote("K/2 ü") + "/neighbours")
+    slash = get_json(browse_client, "/api/v1/external/" + quote("K/2 ü") + "/neighbours")
     assert slash["id"] == 2
-    assert "error" in get_json(client, "/api/v1/external/K-404/neighbours", 404)
-    assert "error" in get_json(client, "/api/v1/images/lookup?external_id=K-1&name=x", 400)
+    assert "error" in get_json(browse_client, "/api/v1/external/K-404/neighbours", 404)
+    assert "error" in get_json(browse_client,
+                               "/api/v1/images/lookup?external_id=K-1&name=x", 400)
 
 
-def test_image_page_shows_the_record_and_links_only_web_addresses(client):
-    page = client.get("/images/2").get_data(as_text=True)
+def test_image_page_shows_the_record_and_links_only_web_addresses(browse_client):
+    page = browse_client.get("/images/2").get_data(as_text=True)
     assert "&lt;b&gt;Tulipa&lt;/b&gt; &amp; Co" in page and "<b>Tulipa" not in page
     assert 'href="http://catalogue.example/K-2"' in page
-    scripted = client.get(f"/images/{2 + len(SPECS)}").get_data(as_text=True)
+    scripted = browse_client.get(f"/images/{2 + len(SPECS)}").get_data(as_text=True)
     assert "javascript:alert(1)" in scripted  # shown as text
     assert 'href="javascript:' not in scripted
-    rose = client.get("/images/1").get_data(as_text=True)
+    rose = browse_client.get("/images/1").get_data(as_text=True)
     assert "Signatur" in rose and "R 1" in rose
 
 
-def test_search_finds_titles_and_external_ids(client):
-    response = client.get("/search?q=K-5")
+def test_search_finds_titles_and_external_ids(browse_client):
+    response = browse_client.get("/search?q=K-5")
     assert response.status_code == 302 and response.location.endswith("/images/5")
-    response = client.get("/search?q=" + quote("K/2 ü"))
+    response = browse_client.get("/search?q=" + quote("K/2 ü"))
     assert response.location.endswith("/images/2")
-    response = client.get("/search?q=rosa")  # case does not matter
+    response = browse_client.get("/search?q=rosa")  # case does not matter
     assert response.status_code == 302 and response.location.endswith("/images/1")
-    both = client.get("/search?q=ROS")  # Rosa canina and Rosengarten (and rose.jpg)
+    both = browse_client.get("/search?q=ROS")  # Rosa canina and Rosengarten (and rose.jpg)
     assert both.status_code == 200
     text = both.get_data(as_text=True)
     assert "Rosa canina" in text and "Rosengarten" in text
 
 
-def test_gallery_page_lists_thumbnails_folders_and_pager(client):
-    page = client.get("/browse?folder=a&order=path&limit=2").get_data(as_text=True)
+def test_gallery_page_lists_thumbnails_folders_and_pager(browse_client):
+    page = browse_client.get("/browse?folder=a&order=path&limit=2").get_data(as_text=True)
     assert 'href="/browse?folder=a%2Finner&amp;limit=2"' in page  # path order: the default
     ids = expected_ids("path", "a")
     assert f'href="/images/{ids[0]}"' in page and f'href="/images/{ids[2]}"' not in page

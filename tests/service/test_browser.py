@@ -12,24 +12,9 @@ import urllib.request
 
 import pytest
 
-from browser_support import ARTIFACTS, gunicorn
-from service_support import SPECS, Spec, build_archive
-
-# Enough grouped images that a neighbour list is longer than the first page of 20.
-BROWSER_SPECS = SPECS + tuple(Spec(f"series/photo_{n:02d}.jpg") for n in range(1, 31))
+from browser_support import ARTIFACTS, BROWSER_SPECS
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """Yield (base URL, archive) of gunicorn serving a fixture archive on loopback."""
-    root = tmp_path_factory.mktemp("browser")
-    archive = build_archive(f"sqlite:///{root / 'images.sqlite3'}", root, BROWSER_SPECS)
-    with gunicorn({"DATABASE_URL": archive.url, "IMAGE_ROOT": str(archive.image_root),
-                   "THUMBNAIL_CACHE": str(root / "thumbnails"), "LOG_LEVEL": "WARNING",
-                   "SEARCH_CACHE": str(root / "search-cache")}) as base:
-        yield base, archive
 
 
 def _loaded_images(page, selector: str) -> int:
@@ -43,8 +28,8 @@ def links(page, grid: str) -> list[str]:
     return page.eval_on_selector_all(grid + " a", "links => links.map(a => a.href)")
 
 
-def test_search_open_neighbours_and_keyboard(server, browser):
-    base, archive = server
+def test_search_open_neighbours_and_keyboard(pages_server, browser):
+    base, archive = pages_server
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors = []
@@ -105,8 +90,8 @@ def test_search_open_neighbours_and_keyboard(server, browser):
     page.close()
 
 
-def test_phone_layout_and_clear_error_pages(server, browser):
-    base, _ = server
+def test_phone_layout_and_clear_error_pages(pages_server, browser):
+    base, _ = pages_server
     ARTIFACTS.mkdir(exist_ok=True)
     context = browser.new_context(viewport={"width": 390, "height": 844},
                                   device_scale_factor=2, is_mobile=True, has_touch=True)
@@ -139,8 +124,8 @@ def _api_search(base: str, data: bytes) -> list[str]:
     return [base + entry["links"]["page"] for entry in body["neighbours"]]
 
 
-def test_search_by_image_through_the_page(server, browser, tmp_path):
-    base, archive = server
+def test_search_by_image_through_the_page(pages_server, browser, tmp_path):
+    base, archive = pages_server
     ARTIFACTS.mkdir(exist_ok=True)
     upload = tmp_path / "upload.jpg"
     upload.write_bytes(archive.files[2])

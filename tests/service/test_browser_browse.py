@@ -1,43 +1,20 @@
 """The gallery and the catalogue search in a real headless Chromium, served by gunicorn."""
 from __future__ import annotations
 
-import io
-
 import pytest
 
-from service_support import SPECS, Spec, build_archive
-from browser_support import ARTIFACTS, gunicorn
+from browser_support import ARTIFACTS, GALLERY_FOLDER as FOLDER, \
+    GALLERY_SPECS as BROWSE_SPECS
 
 pytestmark = pytest.mark.browser
-
-FOLDER = "Nachlass Müller/Kasten 1"
-BROWSE_SPECS = SPECS + tuple(Spec(f"{FOLDER}/Blatt {n:02d}.jpg") for n in range(1, 8)) + \
-    (Spec(f"{FOLDER}/Unterordner/innen.jpg"),)
-CATALOGUE = ("path,external_id,title,url\n"
-             f"{FOLDER}/Blatt 03.jpg,NM-1-3,Brief an die Schwester,https://catalogue.example/NM-1-3\n")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("browser-browse")
-    archive = build_archive(f"sqlite:///{root / 'images.sqlite3'}", root, BROWSE_SPECS)
-    from jobs.catalogue.job import run
-    from runtime.settings import load_settings
-    (root / "catalogue.csv").write_text(CATALOGUE, encoding="utf-8")
-    run(load_settings({"DATABASE_URL": archive.url}, env={}, env_file=None),
-        root / "catalogue.csv", out=io.StringIO())
-    with gunicorn({"DATABASE_URL": archive.url, "IMAGE_ROOT": str(archive.image_root),
-                   "THUMBNAIL_CACHE": str(root / "thumbnails"),
-                   "LOG_LEVEL": "WARNING"}) as base:
-        yield base, archive
 
 
 def gallery(page) -> list[str]:
     return page.eval_on_selector_all("#gallery a", "links => links.map(a => a.href)")
 
 
-def test_browse_a_folder_and_page_forward_and_back(server, browser):  # noqa: F811
-    base, _ = server
+def test_browse_a_folder_and_page_forward_and_back(gallery_server, browser):
+    base, _ = gallery_server
     ARTIFACTS.mkdir(exist_ok=True)
     in_folder = sorted((i for i, s in enumerate(BROWSE_SPECS, 1)
                         if s.path.startswith(FOLDER + "/")),
@@ -77,8 +54,8 @@ def test_browse_a_folder_and_page_forward_and_back(server, browser):  # noqa: F8
     page.close()
 
 
-def test_open_an_image_from_the_catalogue_search(server, browser):  # noqa: F811
-    base, _ = server
+def test_open_an_image_from_the_catalogue_search(gallery_server, browser):
+    base, _ = gallery_server
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(base + "/")
     page.fill("input[name=q]", "brief an")

@@ -6,33 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.features.job import run as run_features
-from features_support import shared_extractor
-from jobs.grouping.run import run as run_grouping
-from runtime.settings import load_settings
-from browser_support import ARTIFACTS, ROOT, gunicorn
+from browser_support import ARTIFACTS
 
 pytestmark = pytest.mark.browser
-SAMPLES = ROOT / "sample_images"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("browser-duplicates")
-    env = {"DATABASE_URL": f"sqlite:///{root / 'images.sqlite3'}",
-           "IMAGE_ROOT": str(SAMPLES), "NEIGHBOURS_K": "10",
-           "THUMBNAIL_CACHE": str(root / "thumbnails"), "LOG_LEVEL": "WARNING",
-           "EXCLUDE_PATTERNS": "gravel.jpg", "DUPLICATE_DISTANCE": "8"}
-    settings = load_settings({**env, "MODEL_CACHE": str(
-        ROOT / "data" / "inception_v3_2015_12_05.weights.h5")}, env={}, env_file=None)
-    run_features(settings, quiet=True, extractor=shared_extractor())
-    run_grouping(settings, quiet=True)
-    with gunicorn(env) as base:
-        yield base
-
-
-def test_the_duplicates_page_shows_groups_side_by_side_and_pages(server, browser):
-    base = server
+def test_the_duplicates_page_shows_groups_side_by_side_and_pages(duplicates_server,
+                                                                 browser):
+    base = duplicates_server
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors = []

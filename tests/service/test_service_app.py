@@ -168,16 +168,6 @@ def test_lookup_finds_a_path_that_is_not_utf8(tmp_path, settings_for):
     assert len(by_name.get_json()["images"]) == 1
 
 
-@pytest.fixture
-def mariadb_app(archive, tmp_path):
-    """A fresh app (an empty pool) over the MariaDB archive."""
-    if not archive.url.startswith("mysql"):
-        pytest.skip("MariaDB only")
-    application = create_app(settings_for_archive(archive, tmp_path))
-    yield application
-    application.extensions["db_engine"].dispose()
-
-
 def _session_counters(engine) -> dict[str, int]:
     # A test client runs one request at a time, so the pool has one connection: this.
     with engine.connect() as connection:

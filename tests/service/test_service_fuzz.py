@@ -7,20 +7,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
-from service_support import settings_for_archive
-
-from service import create_app
 from service.openapi import PATHS
 
 EXAMPLES = 20  # per operation, mode and database: seconds in all, on one core
-
-
-@pytest.fixture(scope="module")
-def api_schema(archive, tmp_path_factory):
-    """The OpenAPI document as served, over the fixture archive on SQLite and MariaDB."""
-    app = create_app(settings_for_archive(archive, tmp_path_factory.mktemp("thumbs")))
-    yield schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
-    app.extensions["db_engine"].dispose()
 
 
 # Invalid requests only exist for operations that take parameters.

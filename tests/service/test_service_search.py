@@ -5,79 +5,21 @@ from __future__ import annotations
 
 import io
 import threading
-from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image as PILImage
 from sqlalchemy import select
 
-from database_support import mariadb_server_url as _mariadb_server_url
-from db.engine import make_engine, make_sessionmaker
+from db.engine import make_engine
 from db.models import OK, WHITENED, Image, ImageFeatures, Space
-from db.paths import text_hash as path_hash
-from db.scratch import scratch_database
-from numerics.vectors import DIMENSIONS, MODEL_NAME, decode_vector, encode_vector
-from jobs.features.job import run as run_features
-from features_support import MODEL_CACHE, ROOT, shared_extractor
+from numerics.vectors import DIMENSIONS, decode_vector
+from features_support import ROOT
 from jobs.grouping.run import run as run_grouping
 from service import create_app
-from runtime.settings import load_settings
 import oracle
 
 SAMPLES = ROOT / "sample_images"
-SEEDED = 200  # seeded vectors beside the samples: enough to learn the whitened space
-
-
-def _settings(url: str, folder: Path, **overrides):
-    values = {"DATABASE_URL": url, "IMAGE_ROOT": str(SAMPLES), "MODEL_CACHE": str(MODEL_CACHE),
-              "THUMBNAIL_CACHE": str(folder / "thumbnails"),
-              "VECTOR_CACHE": str(folder / "vector-cache"),
-              "SEARCH_CACHE": str(folder / "search-cache"), "NEIGHBOURS_K": "10"}
-    values.update({k.upper(): str(v) for k, v in overrides.items()})
-    return load_settings(values, env={}, env_file=None)
-
-
-def _add_seeded_vectors(url: str) -> None:
-    """Add image rows with seeded vectors (no files: the service only searches them)."""
-    rng = np.random.default_rng(14)
-    engine = make_engine(url)
-    now = datetime(2026, 11, 2, 12)
-    with make_sessionmaker(engine).begin() as session:
-        for number in range(SEEDED):
-            path = f"seeded/{number:03d}.jpg"
-            row = Image(path=path, path_hash=path_hash(path), file_name=f"{number:03d}.jpg",
-                        status=OK, needs_grouping=True, created_at=now, updated_at=now)
-            session.add(row)
-            session.flush()
-            vector = np.abs(rng.normal(0.0, 0.4, DIMENSIONS)).astype(np.float32)
-            session.add(ImageFeatures(image_id=row.id, model=MODEL_NAME,
-                                      vector=encode_vector(vector), created_at=now))
-    engine.dispose()
-
-
-@pytest.fixture(scope="module", params=["sqlite", "mariadb"])
-def collection(request, tmp_path_factory):
-    """(settings, app) over the sample images and the seeded vectors, grouped."""
-    folder = tmp_path_factory.mktemp(f"search-{request.param}")
-
-    def build(url):
-        settings = _settings(url, folder)
-        run_features(settings, quiet=True, extractor=shared_extractor())
-        _add_seeded_vectors(url)
-        run_grouping(settings, quiet=True)
-        app = create_app(settings)
-        return settings, app
-
-    if request.param == "sqlite":
-        settings, app = build(f"sqlite:///{folder / 'images.sqlite3'}")
-        yield settings, app
-    else:
-        with scratch_database(_mariadb_server_url(), prefix="test_search") as url:
-            settings, app = build(url)
-            yield settings, app
-            app.extensions["db_engine"].dispose()
 
 
 def stored(url: str):
@@ -117,8 +59,8 @@ def post(client, data: bytes, content_type="image/jpeg", query=""):
     return client.post(f"/api/v1/search{query}", data=data, content_type=content_type)
 
 
-def test_every_sample_image_uploaded_finds_itself_first(collection):
-    settings, app = collection
+def test_every_sample_image_uploaded_finds_itself_first(search_collection):
+    settings, app = search_collection
     paths, _, _, _ = stored(settings.database_url)
     client = app.test_client()
     for path in sorted(SAMPLES.rglob("*.jpg")):
@@ -132,8 +74,9 @@ def test_every_sample_image_uploaded_finds_itself_first(collection):
 
 
 @pytest.mark.parametrize("space", ["pool3", "whitened"])
-def test_answer_equals_a_float64_brute_force_over_the_stored_vectors(collection, space):
-    settings, app = collection
+def test_answer_equals_a_float64_brute_force_over_the_stored_vectors(search_collection,
+                                                                     space):
+    settings, app = search_collection
     _, ids, vectors, projection = stored(settings.database_url)
     assert projection is not None, "the whitened space was not learned"
     base = vectors if space == "pool3" else whiten64(vectors, projection)
@@ -161,8 +104,8 @@ def test_answer_equals_a_float64_brute_force_over_the_stored_vectors(collection,
                                    rtol=1e-5 if space != "pool3" else 1e-6, atol=1e-7)
 
 
-def test_the_query_features_are_those_the_feature_job_stored(collection):
-    settings, app = collection
+def test_the_query_features_are_those_the_feature_job_stored(search_collection):
+    settings, app = search_collection
     paths, ids, vectors, _ = stored(settings.database_url)
     path = SAMPLES / "space" / "rocket.jpg"
     body = post(app.test_client(), path.read_bytes(), query="?features=1").get_json()
@@ -170,8 +113,8 @@ def test_the_query_features_are_those_the_feature_job_stored(collection):
     np.testing.assert_allclose(body["query"]["features"], mine, rtol=1e-4, atol=1e-5)
 
 
-def test_multipart_upload_and_png_variants_work(collection):
-    _, app = collection
+def test_multipart_upload_and_png_variants_work(search_collection):
+    _, app = search_collection
     client = app.test_client()
     photo = PILImage.open(SAMPLES / "animals" / "chelsea.jpg").convert("RGB")
     variants = {"grayscale": photo.convert("L"), "palette": photo.convert("P"),
@@ -222,8 +165,8 @@ def _bad_uploads():
 
 
 @pytest.mark.parametrize("name", list(_bad_uploads()))
-def test_bad_uploads_get_a_json_4xx(collection, name, tmp_path):
-    settings, _ = collection
+def test_bad_uploads_get_a_json_4xx(search_collection, name, tmp_path):
+    settings, _ = search_collection
     app = create_app(settings.replace(max_image_pixels=20_000_000, search_max_upload_mb=1))
     data, kind, status, words = _bad_uploads()[name]
     client = app.test_client()
@@ -235,8 +178,8 @@ def test_bad_uploads_get_a_json_4xx(collection, name, tmp_path):
     app.extensions["db_engine"].dispose()
 
 
-def test_bad_parameters_and_form_field(collection):
-    _, app = collection
+def test_bad_parameters_and_form_field(search_collection):
+    _, app = search_collection
     client = app.test_client()
     good = (SAMPLES / "space" / "rocket.jpg").read_bytes()
     for query in ("?limit=0", "?limit=101", "?limit=x", "?space=nope", "?features=2"):
@@ -249,8 +192,8 @@ def test_bad_parameters_and_form_field(collection):
     assert client.get("/api/v1/search").status_code == 405
 
 
-def test_a_full_concurrency_bound_answers_503_with_retry_after(collection):
-    settings, app = collection
+def test_a_full_concurrency_bound_answers_503_with_retry_after(search_collection):
+    settings, app = search_collection
     client = app.test_client()
     good = (SAMPLES / "space" / "rocket.jpg").read_bytes()
     slots = app.extensions["search_slots"]
@@ -270,8 +213,8 @@ def test_a_full_concurrency_bound_answers_503_with_retry_after(collection):
     assert post(client, good).status_code == 200
 
 
-def test_searches_from_threads_agree_and_the_store_loads_once(collection):
-    settings, app = collection
+def test_searches_from_threads_agree_and_the_store_loads_once(search_collection):
+    settings, app = search_collection
     good = (SAMPLES / "space" / "rocket.jpg").read_bytes()
     store = app.extensions["search_store"]
     client = app.test_client()
@@ -296,8 +239,8 @@ def test_searches_from_threads_agree_and_the_store_loads_once(collection):
     assert store.loaded is loaded  # later searches did not load again
 
 
-def test_a_newer_completed_grouping_run_replaces_the_files(collection, tmp_path):
-    settings, app = collection
+def test_a_newer_completed_grouping_run_replaces_the_files(search_collection, tmp_path):
+    settings, app = search_collection
     client = app.test_client()
     good = (SAMPLES / "space" / "rocket.jpg").read_bytes()
     before = post(client, good).get_json()["grouping_run"]
@@ -308,8 +251,8 @@ def test_a_newer_completed_grouping_run_replaces_the_files(collection, tmp_path)
     assert sorted(p.name for p in store.folder.glob("run-*")) == [f"run-{after}"]
 
 
-def test_the_page_searches_with_a_plain_form_post(collection):
-    settings, app = collection
+def test_the_page_searches_with_a_plain_form_post(search_collection):
+    settings, app = search_collection
     paths, _, _, _ = stored(settings.database_url)
     client = app.test_client()
     form = client.get("/search-by-image")
