@@ -1,9 +1,8 @@
 """The grouping_exclusions table: the images the latest grouping run left out, and why."""
 from __future__ import annotations
 
-import numpy as np
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from db.chunks import chunks
 from db.models import GroupingExclusion, Image, utcnow
@@ -13,12 +12,6 @@ def stored(connection: Connection) -> dict[int, str | None]:
     """Return {image id: why} of the images the latest run excluded."""
     return dict(connection.execute(select(GroupingExclusion.image_id,
                                           GroupingExclusion.reason)).all())
-
-
-def stored_ids(engine: Engine) -> np.ndarray:
-    """Return the ids the latest run excluded, ascending."""
-    with engine.connect() as connection:
-        return np.array(sorted(stored(connection)), dtype=np.int64)
 
 
 def exclusion(connection: Connection, image_id: int):

@@ -117,16 +117,11 @@ def load_known(engine: Engine, page: int = PAGE) -> dict[str, KnownImage]:
     known: dict[str, KnownImage] = {}
     columns = (Image.id, Image.path_hash, Image.size, Image.mtime_ns, Image.status,
                Image.content_hash)
-    last = 0
     with engine.connect() as connection:
-        while True:
-            rows = connection.execute(select(*columns).where(Image.id > last)
-                                      .order_by(Image.id).limit(page)).all()
-            for id_, path_hash, size, mtime_ns, status, content_hash in rows:
-                known[path_hash] = KnownImage(id_, size, mtime_ns, status, content_hash)
-            if len(rows) < page:
-                return known
-            last = rows[-1][0]
+        for id_, path_hash, size, mtime_ns, status, content_hash in _in_id_order(
+                connection, columns, page):
+            known[path_hash] = KnownImage(id_, size, mtime_ns, status, content_hash)
+    return known
 
 
 def paths_of(connection: Connection, ids: Iterable[int]) -> dict[int, str]:
@@ -198,8 +193,14 @@ def ids_by_file_name(connection: Connection,
 
 def paths_in_id_order(connection: Connection, page: int = PAGE) -> Iterator[tuple[int, str]]:
     """Yield (id, path) of every image, read in keyset pages, never all at once."""
+    return _in_id_order(connection, (Image.id, Image.path), page)
+
+
+def _in_id_order(connection: Connection, columns, page: int) -> Iterator:
+    """Yield the rows of `columns` (the id first) of every image in id order, a keyset
+    page at a time: memory on the server and in the driver stays flat."""
     last = 0
-    query = select(Image.id, Image.path).order_by(Image.id).limit(page)
+    query = select(*columns).order_by(Image.id).limit(page)
     while True:
         rows = connection.execute(query.where(Image.id > last)).all()
         yield from rows

@@ -10,12 +10,6 @@ from db.models import SPACE_IDS, WHITENED, NeighbourList, Space, utcnow
 from numerics import whitening
 
 
-def load_spaces(connection: Connection) -> dict[str, dict]:
-    """Return every stored space's row as a dict, by name."""
-    rows = connection.execute(select(Space)).mappings().all()
-    return {row["name"]: dict(row) for row in rows}
-
-
 class ResumeState(NamedTuple):
     """Where a space's lists stand for the grouping job (Space.valid_through)."""
 

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 
 from db.models import POOL3, SPACE_IDS, WHITENED, utcnow
 import db.neighbours
-from db.spaces import delete_space, load_spaces, save_space, stored_whitening
+from db.spaces import delete_space, overview, save_space, stored_whitening
 from numerics import whitening
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def prepare(engine: Engine, vectors: np.ndarray, settings,
     dimensions = settings.whitened_dimensions
     if not dimensions:
         with engine.connect() as connection:
-            known = WHITENED in load_spaces(connection)
+            known = WHITENED in overview(connection)
         if known:
             deleted = db.neighbours.delete_space_lists(engine, SPACE_IDS[WHITENED])
             delete_space(engine, WHITENED)
