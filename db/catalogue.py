@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 from db.chunks import chunks
 from db.images import IMAGE_COLUMNS
 from db.models import CatalogueRecord, Image, title_key, utcnow
+from db.title_words import replace_words
 
 RECORD_FIELDS = ("external_id", "title", "title_key", "url", "extra", "excluded")
 
@@ -57,6 +58,9 @@ def write_records(connection: Connection, new: dict[int, dict], changed: dict[in
         connection.execute(insert(CatalogueRecord), [
             {"image_id": image_id, "updated_at": now, **values}
             for image_id, values in new.items()])
+    # The search's words change with the record, in the same transaction.
+    replace_words(connection, {image_id: (values["external_id"], values["title"])
+                               for image_id, values in (new | changed).items()})
 
 
 def records_of(connection: Connection, ids) -> dict[int, object]:

@@ -6,6 +6,7 @@ from db.models import POOL3, SPACE_IDS, STATUSES
 from service.limits import BROWSE_LIMIT, GROUPS, MAX_BROWSE_LIMIT, MAX_DISTANCE, \
     MAX_GROUPS_PER_PAGE, MAX_ID, MAX_NEIGHBOURS, MAX_PAGE, MAX_RESULTS, MAX_START, MAX_TEXT, \
     NEIGHBOURS, PAGE, RESULTS
+from db.title_words import MAX_QUERY_WORDS
 from service.search import UPLOAD_FIELD, UPLOAD_TYPES
 from service.serialize import SPACE_DESCRIPTIONS, THUMBNAIL_SIZES
 
@@ -143,7 +144,20 @@ COMPONENTS = {
                            "limit": {"type": "integer"},
                            "neighbours": {"type": "array", "maxItems": MAX_NEIGHBOURS,
                                           "items": _ref("Neighbour")},
-                           "next": _nullable("string")}},
+                           "next": _nullable("string"), "previous": _nullable("string")}},
+        "TitleSearch": {
+            "type": "object",
+            "required": ["q", "words", "limit", "images", "next", "previous"],
+            "properties": {
+                "q": {"type": "string"},
+                "words": {"type": "array", "items": {"type": "string"},
+                          "description": "the query's words as matched: case-folded, "
+                                         "without accents"},
+                "limit": {"type": "integer"},
+                "images": {"type": "array", "items": _ref("Image")},
+                "next": {**_nullable("string"), "description": "URL of the next page"},
+                "previous": {**_nullable("string"),
+                             "description": "URL of the previous page"}}},
         "SearchResult": {
             "type": "object",
             "required": ["space", "limit", "grouping_run", "query", "neighbours"],
@@ -273,6 +287,25 @@ PATHS = {
         "Give exactly one of `path`, `name` and `external_id`; more or none is a 400 "
         "error (a rule OpenAPI cannot express). A file name can occur in many folders: all matches are "
         "returned, `limit` at a time. No match is an empty list, not an error."),
+    "/api/v1/images/search": _get(
+        "Find images by the words of their catalogue titles and record ids",
+        {"200": _json(_ref("TitleSearch"), "A page of matching images, possibly none"),
+         "304": {"description": "Not modified (If-None-Match)"},
+         **_errors(400, 404, 503)},
+        [{"name": "q", "in": "query", "required": True,
+          "description": "words to find: each must begin a word of the title or record id",
+          "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}},
+         _query("limit", "Images per page", 1, MAX_PAGE, PAGE),
+         _query("after", "The page after this image (from `next`)", 1, MAX_ID, 1),
+         _query("before", "The page before this image (from `previous`)", 1, MAX_ID, 1)],
+        "A word is a run of letters and digits, compared without case and accents "
+        "(\"munch\" finds \"Youth (Edvard Munch)\", \"k-5\" finds the record id "
+        "K-5). Every word of `q` must begin a word of the image's title or record id; "
+        f"at most {MAX_QUERY_WORDS} words, and q without a letter or digit is a 400. "
+        "Results are in the order of the word the longest query word begins, then id. "
+        "Keyset paging: follow `next` and `previous` (also in the Link header); an "
+        "`after` or `before` that is no result of q is a 404. Only records written by "
+        "import_metadata.py are searched."),
     "/api/v1/images/{image_id}": _get(
         "Describe one image", {"200": _json(_ref("Image"), "The image"),
                                **_errors(400, 404, 410, 503)}, [IMAGE_ID]),

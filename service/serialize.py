@@ -70,6 +70,16 @@ def neighbour(row, root: str) -> dict:
                       "iiif": f"{root}{IIIF_PREFIX}/{image_id}"}}
 
 
+def paged(response, next_url: str | None, previous_url: str | None = None):
+    """Add the Link header (RFC 8288) of a page's neighbours to its response: the same
+    URLs as the body's `next` and `previous`."""
+    links = [f'<{url}>; rel="{rel}"' for rel, url in (("next", next_url),
+                                                       ("prev", previous_url)) if url]
+    if links:
+        response.headers["Link"] = ", ".join(links)
+    return response
+
+
 def job(run: dict | None) -> dict | None:
     """Return the JSON object of a job run."""
     if run is None:
