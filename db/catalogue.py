@@ -8,7 +8,7 @@ from sqlalchemy.engine import Connection
 
 from db.chunks import chunks
 from db.images import IMAGE_COLUMNS
-from db.models import CatalogueRecord, Image, title_key, utcnow
+from db.models import CatalogueRecord, Image, utcnow
 from db.title_words import replace_words
 
 RECORD_FIELDS = ("external_id", "title", "title_key", "url", "extra", "excluded")
@@ -92,15 +92,6 @@ def find_by_external_id(connection: Connection, external_id: str):
              .join(CatalogueRecord, CatalogueRecord.image_id == Image.id)
              .where(CatalogueRecord.external_id == external_id))
     return connection.execute(query).first()
-
-
-def find_by_title_prefix(connection: Connection, text: str, limit: int) -> list:
-    """Return up to `limit` images whose catalogue title starts with `text`, any case."""
-    query = (select(*IMAGE_COLUMNS)
-             .join(CatalogueRecord, CatalogueRecord.image_id == Image.id)
-             .where(CatalogueRecord.title_key.startswith(title_key(text), autoescape=True))
-             .order_by(CatalogueRecord.title_key, Image.id).limit(limit))
-    return connection.execute(query).all()
 
 
 def excluded_ids(connection: Connection) -> list[int]:

@@ -231,7 +231,8 @@ class CatalogueRecord(Base):
     """An image's record in the archive's catalogue, imported by import_metadata.py."""
 
     __tablename__ = "catalogue_records"
-    # The title search is a prefix search on title_key; the external id is unique.
+    # title_key served the former prefix search (db/title_words.py replaced it); the
+    # external id is unique.
     __table_args__ = (Index("ix_catalogue_records_title_key", "title_key"),
                       {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"})
 

@@ -57,15 +57,39 @@ def _page_url(path: str, **params) -> str:
 
 @bp.get("/images")
 def images():
-    """List images in id order, `limit` at a time; `next` continues after the last."""
+    """List images in id order, `limit` at a time; `next` continues after the last,
+    `previous` ends before the first."""
+    return _id_page("/api/v1/images")
+
+
+def _id_page(path: str, name: str | None = None):
+    """Return a page of images in id order (with this file name) from `cursor` (after
+    it) or `before`, with its next and previous links."""
     limit = int_param("limit", PAGE, 1, MAX_PAGE)
     cursor = int_param("cursor", 0, 0, MAX_ID)
+    before = int_param("before", 0, 1, MAX_ID) if "before" in request.args else None
+    if before is not None and "cursor" in request.args:
+        raise ApiError(400, "give at most one of cursor and before")
     connection = database.connection()
-    rows = db.images.list_images(connection, cursor, limit)
-    next_url = (_page_url("/api/v1/images", limit=limit, cursor=rows[-1].id)
-                if len(rows) == limit else None)
-    body = {"images": _with_records(connection, rows), "limit": limit, "next": next_url}
-    return serialize.paged(jsonify(body), next_url)
+    # One more than asked for in the page's direction, one in the other: whether there
+    # is a page after it and before it.
+    rows = db.images.list_images(connection, cursor, limit + 1, before_id=before,
+                                 name=name)
+    if before is not None:
+        more_before, rows = len(rows) > limit, rows[-limit:]
+        more_after = bool(db.images.list_images(connection, before - 1, 1, name=name))
+    else:
+        more_after, rows = len(rows) > limit, rows[:limit]
+        more_before = bool(cursor) and bool(db.images.list_images(
+            connection, 0, 1, before_id=rows[0].id if rows else cursor + 1, name=name))
+    params = {"name": name} if name is not None else {}
+    next_url = (_page_url(path, **params, limit=limit, cursor=rows[-1].id)
+                if more_after and rows else None)
+    previous_url = (_page_url(path, **params, limit=limit, before=rows[0].id)
+                    if more_before and rows else None)
+    body = {"images": _with_records(connection, rows), "limit": limit, "next": next_url,
+            "previous": previous_url}
+    return serialize.paged(jsonify(body), next_url, previous_url)
 
 
 def _with_records(connection, rows) -> list[dict]:
@@ -106,21 +130,16 @@ def lookup():
     (key, text), = given.items()
     if not text or len(text) > MAX_TEXT:
         raise ApiError(400, f"{key} must be 1 to {MAX_TEXT} characters")
-    limit = int_param("limit", PAGE, 1, MAX_PAGE)
-    cursor = int_param("cursor", 0, 0, MAX_ID)
-    connection = database.connection()
+    int_param("limit", PAGE, 1, MAX_PAGE)  # checked whichever key is given
     if key != "name":  # paths and external ids are unique: one page says it all
+        connection = database.connection()
         rows = (db.images.find_by_path(connection, text) if key == "path"
                 else [row for row in [db.catalogue.find_by_external_id(connection, text)] if row])
+        cursor = int_param("cursor", 0, 0, MAX_ID)
         rows = [row for row in rows if row.id > cursor]
-        return jsonify({"images": _with_records(connection, rows), "next": None})
-    rows = db.images.find_by_name(connection, text, cursor, limit)
-    next_url = None
-    if len(rows) == limit:
-        next_url = _page_url("/api/v1/images/lookup", name=text, limit=limit,
-                             cursor=rows[-1].id)
-    body = {"images": _with_records(connection, rows), "next": next_url}
-    return serialize.paged(jsonify(body), next_url)
+        return jsonify({"images": _with_records(connection, rows), "next": None,
+                        "previous": None})
+    return _id_page("/api/v1/images/lookup", name=text)
 
 
 @bp.get("/images/<image_id>")

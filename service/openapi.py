@@ -115,7 +115,10 @@ COMPONENTS = {
             "properties": {"images": {"type": "array", "items": _ref("Image")},
                            "limit": {"type": "integer"},
                            "next": {**_nullable("string"),
-                                    "description": "URL of the next page, null at the end"}}},
+                                    "description": "URL of the next page, null at the end"},
+                           "previous": {**_nullable("string"),
+                                        "description": "URL of the previous page, null "
+                                                       "at the start"}}},
         "Neighbour": {
             "type": "object",
             "required": ["rank", "id", "distance", "file_name", "external_id", "title",
@@ -243,7 +246,10 @@ PATHS = {
         "List images in id order (keyset paging)",
         {"200": _json(_ref("ImageList"), "A page of images"), **_errors(400, 503)},
         [_query("limit", "Images per page", 1, MAX_PAGE, PAGE),
-         _query("cursor", "Continue after this id (from `next`)", 0, MAX_ID, 0)]),
+         _query("cursor", "Continue after this id (from `next`)", 0, MAX_ID, 0),
+         _query("before", "The page before this id (from `previous`)", 1, MAX_ID, 1)],
+        "Keyset paging: follow `next` and `previous` (also in the Link header); give at "
+        "most one of `cursor` and `before`."),
     "/api/v1/browse": _get(
         "A page of the collection in id or path order, under a folder, with a status",
         {"200": _json(_ref("Browse"), "A page of images and the folder's subfolders"),
@@ -283,7 +289,8 @@ PATHS = {
          {"name": "external_id", "in": "query", "required": False,
           "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}},
          _query("limit", "Matches per page", 1, MAX_PAGE, PAGE),
-         _query("cursor", "Continue after this id (from `next`)", 0, MAX_ID, 0)],
+         _query("cursor", "Continue after this id (from `next`)", 0, MAX_ID, 0),
+         _query("before", "The page before this id (from `previous`)", 1, MAX_ID, 1)],
         "Give exactly one of `path`, `name` and `external_id`; more or none is a 400 "
         "error (a rule OpenAPI cannot express). A file name can occur in many folders: all matches are "
         "returned, `limit` at a time. No match is an empty list, not an error."),

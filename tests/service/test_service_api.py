@@ -30,7 +30,7 @@ def test_images_are_paged_in_id_order_with_next_links(client):
         url = page["next"]
     assert seen == ALL_IDS
     assert get_json(client, f"/api/v1/images?cursor={len(SPECS)}") == \
-        {"images": [], "limit": 100, "next": None}
+        {"images": [], "limit": 100, "next": None, "previous": None}
 
 
 def test_image_describes_the_row(client, archive):
