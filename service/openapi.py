@@ -51,6 +51,11 @@ def _query(name: str, description: str, minimum: int, maximum: int, default: int
                        "default": default}}
 
 
+# The anchors of keyset paging: the page after or before an image.
+KEYSET = [_query("after", "The page after this image (from `next`)", 1, MAX_ID, 1),
+          _query("before", "The page before this image (from `previous`)", 1, MAX_ID, 1)]
+
+
 def _get(summary: str, responses: dict, parameters: list | None = None,
          description: str = "") -> dict:
     operation = {"summary": summary, "parameters": parameters or [], "responses": responses}
@@ -264,8 +269,7 @@ PATHS = {
          {"name": "status", "in": "query", "required": False,
           "schema": {"enum": list(STATUSES)}},
          _query("limit", "Images per page", 1, MAX_BROWSE_LIMIT, BROWSE_LIMIT),
-         _query("after", "The page after this image (from `next`)", 1, MAX_ID, 1),
-         _query("before", "The page before this image (from `previous`)", 1, MAX_ID, 1)],
+         *KEYSET],
         "Keyset paging: follow next_url and previous_url. Give at most one of `after` "
         "and `before`; in path order it must be the id of an image (404 otherwise)."),
     "/api/v1/external/{external_id}/neighbours": _get(
@@ -303,8 +307,7 @@ PATHS = {
           "description": "words to find: each must begin a word of the title or record id",
           "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}},
          _query("limit", "Images per page", 1, MAX_PAGE, PAGE),
-         _query("after", "The page after this image (from `next`)", 1, MAX_ID, 1),
-         _query("before", "The page before this image (from `previous`)", 1, MAX_ID, 1)],
+         *KEYSET],
         "A word is a run of letters and digits, compared without case and accents "
         "(\"munch\" finds \"Youth (Edvard Munch)\", \"k-5\" finds the record id "
         "K-5). Every word of `q` must begin a word of the image's title or record id; "
