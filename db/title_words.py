@@ -92,8 +92,13 @@ def _conditions(query_words: list[str]):
     for word in query_words:
         if word != driver:
             also = TitleWord.__table__.alias()
-            conditions.append(exists().where(also.c.image_id == walked.c.image_id,
-                                             _begins(also.c.word, word)))
+            # A scalar subquery, not EXISTS: MariaDB turns EXISTS into a semi-join that
+            # materialises every image the word begins a word of (1 s at 1,000,000
+            # images), where this is one index look-up per row walked.
+            conditions.append(select(also.c.image_id)
+                              .where(also.c.image_id == walked.c.image_id,
+                                     _begins(also.c.word, word))
+                              .limit(1).scalar_subquery().is_not(None))
     return walked, conditions
 
 
