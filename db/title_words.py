@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import and_, delete, exists, func, insert, or_, select
@@ -152,15 +151,3 @@ def search(connection: Connection, query_words: list[str], *, after=None, before
 
 def _place(row) -> tuple:
     return row.matched_word, row.id
-
-
-def stored_words(connection: Connection, ids: Iterable[int]) -> dict[int, set[str]]:
-    """Return the stored words of these images (for the tests and the migration's
-    check)."""
-    result: dict[int, set[str]] = {}
-    for chunk in chunks(sorted(set(ids))):
-        for image_id, word in connection.execute(
-                select(TitleWord.image_id, TitleWord.word)
-                .where(TitleWord.image_id.in_(chunk))):
-            result.setdefault(image_id, set()).add(word)
-    return result

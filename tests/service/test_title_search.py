@@ -11,7 +11,7 @@ import unicodedata
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 
 from db.engine import make_engine, upgrade
 from db.models import Image
@@ -176,6 +176,18 @@ def sample_queries() -> list[str]:
         word = rng.choice(VOCABULARY)
         queries.append(word[:rng.randint(1, len(word))].swapcase())
     return queries
+
+
+def test_the_import_stores_the_words_of_every_record(search_client):
+    engine = make_engine(search_client.application.config["SETTINGS"].database_url)
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT image_id, word FROM title_words")).all()
+    engine.dispose()
+    stored: dict[int, set[str]] = {}
+    for image_id, word in rows:
+        stored.setdefault(image_id, set()).add(word)
+    assert stored == {image_id: set(re.findall(r"[^\W_]+", " ".join(
+        fold(t) for t in record if t))) for image_id, record in RECORDS.items()}
 
 
 def test_every_query_finds_what_the_brute_force_finds_in_its_order(search_client):
