@@ -27,6 +27,8 @@ as_root() {
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v djpeg >/dev/null 2>&1 || missing+=(libjpeg-turbo-progs)
+# libmagic for the IIIF validator (python-magic loads it).
+/sbin/ldconfig -p 2>/dev/null | grep -q 'libmagic\.so\.1 ' || missing+=(libmagic1)
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing ${missing[*]} with apt-get"
     export DEBIAN_FRONTEND=noninteractive

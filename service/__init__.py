@@ -15,7 +15,8 @@ from runtime.settings import Settings, load_settings
 
 def create_app(settings: Settings | None = None, test_config: dict | None = None) -> Flask:
     """Build the application for `settings` (default: from the environment and .env)."""
-    from service import api, database, errors, iiif_image, legacy, media, pages, search
+    from service import api, database, errors, iiif_image, legacy, manifests, media, pages, \
+        search
     from service.orjson_provider import OrjsonProvider
 
     settings = settings or load_settings()
@@ -30,7 +31,7 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
     search.init_app(app)
     if settings.cors_origins:
         _allow_other_sites(app, settings.cors_origins)
-    for blueprint in (api.bp, legacy.bp, media.bp, pages.bp, iiif_image.bp):
+    for blueprint in (api.bp, legacy.bp, media.bp, pages.bp, iiif_image.bp, manifests.bp):
         app.register_blueprint(blueprint)
 
     @app.after_request
