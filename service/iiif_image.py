@@ -78,21 +78,18 @@ def _row(identifier: str | int):
     return check_image(number, db.images.get_image(database.connection(), number))
 
 
-def _path(row) -> Path:
-    return thumbnails.image_file(row, current_app.config["SETTINGS"].image_root)
-
-
 def upright_size(row) -> tuple[int, int]:
     """Return (width, height) of an image as shown, EXIF orientation applied."""
-    return _header(str(_path(row)), thumbnails.content_version(row),
-                   current_app.config["SETTINGS"].max_image_pixels)
+    settings = current_app.config["SETTINGS"]
+    return _upright_size(row, settings.image_root, settings.max_image_pixels)
 
 
 @functools.lru_cache(maxsize=4096)
-def _header(path: str, version: str, max_pixels: int) -> tuple[int, int]:
-    # `version` changes with the file's content, so a stale entry is never used.
+def _upright_size(row, image_root: Path, max_pixels: int) -> tuple[int, int]:
+    # Keyed by the whole row, so a changed file (another content hash) is read again; a
+    # hit costs no file system call. Errors are not cached.
     try:
-        with Image.open(path) as picture:
+        with Image.open(thumbnails.image_file(row, image_root)) as picture:
             width, height = picture.size
             orientation = picture.getexif().get(_ORIENTATION, 1)
     except _ERRORS as error:
@@ -168,7 +165,8 @@ def image(identifier: str, region: str, size: str, rotation: str, quality_format
     keep = limit > 0 and plan.size[0] * plan.size[1] <= CACHED_PIXELS
     if keep and (cache / key).is_file():
         return _send(cache / key, mimetype, key)
-    data = render(_path(row), plan, settings.max_image_pixels)
+    data = render(thumbnails.image_file(row, settings.image_root), plan,
+                  settings.max_image_pixels)
     if keep and thumbnails.store(cache, key, data) is not None:
         _note_written(cache, len(data), limit)
     return _send(io.BytesIO(data), mimetype, key)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import tempfile
@@ -53,7 +54,11 @@ def render(path: Path, size: int, max_pixels: int) -> bytes:
             if picture.width * picture.height > max_pixels:
                 raise ApiError(422, f"the image has {picture.width}x{picture.height} "
                                     f"pixels, more than MAX_IMAGE_PIXELS={max_pixels}")
-            picture.draft("RGB", (size, size))  # JPEG: decode at reduced scale, fast
+            # JPEG: decode at 1/2, 1/4 or 1/8 scale down to the thumbnail's own size (a
+            # size x size box would keep a landscape photo's full scale).
+            scale = min(1.0, size / max(picture.size))
+            picture.draft("RGB", (math.ceil(picture.width * scale),
+                                  math.ceil(picture.height * scale)))
             picture = ImageOps.exif_transpose(picture).convert("RGB")
             picture.thumbnail((size, size), Image.Resampling.LANCZOS)
             buffer = io.BytesIO()
