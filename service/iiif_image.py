@@ -201,6 +201,12 @@ def _parse(region: str, size: str, rotation: str, quality_format: str) -> IIIFRe
         parsed.parse_parameters()
     except IIIFError as error:
         raise ApiError(400, f"{error.parameter}: {error.text}", parameter=error.parameter)
+    numbers = [*(parsed.region_xywh or ()), parsed.size_pct or 0.0, parsed.rotation_deg]
+    if not all(math.isfinite(number) for number in numbers):  # float() takes "nan", "inf"
+        raise ApiError(400, "region, size and rotation take finite numbers only")
+    if parsed.size_pct is not None and parsed.size_pct > 100:
+        raise ApiError(400, f"size {parsed.size} is larger than the region; upscaling is "
+                            "not offered", parameter="size")
     if parsed.format in KNOWN_FORMATS:
         raise ApiError(501, f"format {parsed.format} is not offered: use jpg or png",
                        parameter="format")

@@ -7,9 +7,11 @@ import io
 import json
 import os
 import urllib.request
+from urllib.parse import quote
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 from iiif_validator import validator
 from PIL import Image as PILImage
 
@@ -180,6 +182,13 @@ ERRORS = [
     ("/iiif/3/1/full/601,/0/default.jpg", 400),    # upscaling without ^
     ("/iiif/3/1/full/100000,100000/0/default.jpg", 400),  # far over the pixel cap
     ("/iiif/3/1/full/pct:101/0/default.jpg", 400),
+    ("/iiif/3/1/full/pct:1e308/0/default.jpg", 400),
+    ("/iiif/3/1/full/pct:nan/0/default.jpg", 400),
+    ("/iiif/3/1/pct:nan,0,10,10/max/0/default.jpg", 400),
+    ("/iiif/3/1/pct:0,0,inf,10/max/0/default.jpg", 400),
+    ("/iiif/3/1/full/!0,100/0/default.jpg", 400),
+    ("/iiif/3/1/full/,/0/default.jpg", 400),
+    ("/iiif/3/1/full/max/nan/default.jpg", 400),
     ("/iiif/3/1/full/full/0/default.jpg", 400),   # 2.x syntax
     ("/iiif/3/1/full/^max/0/default.jpg", 501),   # upscaling is not offered
     ("/iiif/3/1/full/^1000,/0/default.jpg", 501),
@@ -200,6 +209,23 @@ def test_bad_requests_get_the_specs_status(client, url, status):
     response = client.get(url)
     assert response.status_code == status, response.get_data(as_text=True)
     assert response.is_json and response.get_json()["error"]
+
+
+_PIECE = st.text(alphabet="0123456789,.!^:-+e pctfulsqarmxndi", max_size=14)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(region=_PIECE, size=_PIECE, rotation=_PIECE,
+       quality=st.sampled_from(["default", "gray", "bitonal", "x"]),
+       fmt=st.sampled_from(["jpg", "png", "gif", "x"]))
+def test_any_request_gets_an_answer_or_a_client_error(client, region, size, rotation,
+                                                      quality, fmt):
+    url = f"/iiif/3/1/{quote(region)}/{quote(size)}/{quote(rotation)}/{quality}.{fmt}"
+    response = client.get(url)
+    assert response.status_code in (200, 400, 404, 501), (url, response.data[:200])
+    if response.status_code == 200:
+        PILImage.open(io.BytesIO(response.data)).load()
 
 
 def test_images_over_the_pixel_cap_are_refused(archive, tmp_path):
