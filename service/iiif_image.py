@@ -22,12 +22,14 @@ import db.images
 from service import database, thumbnails
 from service.errors import ApiError, check_image
 from service.limits import MAX_ID
+from service.media import DAY
 from service.serialize import THUMBNAIL_SIZES
 
 bp = Blueprint("iiif", __name__, url_prefix="/iiif/3")
 
 CONTEXT = "http://iiif.io/api/image/3/context.json"
 PROFILE = "level2"
+_PROFILE_LINK = f'<http://iiif.io/api/image/3/{PROFILE}.json>;rel="profile"'
 FORMATS = {"jpg": ("JPEG", "image/jpeg"), "png": ("PNG", "image/png")}
 # Formats the spec names that this service does not make: 501, not 400.
 KNOWN_FORMATS = {"tif", "gif", "pdf", "jp2", "webp"}
@@ -35,7 +37,6 @@ QUALITIES = {"default": "RGB", "color": "RGB", "gray": "L", "bitonal": "1"}
 TILE = 512
 # Results up to this many pixels (thumbnails, tiles) are kept in the IIIF cache.
 CACHED_PIXELS = 1024 * 1024
-DAY = 86400
 _DIGITS = re.compile(r"[0-9]{1,20}")
 _ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError,
            Image.DecompressionBombError)
@@ -73,8 +74,7 @@ def _image_id(identifier: str) -> int:
     return int(identifier)
 
 
-def _row(identifier: str | int):
-    number = _image_id(str(identifier))
+def _row(number: int):
     return check_image(number, db.images.get_image(database.connection(), number))
 
 
@@ -103,13 +103,13 @@ def _upright_size(row, image_root: Path, max_pixels: int) -> tuple[int, int]:
 @bp.get("/<identifier>")
 def base(identifier: str):
     """Redirect the image's base URI to its image information."""
-    return redirect(f"{service_id(_row(identifier).id)}/info.json", 303)
+    return redirect(f"{service_id(_row(_image_id(identifier)).id)}/info.json", 303)
 
 
 @bp.get("/<identifier>/info.json")
 def info(identifier: str):
     """Return the image information (info.json) of an image."""
-    row = _row(identifier)
+    row = _row(_image_id(identifier))
     width, height = upright_size(row)
     biggest = max(width, height)
     sizes = [_fit(width, height, side) for side in THUMBNAIL_SIZES if side < biggest]
@@ -131,7 +131,7 @@ def info(identifier: str):
             == "application/ld+json":
         response.headers["Content-Type"] = f'application/ld+json;profile="{CONTEXT}"'
     response.vary.add("Accept")
-    response.headers["Link"] = f'<http://iiif.io/api/image/3/{PROFILE}.json>;rel="profile"'
+    response.headers["Link"] = _PROFILE_LINK
     response.headers["Cache-Control"] = "public, max-age=3600"
     response.add_etag()
     return response.make_conditional(request)
@@ -175,7 +175,7 @@ def image(identifier: str, region: str, size: str, rotation: str, quality_format
 def _send(source, mimetype: str, key: str):
     response = send_file(source, mimetype=mimetype, etag=key, conditional=True,
                          max_age=DAY)
-    response.headers["Link"] = f'<http://iiif.io/api/image/3/{PROFILE}.json>;rel="profile"'
+    response.headers["Link"] = _PROFILE_LINK
     return response
 
 

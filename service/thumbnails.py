@@ -105,6 +105,8 @@ def trim(cache: Path, limit_bytes: int) -> None:
     entries = []
     with os.scandir(cache) as scan:
         for entry in scan:
+            if entry.name.startswith(".tmp-"):  # being written by a worker
+                continue
             try:
                 stat = entry.stat()
             except OSError:
