@@ -32,14 +32,13 @@ import urllib.request
 from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy import insert
+
+from db.engine import make_engine, upgrade
+from db.models import OK, Image
+from db.paths import text_hash as path_hash
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from sqlalchemy import insert  # noqa: E402
-
-from db.engine import make_engine, upgrade  # noqa: E402
-from db.models import OK, Image  # noqa: E402
-from db.paths import text_hash as path_hash  # noqa: E402
 
 FLOWERS = ROOT.parent / "shared" / "data" / "oxford-flowers102-valtest"
 THUMBNAIL = "/images/{}/thumbnail?size=256"
