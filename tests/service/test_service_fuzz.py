@@ -32,6 +32,10 @@ def test_no_server_errors_and_responses_match_the_document(api_schema, path, met
         # must be a JPEG or PNG": a generated GIF is rightly answered 415, nor "q has a
         # letter or digit" and "after is a result of q" (400, 404).
         excluded = [schemathesis.checks.positive_data_acceptance]
+    if path.startswith("/iiif/3/{identifier}/{region}"):
+        # Whether a region or size fits depends on the image's size: a well-formed one
+        # outside it is rightly a 400, as the IIIF spec asks.
+        excluded = [schemathesis.checks.positive_data_acceptance]
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
