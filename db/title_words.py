@@ -113,10 +113,14 @@ def anchor_of(connection: Connection, query_words: list[str], image_id: int):
 
 def _beyond(walked, anchor, forward: bool):
     word, image_id = anchor
+    # Two ranges of the key, the rest of the anchor's word and the words past it: MariaDB
+    # reads exactly those. Written as word >= w AND (word > w OR id > i) it scanned the
+    # anchor's word from its first row (2 s at 1,000,000 images for a common word).
     if forward:
-        return and_(walked.c.word >= word,
-                    or_(walked.c.word > word, walked.c.image_id > image_id))
-    return and_(walked.c.word <= word, or_(walked.c.word < word, walked.c.image_id < image_id))
+        return or_(and_(walked.c.word == word, walked.c.image_id > image_id),
+                   walked.c.word > word)
+    return or_(and_(walked.c.word == word, walked.c.image_id < image_id),
+               walked.c.word < word)
 
 
 def _fetch(connection, query_words, anchor, forward: bool, limit: int) -> list:
