@@ -504,6 +504,10 @@ def openapi_document(server_root: str = "") -> dict:
     return {"openapi": "3.1.0",
             "info": {"title": "Similar images (read-only)", "version": "1.0.0",
                      "description": "Precomputed nearest neighbours of archive images "
-                                    "by their Inception v3 features. Read-only."},
+                                    "by their Inception v3 features. Read-only. Paged "
+                                    "answers give `next` and `previous` as URLs (null "
+                                    "at an end; the gallery's are next_url and "
+                                    "previous_url) and the same in a Link header "
+                                    "(RFC 8288, rel=\"next\", rel=\"prev\")."},
             "servers": [{"url": server_root or "/"}],
             "paths": PATHS, "components": COMPONENTS}
