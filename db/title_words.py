@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
 
 from sqlalchemy import and_, delete, exists, func, insert, or_, select
 from sqlalchemy.engine import Connection
 
+from db.browse import Page
 from db.chunks import chunks
 from db.images import IMAGE_COLUMNS
 from db.models import WORD_LENGTH, Image, TitleWord
@@ -67,13 +67,6 @@ def _begins(column, prefix: str):
     # A range rather than LIKE: it is an index range on both databases (SQLite's LIKE is
     # case-insensitive and uses no index), and needs no escaping of % and _.
     return and_(column >= prefix, column < _after_prefix(prefix))
-
-
-@dataclass
-class Page:
-    rows: list
-    has_previous: bool
-    has_next: bool
 
 
 def _driver(query_words: list[str]) -> str:

@@ -6,6 +6,7 @@ from urllib.parse import quote, urlencode
 
 from flask import request
 
+import db.browse
 import db.catalogue
 import db.title_words
 from service import database
@@ -18,7 +19,7 @@ class TitleSearch:
     text: str
     words: list[str]
     limit: int
-    page: db.title_words.Page
+    page: db.browse.Page
     records: dict
 
     def url(self, path: str, **changes) -> str:
