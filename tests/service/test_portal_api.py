@@ -2,6 +2,9 @@
 on SQLite and MariaDB (the browse archive, which has a catalogue)."""
 from __future__ import annotations
 
+import json
+import urllib.request
+
 import pytest
 from sqlalchemy import text
 
@@ -102,3 +105,20 @@ def test_paging_links_lead_through_every_result_once_both_ways(
         backward = [key(entry) for entry in body[items]] + backward
         url = body[previous_key]
     assert backward == forward
+
+
+def test_duplicate_groups_page_with_links_and_carry_the_labels(duplicates_server):
+    # gunicorn over the sample images: real groups (the browse archive has none).
+    groups, url, pages = [], "/api/v1/duplicates?limit=1", 0
+    while url:
+        with urllib.request.urlopen(duplicates_server + url) as response:
+            body = json.load(response)
+            links = response.headers.get("Link") or ""
+        assert links == ", ".join(f'<{body[name]}>; rel="{rel}"' for rel, name in
+                                  (("next", "next"), ("prev", "previous")) if body[name])
+        groups += [group["group"] for group in body["groups"]]
+        for member in (m for group in body["groups"] for m in group["images"]):
+            assert member["title"] is None and member["external_id"] is None  # no catalogue
+            assert member["links"]["iiif"] == f"/iiif/3/{member['id']}"
+        url, pages = body["next"], pages + 1
+    assert groups == list(range(1, body["groups_total"] + 1)) and pages == len(groups) > 1
