@@ -10,12 +10,13 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from flask import current_app, render_template, request, url_for
+from flask import current_app, jsonify, render_template, request, url_for
 
 from db import duplicates
 import db.jobs
 from service import database
 from service.errors import ApiError, int_param, space_param
+from service.serialize import IIIF_PREFIX, paged
 from service.limits import GROUPS, MAX_DISTANCE, MAX_GROUPS_PER_PAGE, MAX_START
 
 _KEPT = 8              # (space, distance, run) results kept per worker
@@ -68,9 +69,10 @@ def _page() -> dict:
         "groups_total": len(groups), "images_total": sum(map(len, groups)),
         "groups": [{"group": number, "size": len(members), "images": [
             {"id": m.image_id, "path": m.path, "file_name": m.file_name,
-             "external_id": m.external_id, "distance": m.distance,
+             "external_id": m.external_id, "title": m.title, "distance": m.distance,
              "links": {"page": f"{root}/images/{m.image_id}",
-                       "thumbnail": f"{root}/images/{m.image_id}/thumbnail?size=256"}}
+                       "thumbnail": f"{root}/images/{m.image_id}/thumbnail?size=256",
+                       "iiif": f"{root}{IIIF_PREFIX}/{m.image_id}"}}
             for m in members]} for number, members in enumerate(shown, start + 1)],
         "previous": (None if start == 0 else
                      dict(params, start=max(0, start - limit))),
@@ -90,7 +92,8 @@ def _with_urls(page: dict, endpoint: str) -> dict:
 # pages (service/pages.py): their errors then come as JSON and as pages.
 def duplicates_json():
     """Return the near-duplicate groups, largest first, `limit` from group `start`."""
-    return _with_urls(_page(), "api.duplicates")
+    page = _with_urls(_page(), "api.duplicates")
+    return paged(jsonify(page), page["next"], page["previous"])
 
 
 def duplicates_page():

@@ -6,6 +6,7 @@ from db.models import POOL3, SPACE_IDS, STATUSES
 from service.limits import BROWSE_LIMIT, GROUPS, MAX_BROWSE_LIMIT, MAX_DISTANCE, \
     MAX_GROUPS_PER_PAGE, MAX_ID, MAX_NEIGHBOURS, MAX_PAGE, MAX_RESULTS, MAX_START, MAX_TEXT, \
     NEIGHBOURS, PAGE, RESULTS
+from db.title_words import MAX_QUERY_WORDS
 from service.search import UPLOAD_FIELD, UPLOAD_TYPES
 from service.serialize import SPACE_DESCRIPTIONS, THUMBNAIL_SIZES
 
@@ -48,6 +49,11 @@ def _query(name: str, description: str, minimum: int, maximum: int, default: int
     return {"name": name, "in": "query", "required": False, "description": description,
             "schema": {"type": "integer", "minimum": minimum, "maximum": maximum,
                        "default": default}}
+
+
+# The anchors of keyset paging: the page after or before an image.
+KEYSET = [_query("after", "The page after this image (from `next`)", 1, MAX_ID, 1),
+          _query("before", "The page before this image (from `previous`)", 1, MAX_ID, 1)]
 
 
 def _get(summary: str, responses: dict, parameters: list | None = None,
@@ -119,13 +125,30 @@ COMPONENTS = {
             "properties": {"images": {"type": "array", "items": _ref("Image")},
                            "limit": {"type": "integer"},
                            "next": {**_nullable("string"),
-                                    "description": "URL of the next page, null at the end"}}},
+                                    "description": "URL of the next page, null at the end"},
+                           "previous": {**_nullable("string"),
+                                        "description": "URL of the previous page, null "
+                                                       "at the start"}}},
         "Neighbour": {
-            "type": "object", "required": ["rank", "id", "distance", "file_name", "links"],
+            "type": "object",
+            "required": ["rank", "id", "distance", "file_name", "external_id", "title",
+                         "links"],
             "properties": {"rank": {"type": "integer", "minimum": 1},
                            "id": {"type": "integer", "minimum": 1},
                            "distance": {"type": "number", "minimum": 0},
-                           "file_name": {"type": "string"}, "links": _ref("Links")}},
+                           "file_name": {"type": "string"},
+                           "external_id": {**_nullable("string"), "description":
+                                           "the catalogue's record id; null where the "
+                                           "image has no catalogue record"},
+                           "title": {**_nullable("string"), "description":
+                                     "the catalogue's title; null where there is none"},
+                           "links": _ref("EntryLinks")}},
+        "EntryLinks": {
+            "type": "object", "required": ["self", "page", "thumbnail", "iiif"],
+            "additionalProperties": {"type": "string"},
+            "properties": {"iiif": {"type": "string", "description":
+                                    "the image's IIIF Image API 3.0 service "
+                                    "(append /info.json)"}}},
         "NeighbourList": {
             "type": "object",
             "required": ["id", "space", "offset", "limit", "neighbours", "next"],
@@ -134,7 +157,20 @@ COMPONENTS = {
                            "limit": {"type": "integer"},
                            "neighbours": {"type": "array", "maxItems": MAX_NEIGHBOURS,
                                           "items": _ref("Neighbour")},
-                           "next": _nullable("string")}},
+                           "next": _nullable("string"), "previous": _nullable("string")}},
+        "TitleSearch": {
+            "type": "object",
+            "required": ["q", "words", "limit", "images", "next", "previous"],
+            "properties": {
+                "q": {"type": "string"},
+                "words": {"type": "array", "items": {"type": "string"},
+                          "description": "the query's words as matched: case-folded, "
+                                         "without accents"},
+                "limit": {"type": "integer"},
+                "images": {"type": "array", "items": _ref("Image")},
+                "next": {**_nullable("string"), "description": "URL of the next page"},
+                "previous": {**_nullable("string"),
+                             "description": "URL of the previous page"}}},
         "SearchResult": {
             "type": "object",
             "required": ["space", "limit", "grouping_run", "query", "neighbours"],
@@ -222,7 +258,10 @@ PATHS = {
         "List images in id order (keyset paging)",
         {"200": _json(_ref("ImageList"), "A page of images"), **_errors(400, 503)},
         [_query("limit", "Images per page", 1, MAX_PAGE, PAGE),
-         _query("cursor", "Continue after this id (from `next`)", 0, MAX_ID, 0)]),
+         _query("cursor", "Continue after this id (from `next`)", 0, MAX_ID, 0),
+         _query("before", "The page before this id (from `previous`)", 1, MAX_ID, 1)],
+        "Keyset paging: follow `next` and `previous` (also in the Link header); give at "
+        "most one of `cursor` and `before`."),
     "/api/v1/browse": _get(
         "A page of the collection in id or path order, under a folder, with a status",
         {"200": _json(_ref("Browse"), "A page of images and the folder's subfolders"),
@@ -237,8 +276,7 @@ PATHS = {
          {"name": "status", "in": "query", "required": False,
           "schema": {"enum": list(STATUSES)}},
          _query("limit", "Images per page", 1, MAX_BROWSE_LIMIT, BROWSE_LIMIT),
-         _query("after", "The page after this image (from `next`)", 1, MAX_ID, 1),
-         _query("before", "The page before this image (from `previous`)", 1, MAX_ID, 1)],
+         *KEYSET],
         "Keyset paging: follow next_url and previous_url. Give at most one of `after` "
         "and `before`; in path order it must be the id of an image (404 otherwise)."),
     "/api/v1/external/{external_id}/neighbours": _get(
@@ -262,10 +300,29 @@ PATHS = {
          {"name": "external_id", "in": "query", "required": False,
           "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}},
          _query("limit", "Matches per page", 1, MAX_PAGE, PAGE),
-         _query("cursor", "Continue after this id (from `next`)", 0, MAX_ID, 0)],
+         _query("cursor", "Continue after this id (from `next`)", 0, MAX_ID, 0),
+         _query("before", "The page before this id (from `previous`)", 1, MAX_ID, 1)],
         "Give exactly one of `path`, `name` and `external_id`; more or none is a 400 "
         "error (a rule OpenAPI cannot express). A file name can occur in many folders: all matches are "
         "returned, `limit` at a time. No match is an empty list, not an error."),
+    "/api/v1/images/search": _get(
+        "Find images by the words of their catalogue titles and record ids",
+        {"200": _json(_ref("TitleSearch"), "A page of matching images, possibly none"),
+         "304": {"description": "Not modified (If-None-Match)"},
+         **_errors(400, 404, 503)},
+        [{"name": "q", "in": "query", "required": True,
+          "description": "words to find: each must begin a word of the title or record id",
+          "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}},
+         _query("limit", "Images per page", 1, MAX_PAGE, PAGE),
+         *KEYSET],
+        "A word is a run of letters and digits, compared without case and accents "
+        "(\"munch\" finds \"Youth (Edvard Munch)\", \"k-5\" finds the record id "
+        "K-5). Every word of `q` must begin a word of the image's title or record id; "
+        f"at most {MAX_QUERY_WORDS} words, and q without a letter or digit is a 400. "
+        "Results are in the order of the word the longest query word begins, then id. "
+        "Keyset paging: follow `next` and `previous` (also in the Link header); an "
+        "`after` or `before` that is no result of q is a 404. Only records written by "
+        "import_metadata.py are searched."),
     "/api/v1/images/{image_id}": _get(
         "Describe one image", {"200": _json(_ref("Image"), "The image"),
                                **_errors(400, 404, 410, 503)}, [IMAGE_ID]),
@@ -304,12 +361,14 @@ PATHS = {
                                    "images": {"type": "array", "items": {
                                        "type": "object",
                                        "required": ["id", "path", "file_name",
-                                                    "external_id", "distance", "links"],
+                                                    "external_id", "title", "distance",
+                                                    "links"],
                                        "properties": {
                                            "id": {"type": "integer"},
                                            "path": {"type": "string"},
                                            "file_name": {"type": "string"},
                                            "external_id": _nullable("string"),
+                                           "title": _nullable("string"),
                                            "distance": {
                                                "type": "number", "description":
                                                "to the group's first image"},
@@ -445,6 +504,10 @@ def openapi_document(server_root: str = "") -> dict:
     return {"openapi": "3.1.0",
             "info": {"title": "Similar images (read-only)", "version": "1.0.0",
                      "description": "Precomputed nearest neighbours of archive images "
-                                    "by their Inception v3 features. Read-only."},
+                                    "by their Inception v3 features. Read-only. Paged "
+                                    "answers give `next` and `previous` as URLs (null "
+                                    "at an end; the gallery's are next_url and "
+                                    "previous_url) and the same in a Link header "
+                                    "(RFC 8288, rel=\"next\", rel=\"prev\")."},
             "servers": [{"url": server_root or "/"}],
             "paths": PATHS, "components": COMPONENTS}

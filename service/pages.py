@@ -18,6 +18,7 @@ import db.spaces
 from service import database, duplicates, search as image_search, serialize
 from service.browsing import browse_request
 from service.errors import ApiError, parse_id
+from service.title_search import search_request
 from service.limits import MAX_ID, MAX_TEXT, RESULTS
 
 bp = Blueprint("pages", __name__)
@@ -50,7 +51,8 @@ def random_image():
 
 @bp.get("/search")
 def search():
-    """Find images by id, exact path, exact file name or file-name prefix."""
+    """Find images by id, exact path or record id, by the words of catalogue titles and
+    record ids (the API's /api/v1/images/search), and by file name or its beginning."""
     query = request.args.get("q", "").strip()
     if not query:
         return redirect(url_for("pages.home"))
@@ -66,18 +68,31 @@ def search():
     by_external_id = db.catalogue.find_by_external_id(connection, query)
     if by_external_id is not None:
         return redirect(url_for("pages.image", image_id=by_external_id.id))
-    results, seen = [], set()
+    try:
+        titles = search_request(SEARCH_LIMIT)
+    except ApiError as error:
+        if error.status != 400:  # q without words: only file names can match
+            raise
+        titles = None
+    names, seen = [], set()
     for found in (db.images.find_by_name(connection, query, 0, SEARCH_LIMIT),
-                  db.images.find_by_name_prefix(connection, query, SEARCH_LIMIT),
-                  db.catalogue.find_by_title_prefix(connection, query, SEARCH_LIMIT)):
-        results += [row for row in found if row.id not in seen]
+                  db.images.find_by_name_prefix(connection, query, SEARCH_LIMIT)):
+        names += [row for row in found if row.id not in seen]
         seen.update(row.id for row in found)
-    results = results[:SEARCH_LIMIT]
-    if len(results) == 1:
-        return redirect(url_for("pages.image", image_id=results[0].id))
-    return render_template("search.html", query=query, results=results,
-                           records=db.catalogue.records_of(connection, seen),
-                           limit=SEARCH_LIMIT), 200 if results else 404
+    names = names[:SEARCH_LIMIT]
+    results = titles.page.rows if titles else []
+    paging = titles is not None and (titles.page.has_next or titles.page.has_previous)
+    if not paging and len({row.id for row in [*results, *names]}) == 1:
+        return redirect(url_for("pages.image", image_id=(results or names)[0].id))
+    return render_template(
+        "search.html", query=query, results=results, names=names,
+        records={**db.catalogue.records_of(connection, seen),
+                 **(titles.records if titles else {})},
+        limit=SEARCH_LIMIT,
+        json_url=titles.url("/api/v1/images/search") if titles else None,
+        next_url=titles.next_url("/search") if titles else None,
+        previous_url=titles.previous_url("/search") if titles else None), \
+        200 if results or names else 404
 
 
 @bp.get("/browse")

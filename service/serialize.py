@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from flask import request
 
 THUMBNAIL_SIZES = (128, 256, 512)
+IIIF_PREFIX = "/iiif/3"  # the IIIF Image API 3.0 service of image N is IIIF_PREFIX/N
 
 
 def timestamp(value: datetime | None) -> str | None:
@@ -25,7 +26,8 @@ def links(image_id: int) -> dict[str, str]:
     return {"self": api, "neighbours": f"{api}/neighbours", "features": f"{api}/features",
             "page": page, "file": f"{page}/file", "thumbnail": f"{page}/thumbnail?size=256",
             "fingerprint_svg": f"{page}/fingerprint.svg",
-            "fingerprint_png": f"{page}/fingerprint.png"}
+            "fingerprint_png": f"{page}/fingerprint.png",
+            "iiif": f"{root}{IIIF_PREFIX}/{image_id}"}
 
 
 def image(row, record=None) -> dict:
@@ -72,9 +74,20 @@ def neighbour(row, root: str) -> dict:
     image_id = row.id
     page = f"{root}/images/{image_id}"
     return {"rank": row.rank, "id": image_id, "distance": row.distance,
-            "file_name": row.file_name,
+            "file_name": row.file_name, "external_id": row.external_id, "title": row.title,
             "links": {"self": f"{root}/api/v1/images/{image_id}", "page": page,
-                      "thumbnail": f"{page}/thumbnail?size=256"}}
+                      "thumbnail": f"{page}/thumbnail?size=256",
+                      "iiif": f"{root}{IIIF_PREFIX}/{image_id}"}}
+
+
+def paged(response, next_url: str | None, previous_url: str | None = None):
+    """Add the Link header (RFC 8288) of a page's neighbours to its response: the same
+    URLs as the body's `next` and `previous`."""
+    links = [f'<{url}>; rel="{rel}"' for rel, url in (("next", next_url),
+                                                       ("prev", previous_url)) if url]
+    if links:
+        response.headers["Link"] = ", ".join(links)
+    return response
 
 
 def job(run: dict | None) -> dict | None:

@@ -30,7 +30,7 @@ def test_images_are_paged_in_id_order_with_next_links(client):
         url = page["next"]
     assert seen == ALL_IDS
     assert get_json(client, f"/api/v1/images?cursor={len(SPECS)}") == \
-        {"images": [], "limit": 100, "next": None}
+        {"images": [], "limit": 100, "next": None, "previous": None}
 
 
 def test_image_describes_the_row(client, archive):
@@ -221,7 +221,8 @@ def test_neighbour_links_follow_the_mount_point(client):
     entry = body["neighbours"][0]
     assert entry["links"] == {"self": f"/archive/api/v1/images/{entry['id']}",
                               "page": f"/archive/images/{entry['id']}",
-                              "thumbnail": f"/archive/images/{entry['id']}/thumbnail?size=256"}
+                              "thumbnail": f"/archive/images/{entry['id']}/thumbnail?size=256",
+                              "iiif": f"/archive/iiif/3/{entry['id']}"}
     assert body["next"] == "/archive/api/v1/images/1/neighbours?limit=2&offset=2"
 
 
