@@ -153,7 +153,8 @@ def _search_settings(url: str, folder: Path, **overrides):
     values = {"DATABASE_URL": url, "IMAGE_ROOT": str(SAMPLES), "MODEL_CACHE": str(MODEL_CACHE),
               "THUMBNAIL_CACHE": str(folder / "thumbnails"),
               "VECTOR_CACHE": str(folder / "vector-cache"),
-              "SEARCH_CACHE": str(folder / "search-cache"), "NEIGHBOURS_K": "10"}
+              "SEARCH_CACHE": str(folder / "search-cache"), "NEIGHBOURS_K": "10",
+              "SEARCH_PRELOAD": "0"}
     values.update({k.upper(): str(v) for k, v in overrides.items()})
     return load_settings(values, env={}, env_file=None)
 

@@ -74,15 +74,20 @@ def test_image_page_shows_image_fingerprint_and_neighbours(client, archive):
     html = page(client, "/images/2?space=pool3")
     assert grid(html) == [j for j, _ in archive.neighbours[2]]
     first_distance = archive.neighbours[2][0][1]
-    assert f'<span class="distance">{first_distance:.4g}</span>' in html
-    # Moving on keeps the space asked for.
+    # In words, the number on hover.
+    assert re.search(rf'title="distance {first_distance:.4g} \(Original similarity\)">'
+                     rf'(identical|near-duplicate|very similar|similar|less similar)</span>',
+                     html)
+    # Moving on, to a neighbour or the next image, keeps the space asked for.
     assert 'id="next-link" rel="next" href="/images/3?space=pool3"' in html
+    assert re.findall(r'<a href="/images/\d+(\?space=pool3)?" title=', html) == \
+        ["?space=pool3"] * len(archive.neighbours[2])
 
 
 def grid(html: str) -> list[int]:
     """Return the ids in the page's neighbour grid, in order."""
-    return [int(i) for i in re.findall(r'<li class="neighbour"><a href="/images/(\d+)">',
-                                       html)]
+    return [int(i) for i in re.findall(r'<li class="neighbour card[^>]*>\s*<a href="/images/'
+                                       r'(\d+)', html)]
 
 
 def test_the_page_falls_back_to_the_original_space_and_says_why(tmp_path):
@@ -103,7 +108,7 @@ def test_the_page_falls_back_to_the_original_space_and_says_why(tmp_path):
 
 
 @pytest.mark.parametrize("image_id, text", [
-    (6, "No neighbours yet"), (7, "could not be processed"), (9, "not been processed yet")])
+    (6, "No neighbours yet"), (7, "could not be read as an image"), (9, "not been processed yet")])
 def test_image_page_explains_missing_neighbours(client, image_id, text):
     html = page(client, f"/images/{image_id}")
     assert text in html and 'id="neighbour-grid"' not in html
