@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections import Counter
 import urllib.request
 
 import pytest
@@ -281,3 +282,119 @@ def test_a_large_photo_is_scaled_down_before_it_is_sent(pages_server, browser, t
     assert page.get_attribute("#query-image", "src").startswith("data:image/jpeg;base64,")
     assert "4000 × 3000 pixels" in page.inner_text("#query-caption")
     context.close()
+
+
+WORDS = {"identical", "near-duplicate", "very similar", "similar", "less similar"}
+# A card's parts but its folder, which shows where names repeat.
+CARD_FORM = """cards => cards.map(li => [...li.querySelector('a').children]
+    .filter(c => c.className !== 'folder').map(c => c.tagName + '.' + c.className).join(' '))"""
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_the_image_page_at_both_sizes(pages_server, browser, size):
+    base, archive = pages_server
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = new_page(browser, size)
+    grid = "#neighbour-grid li.neighbour"
+    page.goto(base + "/images/2?space=pool3")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#neighbour-grid img')].slice(0, 4)"
+        ".every(i => i.complete && i.naturalWidth > 0)")
+    # The neighbours come right under the image: the first is on the first screen.
+    top = page.eval_on_selector(grid, "li => li.getBoundingClientRect().top")
+    assert top < SIZES[size]["height"] - 100, top
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    # Distances in words, the number on hover.
+    distance = page.locator(f"{grid} .distance").first
+    first = archive.neighbours[2][0][1]
+    assert distance.inner_text() in WORDS
+    assert distance.get_attribute("title") == f"distance {first:.4g} (Original similarity)"
+    page.screenshot(path=str(ARTIFACTS / f"image-{size}.png"))
+
+    # "Show more" cards are the first ones' equals, in form and in size.
+    page.click("#more")
+    shown = page.locator(grid + ":not([hidden])")
+    assert shown.count() > 20
+    forms = page.eval_on_selector_all(grid + ":not([hidden])", CARD_FORM)
+    assert set(forms) == {forms[0]}
+    widths = page.eval_on_selector_all(grid + ":not([hidden])",
+                                       "l => l.map(li => Math.round(li.offsetWidth))")
+    assert set(widths) == {widths[0]}
+    names = page.eval_on_selector_all(grid + ":not([hidden])", """l => l.map(li =>
+        [li.querySelector('.name').textContent, !!li.querySelector('.folder')])""")
+    counts = Counter(name for name, _ in names)
+    assert [with_folder for _, with_folder in names] == [counts[n] > 1 for n, _ in names]
+
+    # A followed neighbour keeps the space.
+    target = archive.neighbours[2][2][0]
+    page.click(f"{grid} >> nth=2")
+    page.wait_for_url(f"{base}/images/{target}?space=pool3")
+    assert page.get_attribute("#space-pool3", "aria-current") == "page"
+
+    # Only one folder's images among the neighbours.
+    page.select_option("select[name=folder]", "series")
+    page.wait_for_url(f"**/images/{target}?space=pool3&folder=series*")
+    folders = page.eval_on_selector_all(grid, "l => l.map(li => li.dataset.folder)")
+    expected = [j for j, _ in archive.neighbours[target]
+                if BROWSER_SPECS[j - 1].path.startswith("series/")]
+    assert folders == ["series"] * len(expected) and len(expected) > 1
+    assert links(page, grid) == [f"{base}/images/{j}" for j in expected]
+    no_broken_images(page)
+    assert page.errors == []
+    page.context.close()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_failed_files_are_explained_never_broken_images(pages_server, browser, size):
+    base, _ = pages_server
+    page = new_page(browser, size)
+    page.goto(base + "/")
+    first = int(page.get_attribute("#first-link", "href").rsplit("/", 1)[-1])
+    assert BROWSER_SPECS[first - 1].status == "ok"
+    failed = [i for i, s in enumerate(BROWSER_SPECS, 1) if s.status == "failed"]
+    assert page.inner_text("#count-failed") == f"{len(failed)} failed"
+    page.click("#count-failed")
+    page.wait_for_url(base + "/browse?status=failed")
+    cards = "#gallery li.neighbour"
+    assert page.eval_on_selector_all(cards, "l => l.map(li => +li.querySelector('a')"
+                                     ".href.split('/').pop())") == failed
+    notes = page.eval_on_selector_all(cards + " .no-picture", "l => l.map(n => n.textContent)")
+    assert notes == [f"Failed: {BROWSER_SPECS[i - 1].error}" for i in failed]
+    assert page.locator(cards + " img").count() == 0
+    page.screenshot(path=str(ARTIFACTS / f"browse-failed-{size}.png"), full_page=True)
+
+    # All of the collection: the failed and missing files' cards have no picture, the
+    # others' pictures all show.
+    page.goto(base + "/browse")
+    page.wait_for_load_state("load")
+    for _ in range(3):
+        page.mouse.wheel(0, 2000)
+    page.wait_for_function("[...document.querySelectorAll('#gallery img')]"
+                           ".every(i => i.complete)")
+    no_broken_images(page)
+
+    # A failed image's page: its reason, no picture, no similarity switch.
+    page.goto(f"{base}/images/{failed[0]}")
+    assert BROWSER_SPECS[failed[0] - 1].error in page.inner_text("#failed")
+    assert page.locator("#main-image, .space-switch").count() == 0
+    no_broken_images(page)
+    assert page.errors == []
+    page.context.close()
+
+
+def test_arrow_keys_skip_link_and_favicon(pages_server, browser):
+    base, _ = pages_server
+    page = new_page(browser, "desktop")
+    page.goto(base + "/browse?limit=5")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_url("**/browse?*limit=5&after=5")
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_url("**/browse?*limit=5&before=6")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    icon = page.get_attribute("link[rel=icon]", "href")
+    with urllib.request.urlopen(base + icon) as response:
+        assert response.headers["Content-Type"].startswith("image/svg+xml")
+    page.context.close()

@@ -157,9 +157,13 @@ def test_files_outside_the_root_or_gone_are_refused(client, route, image_id, sta
     assert b"outside the image root" not in response.data
 
 
-def test_thumbnail_of_an_undecodable_file_is_422(client):
+def test_thumbnail_of_an_undecodable_file_is_422_without_the_server_path(client, archive):
     response = client.get("/images/7/thumbnail")
-    assert response.status_code == 422 and "cannot be decoded" in response.get_json()["error"]
+    error = response.get_json()["error"]
+    assert response.status_code == 422 and "cannot be decoded" in error
+    # Pillow's text names the file it opened: only its name reaches the client.
+    assert "corrupt.jpg" in error and str(archive.image_root) not in error
+    assert str(archive.image_root.parent) not in response.get_data(as_text=True)
 
 
 def test_file_deleted_after_the_scan_is_410(client, archive):
