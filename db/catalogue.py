@@ -70,6 +70,18 @@ def records_of(connection: Connection, ids) -> dict[int, object]:
     return {row.image_id: row for row in connection.execute(query)}
 
 
+def labels_of(connection: Connection, ids) -> dict[int, tuple]:
+    """Return (file name, external id or None, title or None) of each of these images."""
+    result = {}
+    for chunk in chunks(sorted(set(ids))):
+        query = (select(Image.id, Image.file_name, CatalogueRecord.external_id,
+                        CatalogueRecord.title)
+                 .outerjoin(CatalogueRecord, CatalogueRecord.image_id == Image.id)
+                 .where(Image.id.in_(chunk)))
+        result.update((row.id, tuple(row[1:])) for row in connection.execute(query))
+    return result
+
+
 def find_by_external_id(connection: Connection, external_id: str):
     """Return the image row whose catalogue record has this external id, or None."""
     query = (select(*IMAGE_COLUMNS)

@@ -31,6 +31,7 @@ class Member:
     path: str
     file_name: str
     external_id: str | None  # the catalogue's record id
+    title: str | None        # the catalogue's title
     distance: float          # to the group's first image, in the space
 
 
@@ -63,7 +64,7 @@ def describe(connection: Connection, groups: list[list[int]],
     for chunk in chunks(ids):
         for row in connection.execute(
                 select(Image.id, Image.path, Image.file_name, ImageFeatures.vector,
-                       CatalogueRecord.external_id)
+                       CatalogueRecord.external_id, CatalogueRecord.title)
                 .join(ImageFeatures, ImageFeatures.image_id == Image.id)
                 .outerjoin(CatalogueRecord, CatalogueRecord.image_id == Image.id)
                 .where(Image.id.in_(chunk))):
@@ -82,7 +83,7 @@ def describe(connection: Connection, groups: list[list[int]],
         part = vectors[at:at + len(group)]
         distances = np.sqrt(((part - part[0]) ** 2).sum(axis=1))
         described.append([Member(i, rows[i].path, rows[i].file_name, rows[i].external_id,
-                                 float(d))
+                                 rows[i].title, float(d))
                           for i, d in zip(group, distances)])
         at += len(group)
     return described

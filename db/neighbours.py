@@ -11,8 +11,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from db.chunks import IN_LIST, chunks
 from db.jobs import record_progress
-from db.models import OK, POOL3, SPACE_IDS, GroupingExclusion, Image, ImageNeighbour, \
-    NeighbourList
+from db.models import OK, POOL3, SPACE_IDS, CatalogueRecord, GroupingExclusion, Image, \
+    ImageNeighbour, NeighbourList
 from db.spaces import set_valid_through
 from numerics.list_changes import ListChanges
 
@@ -21,7 +21,7 @@ def _image_and_neighbours_query():
     # Built once: a neighbour list is the hottest read, and building the statement
     # (aliases, joins) costs more CPU than MariaDB spends answering it.
     owner, neighbour = Image.__table__.alias("owner"), Image.__table__.alias("neighbour")
-    link = ImageNeighbour.__table__
+    link, record = ImageNeighbour.__table__, CatalogueRecord.__table__
     # A rank is a position in the list's order; numbering the list's (at most k) rows
     # in the database keeps the page one statement.
     ranked = (select(link.c.neighbour_id, link.c.distance,
@@ -33,10 +33,13 @@ def _image_and_neighbours_query():
     ranks = ranked.c.rank.between(bindparam("first_rank"), bindparam("last_rank"))
     return (select(owner.c.status, owner.c.file_name.label("owner_file_name"),
                    ranked.c.rank, ranked.c.neighbour_id.label("id"), ranked.c.distance,
-                   neighbour.c.file_name)
+                   neighbour.c.file_name, record.c.external_id, record.c.title)
             .select_from(owner
                          .outerjoin(ranked, ranks)
-                         .outerjoin(neighbour, neighbour.c.id == ranked.c.neighbour_id))
+                         .outerjoin(neighbour, neighbour.c.id == ranked.c.neighbour_id)
+                         # The catalogue's labels in the same statement: a portal shows
+                         # them beside each entry without a request per neighbour.
+                         .outerjoin(record, record.c.image_id == ranked.c.neighbour_id))
             .where(owner.c.id == bindparam("image_id")).order_by(ranked.c.rank))
 
 
@@ -46,7 +49,8 @@ _IMAGE_AND_NEIGHBOURS = _image_and_neighbours_query()
 def image_and_neighbours(connection: Connection, image_id: int, first_rank: int = 1,
                          last_rank: int = 2**15 - 1, space: str = POOL3) -> tuple:
     """Return (status and file name of the image or None, its neighbours in `space` with
-    ranks in [first_rank, last_rank]: rank, id, distance, file name), nearest first."""
+    ranks in [first_rank, last_rank]: rank, id, distance, file name, the catalogue's
+    external id and title or None), nearest first."""
     # One statement, hence one round trip and one snapshot: the grouping job changes a
     # list in one transaction, so a reader sees the old list or the new one, never a mix.
     rows = connection.execute(_IMAGE_AND_NEIGHBOURS, {"image_id": image_id,

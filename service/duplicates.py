@@ -20,6 +20,7 @@ from runtime import distances
 from service import database, serialize
 from service.cards import Item, cards
 from service.errors import ApiError, int_param, space_param
+from service.serialize import IIIF_PREFIX
 from service.limits import GROUPS, MAX_DISTANCE, MAX_GROUPS_PER_PAGE, MAX_START
 
 _KEPT = 8              # (space, distance, run) results kept per worker
@@ -73,9 +74,10 @@ def _page() -> dict:
         "groups_total": len(groups), "images_total": sum(map(len, groups)),
         "groups": [{"group": number, "size": len(members), "images": [
             {"id": m.image_id, "path": m.path, "file_name": m.file_name,
-             "external_id": m.external_id, "distance": m.distance,
+             "external_id": m.external_id, "title": m.title, "distance": m.distance,
              "links": {"page": f"{root}/images/{m.image_id}",
-                       "thumbnail": f"{root}/images/{m.image_id}/thumbnail?size=256"}}
+                       "thumbnail": f"{root}/images/{m.image_id}/thumbnail?size=256",
+                       "iiif": f"{root}{IIIF_PREFIX}/{m.image_id}"}}
             for m in members]} for number, members in enumerate(shown, start + 1)],
         "previous": (None if start == 0 else
                      dict(params, start=max(0, start - limit))),

@@ -116,11 +116,25 @@ COMPONENTS = {
                            "next": {**_nullable("string"),
                                     "description": "URL of the next page, null at the end"}}},
         "Neighbour": {
-            "type": "object", "required": ["rank", "id", "distance", "file_name", "links"],
+            "type": "object",
+            "required": ["rank", "id", "distance", "file_name", "external_id", "title",
+                         "links"],
             "properties": {"rank": {"type": "integer", "minimum": 1},
                            "id": {"type": "integer", "minimum": 1},
                            "distance": {"type": "number", "minimum": 0},
-                           "file_name": {"type": "string"}, "links": _ref("Links")}},
+                           "file_name": {"type": "string"},
+                           "external_id": {**_nullable("string"), "description":
+                                           "the catalogue's record id; null where the "
+                                           "image has no catalogue record"},
+                           "title": {**_nullable("string"), "description":
+                                     "the catalogue's title; null where there is none"},
+                           "links": _ref("EntryLinks")}},
+        "EntryLinks": {
+            "type": "object", "required": ["self", "page", "thumbnail", "iiif"],
+            "additionalProperties": {"type": "string"},
+            "properties": {"iiif": {"type": "string", "description":
+                                    "the image's IIIF Image API 3.0 service "
+                                    "(append /info.json)"}}},
         "NeighbourList": {
             "type": "object",
             "required": ["id", "space", "offset", "limit", "neighbours", "next"],
@@ -297,12 +311,14 @@ PATHS = {
                                    "images": {"type": "array", "items": {
                                        "type": "object",
                                        "required": ["id", "path", "file_name",
-                                                    "external_id", "distance", "links"],
+                                                    "external_id", "title", "distance",
+                                                    "links"],
                                        "properties": {
                                            "id": {"type": "integer"},
                                            "path": {"type": "string"},
                                            "file_name": {"type": "string"},
                                            "external_id": _nullable("string"),
+                                           "title": _nullable("string"),
                                            "distance": {
                                                "type": "number", "description":
                                                "to the group's first image"},

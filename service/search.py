@@ -25,9 +25,8 @@ from pathlib import Path
 
 import numpy as np
 from flask import current_app, request
-from sqlalchemy import select
-
-from db.models import POOL3, Image
+import db.catalogue
+from db.models import POOL3
 from service import database
 from service.errors import ApiError
 from service.vector_store import NothingToSearch, VectorStore
@@ -199,6 +198,8 @@ class Found(NamedTuple):
     id: int
     distance: float
     file_name: str | None
+    external_id: str | None
+    title: str | None
 
 
 @dataclass
@@ -246,15 +247,7 @@ def search(upload: Upload, space: str, limit: int) -> Result:
         # Id 0 is no image's id: nothing is excluded as "self".
         ids, distances = index.search(query, [0], limit)
     found = [(int(i), float(d)) for i, d in zip(ids[0], distances[0]) if i >= 0]
-    names = _file_names(connection, [i for i, _ in found])
-    rows = [Found(rank, image_id, distance, names.get(image_id))
+    labels = db.catalogue.labels_of(connection, [i for i, _ in found])
+    rows = [Found(rank, image_id, distance, *labels.get(image_id, (None, None, None)))
             for rank, (image_id, distance) in enumerate(found, 1)]
     return Result(space, loaded.job_id, width, height, kind, vector, rows)
-
-
-def _file_names(connection, ids: list[int]) -> dict[int, str]:
-    if not ids:
-        return {}
-    query = select(Image.id, Image.file_name).where(Image.id.in_(ids))
-    return dict(connection.execute(query).all())
-

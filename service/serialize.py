@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from flask import request
 
 THUMBNAIL_SIZES = (128, 256, 512)
+IIIF_PREFIX = "/iiif/3"  # the IIIF Image API 3.0 service of image N is IIIF_PREFIX/N
 
 
 def timestamp(value: datetime | None) -> str | None:
@@ -24,7 +25,8 @@ def links(image_id: int) -> dict[str, str]:
     return {"self": api, "neighbours": f"{api}/neighbours", "features": f"{api}/features",
             "page": page, "file": f"{page}/file", "thumbnail": f"{page}/thumbnail?size=256",
             "fingerprint_svg": f"{page}/fingerprint.svg",
-            "fingerprint_png": f"{page}/fingerprint.png"}
+            "fingerprint_png": f"{page}/fingerprint.png",
+            "iiif": f"{root}{IIIF_PREFIX}/{image_id}"}
 
 
 def image(row, record=None) -> dict:
@@ -62,9 +64,10 @@ def neighbour(row, root: str) -> dict:
     image_id = row.id
     page = f"{root}/images/{image_id}"
     return {"rank": row.rank, "id": image_id, "distance": row.distance,
-            "file_name": row.file_name,
+            "file_name": row.file_name, "external_id": row.external_id, "title": row.title,
             "links": {"self": f"{root}/api/v1/images/{image_id}", "page": page,
-                      "thumbnail": f"{page}/thumbnail?size=256"}}
+                      "thumbnail": f"{page}/thumbnail?size=256",
+                      "iiif": f"{root}{IIIF_PREFIX}/{image_id}"}}
 
 
 def job(run: dict | None) -> dict | None:

@@ -221,7 +221,8 @@ def test_neighbour_links_follow_the_mount_point(client):
     entry = body["neighbours"][0]
     assert entry["links"] == {"self": f"/archive/api/v1/images/{entry['id']}",
                               "page": f"/archive/images/{entry['id']}",
-                              "thumbnail": f"/archive/images/{entry['id']}/thumbnail?size=256"}
+                              "thumbnail": f"/archive/images/{entry['id']}/thumbnail?size=256",
+                              "iiif": f"/archive/iiif/3/{entry['id']}"}
     assert body["next"] == "/archive/api/v1/images/1/neighbours?limit=2&offset=2"
 
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import io
 import threading
+from datetime import datetime
 
 import numpy as np
 import pytest
 from PIL import Image as PILImage
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select
 
 from db.engine import make_engine
-from db.models import OK, WHITENED, Image, ImageFeatures, Space
+from db.models import OK, WHITENED, CatalogueRecord, Image, ImageFeatures, Space
 from numerics.vectors import DIMENSIONS, decode_vector
 from features_support import ROOT
 from jobs.grouping.run import run as run_grouping
@@ -102,6 +103,29 @@ def test_answer_equals_a_float64_brute_force_over_the_stored_vectors(search_coll
         assert [n["id"] for n in got] == want_ids
         np.testing.assert_allclose([n["distance"] for n in got], want_distances,
                                    rtol=1e-5 if space != "pool3" else 1e-6, atol=1e-7)
+
+
+def test_results_carry_the_catalogue_fields_and_iiif_links(search_collection):
+    settings, app = search_collection
+    paths, _, _, _ = stored(settings.database_url)
+    rocket = paths["space/rocket.jpg"]
+    engine = make_engine(settings.database_url)
+    with engine.begin() as connection:
+        connection.execute(insert(CatalogueRecord).values(
+            image_id=rocket, external_id="R-1", title="Rakete (Ünter Wolken)",
+            excluded=False, updated_at=datetime(2026, 1, 1)))
+    try:
+        data = (SAMPLES / "space" / "rocket.jpg").read_bytes()
+        got = post(app.test_client(), data, query="?limit=5").get_json()["neighbours"]
+    finally:
+        with engine.begin() as connection:
+            connection.execute(delete(CatalogueRecord)
+                               .where(CatalogueRecord.image_id == rocket))
+        engine.dispose()
+    assert (got[0]["id"], got[0]["external_id"], got[0]["title"]) == \
+        (rocket, "R-1", "Rakete (Ünter Wolken)")
+    assert all(n["external_id"] is None and n["title"] is None for n in got[1:])
+    assert [n["links"]["iiif"] for n in got] == [f"/iiif/3/{n['id']}" for n in got]
 
 
 def test_the_query_features_are_those_the_feature_job_stored(search_collection):
