@@ -68,9 +68,16 @@ def model_ready(app=None) -> bool:
     return (os.getpid(), settings.model_cache) in _models
 
 
-def preload(model_cache: Path, threads: int) -> threading.Thread:
-    """Load the model in a background thread; a failure is logged and the first search
-    tries again."""
+# The load starts this long after the app is made: gunicorn --preload makes the app in
+# its master and forks the workers at once, and a fork must not catch TensorFlow half
+# imported; a fork before it cancels the master's load and each worker loads its own.
+PRELOAD_DELAY = 1.0
+_timers: list[threading.Timer] = []
+
+
+def preload(model_cache: Path, threads: int, delay: float = PRELOAD_DELAY) -> None:
+    """Load the model in a background thread after `delay` seconds; a failure is logged
+    and the first search tries again."""
     def load():
         started = time.perf_counter()
         try:
@@ -81,14 +88,19 @@ def preload(model_cache: Path, threads: int) -> threading.Thread:
         log.info("search model loaded in %.1f s (process %d)",
                  time.perf_counter() - started, os.getpid())
 
-    thread = threading.Thread(target=load, name="search-model", daemon=True)
-    thread.start()
-    return thread
+    timer = threading.Timer(delay, load)
+    timer.name, timer.daemon = "search-model", True
+    _timers.append(timer)
+    timer.start()
 
 
-def _preload_after_fork() -> None:
-    # A worker forked from a process that preloaded (gunicorn --preload) has no
-    # running thread and must not use its parent's TensorFlow: it loads its own.
+def _before_fork() -> None:
+    for timer in _timers:
+        timer.cancel()  # a load that has not begun: the children load instead
+    _timers.clear()
+
+
+def _after_fork_in_child() -> None:
     global _model_lock
     _model_lock = threading.Lock()  # a thread of the parent may have held it
     for model_cache, threads in _preloads:
@@ -96,7 +108,7 @@ def _preload_after_fork() -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_preload_after_fork)
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 
 def _limit_tensorflow(threads: int) -> None:
