@@ -8,7 +8,8 @@ from sqlalchemy.engine import Connection
 
 from db.chunks import chunks
 from db.images import IMAGE_COLUMNS
-from db.models import CatalogueRecord, Image, title_key, utcnow
+from db.models import CatalogueRecord, Image, utcnow
+from db.title_words import replace_words
 
 RECORD_FIELDS = ("external_id", "title", "title_key", "url", "extra", "excluded")
 
@@ -57,6 +58,9 @@ def write_records(connection: Connection, new: dict[int, dict], changed: dict[in
         connection.execute(insert(CatalogueRecord), [
             {"image_id": image_id, "updated_at": now, **values}
             for image_id, values in new.items()])
+    # The search's words change with the record, in the same transaction.
+    replace_words(connection, {image_id: (values["external_id"], values["title"])
+                               for image_id, values in (new | changed).items()})
 
 
 def records_of(connection: Connection, ids) -> dict[int, object]:
@@ -88,15 +92,6 @@ def find_by_external_id(connection: Connection, external_id: str):
              .join(CatalogueRecord, CatalogueRecord.image_id == Image.id)
              .where(CatalogueRecord.external_id == external_id))
     return connection.execute(query).first()
-
-
-def find_by_title_prefix(connection: Connection, text: str, limit: int) -> list:
-    """Return up to `limit` images whose catalogue title starts with `text`, any case."""
-    query = (select(*IMAGE_COLUMNS)
-             .join(CatalogueRecord, CatalogueRecord.image_id == Image.id)
-             .where(CatalogueRecord.title_key.startswith(title_key(text), autoescape=True))
-             .order_by(CatalogueRecord.title_key, Image.id).limit(limit))
-    return connection.execute(query).all()
 
 
 def excluded_ids(connection: Connection) -> list[int]:

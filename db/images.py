@@ -27,11 +27,28 @@ def get_image(connection: Connection, image_id: int):
     return connection.execute(select(*IMAGE_COLUMNS).where(Image.id == image_id)).first()
 
 
-def list_images(connection: Connection, after_id: int, limit: int) -> list:
-    """Return up to `limit` image rows with id > after_id, in id order (keyset paging)."""
-    query = (select(*IMAGE_COLUMNS).where(Image.id > after_id)
-             .order_by(Image.id).limit(limit))
-    return connection.execute(query).all()
+def get_images(connection: Connection, ids: Iterable[int]) -> dict[int, object]:
+    """Return the image rows with these ids, by id (absent ids are left out)."""
+    ids = sorted(set(ids))
+    if not ids:
+        return {}
+    return {row.id: row for row in connection.execute(
+        select(*IMAGE_COLUMNS).where(Image.id.in_(ids)))}
+
+
+def list_images(connection: Connection, after_id: int, limit: int, *,
+                before_id: int | None = None, name: str | None = None) -> list:
+    """Return up to `limit` image rows (with this file name, if given) in id order
+    (keyset paging): the first with id > after_id, or with `before_id` the last with
+    id < before_id."""
+    query = select(*IMAGE_COLUMNS).limit(limit)
+    if name is not None:
+        query = query.where(Image.file_name == name)
+    if before_id is not None:
+        rows = connection.execute(query.where(Image.id < before_id)
+                                  .order_by(Image.id.desc())).all()
+        return rows[::-1]
+    return connection.execute(query.where(Image.id > after_id).order_by(Image.id)).all()
 
 
 def find_by_path(connection: Connection, path: str) -> list:
@@ -44,10 +61,7 @@ def find_by_path(connection: Connection, path: str) -> list:
 
 def find_by_name(connection: Connection, name: str, after_id: int, limit: int) -> list:
     """Return up to `limit` images with this exact file name and id > after_id."""
-    query = (select(*IMAGE_COLUMNS)
-             .where(Image.file_name == name, Image.id > after_id)
-             .order_by(Image.id).limit(limit))
-    return connection.execute(query).all()
+    return list_images(connection, after_id, limit, name=name)
 
 
 def find_by_name_prefix(connection: Connection, prefix: str, limit: int) -> list:

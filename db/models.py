@@ -21,6 +21,7 @@ SPACE_IDS = {POOL3: 1, WHITENED: 2}
 # the start of their case-folded form.
 EXTERNAL_ID_LENGTH = 255
 TITLE_KEY_LENGTH = 255
+WORD_LENGTH = 64  # characters of a search word kept (db/title_words.py)
 
 # BIGINT on MariaDB, INTEGER (a rowid alias, so AUTOINCREMENT works) on SQLite.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -230,7 +231,8 @@ class CatalogueRecord(Base):
     """An image's record in the archive's catalogue, imported by import_metadata.py."""
 
     __tablename__ = "catalogue_records"
-    # The title search is a prefix search on title_key; the external id is unique.
+    # title_key served the former prefix search (db/title_words.py replaced it); the
+    # external id is unique.
     __table_args__ = (Index("ix_catalogue_records_title_key", "title_key"),
                       {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"})
 
@@ -249,6 +251,21 @@ class CatalogueRecord(Base):
     excluded: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False, default=utcnow,
                                                  onupdate=utcnow)
+
+
+class TitleWord(Base):
+    """A word of an image's catalogue title or record id (db/title_words.py), written
+    with its record by import_metadata.py."""
+
+    __tablename__ = "title_words"
+    # The key serves the search (a range of words, in order); the second index the
+    # per-image checks and the rewrite of an image's words.
+    __table_args__ = (Index("ix_title_words_image_id_word", "image_id", "word"),
+                      {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"})
+
+    word: Mapped[str] = mapped_column(String(WORD_LENGTH), primary_key=True)
+    image_id: Mapped[int] = mapped_column(Id, ForeignKey("images.id"), primary_key=True,
+                                          autoincrement=False)
 
 
 class GroupingExclusion(Base):

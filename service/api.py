@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import hashlib
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import numpy as np
 from flask import Blueprint, jsonify, request
@@ -19,6 +19,7 @@ import db.spaces
 from numerics.vectors import decode_vector
 from service import database, duplicates, search, serialize
 from service.browsing import browse_request
+from service.title_search import search_request
 from service.errors import ApiError, check_image, get_image_or_error, int_param, \
     parse_id, require_grouped, space_param
 from service.limits import MAX_ID, MAX_NEIGHBOURS, MAX_PAGE, MAX_RESULTS, MAX_TEXT, NEIGHBOURS, \
@@ -50,21 +51,45 @@ def cached_json(payload, cache_control: str = LIST_CACHE):
 
 
 def _page_url(path: str, **params) -> str:
-    query = "&".join(f"{key}={value}" for key, value in params.items())
+    query = urlencode(params, quote_via=quote, safe="")
     return f"{request.script_root}{path}?{query}"
 
 
 @bp.get("/images")
 def images():
-    """List images in id order, `limit` at a time; `next` continues after the last."""
+    """List images in id order, `limit` at a time; `next` continues after the last,
+    `previous` ends before the first."""
+    return _id_page("/api/v1/images")
+
+
+def _id_page(path: str, name: str | None = None):
+    """Return a page of images in id order (with this file name) from `cursor` (after
+    it) or `before`, with its next and previous links."""
     limit = int_param("limit", PAGE, 1, MAX_PAGE)
     cursor = int_param("cursor", 0, 0, MAX_ID)
+    before = int_param("before", 0, 1, MAX_ID) if "before" in request.args else None
+    if before is not None and "cursor" in request.args:
+        raise ApiError(400, "give at most one of cursor and before")
     connection = database.connection()
-    rows = db.images.list_images(connection, cursor, limit)
-    next_url = (_page_url("/api/v1/images", limit=limit, cursor=rows[-1].id)
-                if len(rows) == limit else None)
-    return jsonify({"images": _with_records(connection, rows), "limit": limit,
-                    "next": next_url})
+    # One more than asked for in the page's direction, one in the other: whether there
+    # is a page after it and before it.
+    rows = db.images.list_images(connection, cursor, limit + 1, before_id=before,
+                                 name=name)
+    if before is not None:
+        more_before, rows = len(rows) > limit, rows[-limit:]
+        more_after = bool(db.images.list_images(connection, before - 1, 1, name=name))
+    else:
+        more_after, rows = len(rows) > limit, rows[:limit]
+        more_before = bool(cursor) and bool(db.images.list_images(
+            connection, 0, 1, before_id=rows[0].id if rows else cursor + 1, name=name))
+    params = {"name": name} if name is not None else {}
+    next_url = (_page_url(path, **params, limit=limit, cursor=rows[-1].id)
+                if more_after and rows else None)
+    previous_url = (_page_url(path, **params, limit=limit, before=rows[0].id)
+                    if more_before and rows else None)
+    body = {"images": _with_records(connection, rows), "limit": limit, "next": next_url,
+            "previous": previous_url}
+    return serialize.paged(jsonify(body), next_url, previous_url)
 
 
 def _with_records(connection, rows) -> list[dict]:
@@ -78,7 +103,9 @@ def browse_images():
     """Return a page of the gallery (id or path order, folder, status) and its folders."""
     view = browse_request()
     path = "/api/v1/browse"
-    return jsonify({
+    next_url = view.url(path, after=view.next_id) if view.next_id else None
+    previous_url = view.url(path, before=view.previous_id) if view.previous_id else None
+    return serialize.paged(jsonify({
         "order": view.order, "folder": view.folder, "status": view.status,
         "limit": view.limit,
         "images": [serialize.image(row, view.records.get(row.id)) for row in view.page.rows],
@@ -88,9 +115,8 @@ def browse_images():
                        for name in view.subfolders],
         "more_subfolders": view.more_subfolders,
         "next": view.next_id, "previous": view.previous_id,
-        "next_url": view.url(path, after=view.next_id) if view.next_id else None,
-        "previous_url": (view.url(path, before=view.previous_id)
-                         if view.previous_id else None)})
+        "next_url": next_url, "previous_url": previous_url}),
+        next_url, previous_url)
 
 
 @bp.get("/images/lookup")
@@ -104,27 +130,27 @@ def lookup():
     (key, text), = given.items()
     if not text or len(text) > MAX_TEXT:
         raise ApiError(400, f"{key} must be 1 to {MAX_TEXT} characters")
-    limit = int_param("limit", PAGE, 1, MAX_PAGE)
-    cursor = int_param("cursor", 0, 0, MAX_ID)
-    connection = database.connection()
+    int_param("limit", PAGE, 1, MAX_PAGE)  # checked whichever key is given
     if key != "name":  # paths and external ids are unique: one page says it all
+        connection = database.connection()
         rows = (db.images.find_by_path(connection, text) if key == "path"
                 else [row for row in [db.catalogue.find_by_external_id(connection, text)] if row])
+        cursor = int_param("cursor", 0, 0, MAX_ID)
         rows = [row for row in rows if row.id > cursor]
-        return jsonify({"images": _with_records(connection, rows), "next": None})
-    rows = db.images.find_by_name(connection, text, cursor, limit)
-    next_url = None
-    if len(rows) == limit:
-        next_url = _page_url("/api/v1/images/lookup", name=quote(text, safe=""),
-                             limit=limit, cursor=rows[-1].id)
-    return jsonify({"images": _with_records(connection, rows), "next": next_url})
+        return jsonify({"images": _with_records(connection, rows), "next": None,
+                        "previous": None})
+    return _id_page("/api/v1/images/lookup", name=text)
 
 
 @bp.get("/images/<image_id>")
 def image(image_id: str):
     """Describe one image."""
     row = get_image_or_error(image_id)
-    return jsonify(_with_records(database.connection(), [row])[0])
+    body = _with_records(database.connection(), [row])[0]
+    # IIIF Presentation manifests, for viewers (service/manifests.py).
+    manifest = f"{request.script_root}/iiif/manifests/{row.id}"
+    body["manifests"] = {"image": manifest, "neighbours": f"{manifest}/neighbours"}
+    return jsonify(body)
 
 
 @bp.get("/images/<image_id>/neighbours")
@@ -164,12 +190,30 @@ def _neighbours(number: int):
     # The space in the next page's URL only where it was asked for: the default's URLs
     # stay as they were.
     extra = {"space": space} if "space" in request.args else {}
-    next_url = (_page_url(f"/api/v1/images/{number}/neighbours", limit=limit,
-                          offset=offset + limit, **extra) if len(rows) > limit else None)
+    path = f"/api/v1/images/{number}/neighbours"
+    next_url = (_page_url(path, limit=limit, offset=offset + limit, **extra)
+                if len(rows) > limit else None)
+    previous_url = (_page_url(path, limit=limit, offset=max(0, offset - limit), **extra)
+                    if offset else None)
     root = request.script_root
-    return cached_json({"id": number, "space": space, "offset": offset, "limit": limit,
-                        "neighbours": [serialize.neighbour(row, root) for row in rows[:limit]],
-                        "next": next_url})
+    return serialize.paged(cached_json({
+        "id": number, "space": space, "offset": offset, "limit": limit,
+        "neighbours": [serialize.neighbour(row, root) for row in rows[:limit]],
+        "next": next_url, "previous": previous_url}), next_url, previous_url)
+
+
+@bp.get("/images/search")
+def search_titles():
+    """Find images by the words of their catalogue titles and record ids: every word of
+    `q` begins a word of the title or id, any case and accents; `limit` at a time."""
+    found = search_request()
+    path = "/api/v1/images/search"
+    next_url, previous_url = found.next_url(path), found.previous_url(path)
+    return serialize.paged(cached_json({
+        "q": found.text, "words": found.words, "limit": found.limit,
+        "images": [serialize.image(row, found.records.get(row.id))
+                   for row in found.page.rows],
+        "next": next_url, "previous": previous_url}), next_url, previous_url)
 
 
 @bp.get("/spaces")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from flask import current_app, render_template, request, url_for
+from flask import current_app, jsonify, render_template, request, url_for
 
 from db import duplicates
 import db.catalogue
@@ -20,7 +20,7 @@ from runtime import distances
 from service import database, serialize
 from service.cards import Item, cards
 from service.errors import ApiError, int_param, space_param
-from service.serialize import IIIF_PREFIX
+from service.serialize import IIIF_PREFIX, paged
 from service.limits import GROUPS, MAX_DISTANCE, MAX_GROUPS_PER_PAGE, MAX_START
 
 _KEPT = 8              # (space, distance, run) results kept per worker
@@ -97,7 +97,8 @@ def _with_urls(page: dict, endpoint: str) -> dict:
 # pages (service/pages.py): their errors then come as JSON and as pages.
 def duplicates_json():
     """Return the near-duplicate groups, largest first, `limit` from group `start`."""
-    return _with_urls(_page(), "api.duplicates")
+    page = _with_urls(_page(), "api.duplicates")
+    return paged(jsonify(page), page["next"], page["previous"])
 
 
 def duplicates_page():

@@ -6,6 +6,7 @@ from db.models import POOL3, SPACE_IDS, STATUSES
 from service.limits import BROWSE_LIMIT, GROUPS, MAX_BROWSE_LIMIT, MAX_DISTANCE, \
     MAX_GROUPS_PER_PAGE, MAX_ID, MAX_NEIGHBOURS, MAX_PAGE, MAX_RESULTS, MAX_START, MAX_TEXT, \
     NEIGHBOURS, PAGE, RESULTS
+from db.title_words import MAX_QUERY_WORDS
 from service.search import UPLOAD_FIELD, UPLOAD_TYPES
 from service.serialize import SPACE_DESCRIPTIONS, THUMBNAIL_SIZES
 
@@ -50,6 +51,11 @@ def _query(name: str, description: str, minimum: int, maximum: int, default: int
                        "default": default}}
 
 
+# The anchors of keyset paging: the page after or before an image.
+KEYSET = [_query("after", "The page after this image (from `next`)", 1, MAX_ID, 1),
+          _query("before", "The page before this image (from `previous`)", 1, MAX_ID, 1)]
+
+
 def _get(summary: str, responses: dict, parameters: list | None = None,
          description: str = "") -> dict:
     operation = {"summary": summary, "parameters": parameters or [], "responses": responses}
@@ -85,7 +91,12 @@ COMPONENTS = {
                                                "(import_metadata.py)"},
                 "title": {**_nullable("string"), "description": "the catalogue's title"},
                 "url": {**_nullable("string"),
-                        "description": "the catalogue record's address"}}},
+                        "description": "the catalogue record's address"},
+                "manifests": {
+                    "type": "object", "required": ["image", "neighbours"],
+                    "description": "IIIF Presentation 3 manifests (one image's view only)",
+                    "properties": {"image": {"type": "string"},
+                                   "neighbours": {"type": "string"}}}}},
         "Browse": {
             "type": "object",
             "required": ["order", "folder", "status", "limit", "images", "subfolders",
@@ -114,7 +125,10 @@ COMPONENTS = {
             "properties": {"images": {"type": "array", "items": _ref("Image")},
                            "limit": {"type": "integer"},
                            "next": {**_nullable("string"),
-                                    "description": "URL of the next page, null at the end"}}},
+                                    "description": "URL of the next page, null at the end"},
+                           "previous": {**_nullable("string"),
+                                        "description": "URL of the previous page, null "
+                                                       "at the start"}}},
         "Neighbour": {
             "type": "object",
             "required": ["rank", "id", "distance", "file_name", "external_id", "title",
@@ -143,7 +157,20 @@ COMPONENTS = {
                            "limit": {"type": "integer"},
                            "neighbours": {"type": "array", "maxItems": MAX_NEIGHBOURS,
                                           "items": _ref("Neighbour")},
-                           "next": _nullable("string")}},
+                           "next": _nullable("string"), "previous": _nullable("string")}},
+        "TitleSearch": {
+            "type": "object",
+            "required": ["q", "words", "limit", "images", "next", "previous"],
+            "properties": {
+                "q": {"type": "string"},
+                "words": {"type": "array", "items": {"type": "string"},
+                          "description": "the query's words as matched: case-folded, "
+                                         "without accents"},
+                "limit": {"type": "integer"},
+                "images": {"type": "array", "items": _ref("Image")},
+                "next": {**_nullable("string"), "description": "URL of the next page"},
+                "previous": {**_nullable("string"),
+                             "description": "URL of the previous page"}}},
         "SearchResult": {
             "type": "object",
             "required": ["space", "limit", "grouping_run", "query", "neighbours"],
@@ -219,7 +246,9 @@ COMPONENTS = {
         413: "The upload is larger than SEARCH_MAX_UPLOAD_MB, or has more pixels than "
              "MAX_IMAGE_PIXELS",
         415: "The upload is not of an accepted type (JPEG or PNG)",
-        422: "The image file cannot be decoded",
+        422: "The image file cannot be decoded, or has more pixels than MAX_IMAGE_PIXELS",
+        501: "A IIIF feature this service does not offer (upscaling, arbitrary rotation, "
+             "a format other than jpg and png)",
         503: "The database is not reachable or has no tables yet; for a search also: "
              "all search slots are busy (see Retry-After)"}.items()},
 }
@@ -229,7 +258,10 @@ PATHS = {
         "List images in id order (keyset paging)",
         {"200": _json(_ref("ImageList"), "A page of images"), **_errors(400, 503)},
         [_query("limit", "Images per page", 1, MAX_PAGE, PAGE),
-         _query("cursor", "Continue after this id (from `next`)", 0, MAX_ID, 0)]),
+         _query("cursor", "Continue after this id (from `next`)", 0, MAX_ID, 0),
+         _query("before", "The page before this id (from `previous`)", 1, MAX_ID, 1)],
+        "Keyset paging: follow `next` and `previous` (also in the Link header); give at "
+        "most one of `cursor` and `before`."),
     "/api/v1/browse": _get(
         "A page of the collection in id or path order, under a folder, with a status",
         {"200": _json(_ref("Browse"), "A page of images and the folder's subfolders"),
@@ -244,8 +276,7 @@ PATHS = {
          {"name": "status", "in": "query", "required": False,
           "schema": {"enum": list(STATUSES)}},
          _query("limit", "Images per page", 1, MAX_BROWSE_LIMIT, BROWSE_LIMIT),
-         _query("after", "The page after this image (from `next`)", 1, MAX_ID, 1),
-         _query("before", "The page before this image (from `previous`)", 1, MAX_ID, 1)],
+         *KEYSET],
         "Keyset paging: follow next_url and previous_url. Give at most one of `after` "
         "and `before`; in path order it must be the id of an image (404 otherwise)."),
     "/api/v1/external/{external_id}/neighbours": _get(
@@ -269,10 +300,29 @@ PATHS = {
          {"name": "external_id", "in": "query", "required": False,
           "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}},
          _query("limit", "Matches per page", 1, MAX_PAGE, PAGE),
-         _query("cursor", "Continue after this id (from `next`)", 0, MAX_ID, 0)],
+         _query("cursor", "Continue after this id (from `next`)", 0, MAX_ID, 0),
+         _query("before", "The page before this id (from `previous`)", 1, MAX_ID, 1)],
         "Give exactly one of `path`, `name` and `external_id`; more or none is a 400 "
         "error (a rule OpenAPI cannot express). A file name can occur in many folders: all matches are "
         "returned, `limit` at a time. No match is an empty list, not an error."),
+    "/api/v1/images/search": _get(
+        "Find images by the words of their catalogue titles and record ids",
+        {"200": _json(_ref("TitleSearch"), "A page of matching images, possibly none"),
+         "304": {"description": "Not modified (If-None-Match)"},
+         **_errors(400, 404, 503)},
+        [{"name": "q", "in": "query", "required": True,
+          "description": "words to find: each must begin a word of the title or record id",
+          "schema": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT}},
+         _query("limit", "Images per page", 1, MAX_PAGE, PAGE),
+         *KEYSET],
+        "A word is a run of letters and digits, compared without case and accents "
+        "(\"munch\" finds \"Youth (Edvard Munch)\", \"k-5\" finds the record id "
+        "K-5). Every word of `q` must begin a word of the image's title or record id; "
+        f"at most {MAX_QUERY_WORDS} words, and q without a letter or digit is a 400. "
+        "Results are in the order of the word the longest query word begins, then id. "
+        "Keyset paging: follow `next` and `previous` (also in the Link header); an "
+        "`after` or `before` that is no result of q is a 404. Only records written by "
+        "import_metadata.py are searched."),
     "/api/v1/images/{image_id}": _get(
         "Describe one image", {"200": _json(_ref("Image"), "The image"),
                                **_errors(400, 404, 410, 503)}, [IMAGE_ID]),
@@ -396,6 +446,58 @@ PATHS = {
         {"200": _binary("image/jpeg", "The file"), "304": {"description": "Not modified"},
          **_errors(400, 403, 404, 410, 503)}, [IMAGE_ID]),
 }
+
+
+IIIF_ID = {"name": "identifier", "in": "path", "required": True,
+           "description": "The image's id: the IIIF identifier (anything else: 404).",
+           "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}
+_IIIF_SPEC = "https://iiif.io/api/image/3.0/"
+_IIIF_IMAGE_PARAMETERS = [IIIF_ID] + [
+    {"name": name, "in": "path", "required": True, "description": text,
+     "schema": {"type": "string"}}
+    for name, text in (("region", "full, square, x,y,w,h or pct:x,y,w,h"),
+                       ("size", "max, w,, ,h, pct:n, w,h or !w,h (no ^: upscaling is not "
+                                "offered)"),
+                       ("rotation", "0, 90, 180 or 270, ! in front to mirror first"),
+                       ("quality", "default, color, gray or bitonal"),
+                       ("format", "jpg or png"))]
+_JSON_LD = {"application/json": {"schema": {"type": "object"}},
+            "application/ld+json": {"schema": {"type": "object"}}}
+
+PATHS.update({
+    "/iiif/3/{identifier}": _get(
+        "IIIF Image API 3.0: the base URI, redirected to its info.json",
+        {"303": {"description": "See Other: the image information",
+                 "headers": {"Location": {"schema": {"type": "string"}}}},
+         **_errors(403, 404, 410, 422, 503)}, [IIIF_ID]),
+    "/iiif/3/{identifier}/info.json": _get(
+        "IIIF Image API 3.0 image information (level 2, mirroring, bitonal)",
+        {"200": {"description": "The image information; JSON-LD where asked for",
+                 "content": _JSON_LD},
+         "304": {"description": "Not modified"}, **_errors(403, 404, 410, 422, 503)},
+        [IIIF_ID], description=_IIIF_SPEC),
+    "/iiif/3/{identifier}/{region}/{size}/{rotation}/{quality}.{format}": _get(
+        "IIIF Image API 3.0 image request, EXIF orientation applied first",
+        {"200": {"description": "The image", "content": {
+            kind: {"schema": {"type": "string", "format": "binary"}}
+            for kind in ("image/jpeg", "image/png")}},
+         "304": {"description": "Not modified"},
+         **_errors(400, 403, 404, 410, 422, 501, 503)},
+        _IIIF_IMAGE_PARAMETERS, description=_IIIF_SPEC + " Regions are cut at the image's "
+        "edge; one outside it, or a size larger than the region, is a 400."),
+    "/iiif/manifests/{image_id}": _get(
+        "IIIF Presentation 3 manifest of one image, labelled from the catalogue",
+        {"200": {"description": "The manifest", "content": _JSON_LD},
+         "304": {"description": "Not modified"}, **_errors(400, 403, 404, 410, 422, 503)},
+        [IMAGE_ID]),
+    "/iiif/manifests/{image_id}/neighbours": _get(
+        "IIIF Presentation 3 manifest of an image's nearest neighbours, nearest first "
+        "(rank and distance in each canvas's metadata)",
+        {"200": {"description": "The manifest", "content": _JSON_LD},
+         "304": {"description": "Not modified"}, **_errors(400, 404, 410, 503)},
+        [IMAGE_ID, _query("limit", "Neighbours in the manifest", 1, MAX_NEIGHBOURS,
+                          NEIGHBOURS), SPACE]),
+})
 
 
 def openapi_document(server_root: str = "") -> dict:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import base64
 import io
-import json
+from collections import Counter
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
@@ -13,8 +13,6 @@ import db.exclusions
 import db.features
 import db.images
 import db.jobs
-from collections import Counter
-
 from db.models import MISSING, OK, POOL3, SPACE_IDS, STATUSES
 import db.neighbours
 import db.spaces
@@ -23,6 +21,7 @@ from service import database, duplicates, search as image_search, serialize
 from service.browsing import browse_request
 from service.cards import Item, cards, folder_of, kept_space, unavailable_reason
 from service.errors import ApiError, parse_id
+from service.title_search import search_request
 from service.limits import MAX_ID, MAX_NEIGHBOURS, MAX_TEXT, RESULTS
 
 bp = Blueprint("pages", __name__)
@@ -69,7 +68,8 @@ def random_image():
 
 @bp.get("/search")
 def search():
-    """Find images by id, exact path, exact file name or file-name prefix."""
+    """Find images by id, exact path or record id, by the words of catalogue titles and
+    record ids (the API's /api/v1/images/search), and by file name or its beginning."""
     query = request.args.get("q", "").strip()
     if not query:
         return redirect(url_for("pages.home"))
@@ -86,19 +86,32 @@ def search():
     if by_external_id is not None:
         return redirect(url_for("pages.image", image_id=by_external_id.id,
                                 space=kept_space()))
-    results, seen = [], set()
+    try:
+        titles = search_request(SEARCH_LIMIT)
+    except ApiError as error:
+        if error.status != 400:  # q without words: only file names can match
+            raise
+        titles = None
+    names, seen = [], set()
     for found in (db.images.find_by_name(connection, query, 0, SEARCH_LIMIT),
-                  db.images.find_by_name_prefix(connection, query, SEARCH_LIMIT),
-                  db.catalogue.find_by_title_prefix(connection, query, SEARCH_LIMIT)):
-        results += [row for row in found if row.id not in seen]
+                  db.images.find_by_name_prefix(connection, query, SEARCH_LIMIT)):
+        names += [row for row in found if row.id not in seen]
         seen.update(row.id for row in found)
-    results = results[:SEARCH_LIMIT]
-    if len(results) == 1:
-        return redirect(url_for("pages.image", image_id=results[0].id, space=kept_space()))
-    records = db.catalogue.records_of(connection, seen)
-    return render_template("search.html", query=query, results=results,
-                           cards=cards([_item(row) for row in results], records),
-                           limit=SEARCH_LIMIT), 200 if results else 404
+    names = names[:SEARCH_LIMIT]
+    results = titles.page.rows if titles else []
+    paging = titles is not None and (titles.page.has_next or titles.page.has_previous)
+    if not paging and len({row.id for row in [*results, *names]}) == 1:
+        return redirect(url_for("pages.image", image_id=(results or names)[0].id,
+                                space=kept_space()))
+    records = {**db.catalogue.records_of(connection, seen),
+               **(titles.records if titles else {})}
+    return render_template(
+        "search.html", query=query, results=cards([_item(row) for row in results], records),
+        names=cards([_item(row) for row in names], records), limit=SEARCH_LIMIT,
+        json_url=titles.url("/api/v1/images/search") if titles else None,
+        next_url=titles.next_url("/search") if titles else None,
+        previous_url=titles.previous_url("/search") if titles else None), \
+        200 if results or names else 404
 
 
 def _item(row) -> Item:
@@ -112,15 +125,6 @@ def gallery():
     return render_template("browse.html", view=view, statuses=STATUSES,
                            orders=db.browse.ORDERS,
                            cards=cards([_item(row) for row in view.page.rows], view.records))
-
-
-def _extra_fields(record) -> dict:
-    """Return the catalogue's other columns of a record ({} where there are none)."""
-    try:
-        extra = json.loads(record.extra) if record is not None and record.extra else {}
-    except ValueError:
-        return {}
-    return extra if isinstance(extra, dict) else {}
 
 
 @bp.get("/images/<image_id>")
@@ -175,7 +179,7 @@ def image(image_id: str):
                            any_catalogued=len(records) > (row.id in records),
                            record=record,
                            record_url=serialize.safe_url(record.url if record else None),
-                           extra=_extra_fields(record)), status
+                           extra=serialize.extra_fields(record)), status
 
 
 PREVIEW_SIZE = 384  # pixels of the query's preview on the results page

@@ -1,6 +1,7 @@
 """JSON shapes of images, neighbours and job runs, with their links."""
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from urllib.parse import urlsplit
@@ -46,6 +47,15 @@ def catalogue_fields(record) -> dict:
     return {"external_id": record.external_id, "title": record.title, "url": record.url}
 
 
+def extra_fields(record) -> dict:
+    """Return the catalogue's other columns of a record ({} where there are none)."""
+    try:
+        extra = json.loads(record.extra) if record is not None and record.extra else {}
+    except ValueError:
+        return {}
+    return extra if isinstance(extra, dict) else {}
+
+
 def safe_url(url: str | None) -> str | None:
     """Return the URL if a page may link to it (http or https), else None."""
     # The import accepts no other scheme; checked again where a link is made, so that a
@@ -68,6 +78,16 @@ def neighbour(row, root: str) -> dict:
             "links": {"self": f"{root}/api/v1/images/{image_id}", "page": page,
                       "thumbnail": f"{page}/thumbnail?size=256",
                       "iiif": f"{root}{IIIF_PREFIX}/{image_id}"}}
+
+
+def paged(response, next_url: str | None, previous_url: str | None = None):
+    """Add the Link header (RFC 8288) of a page's neighbours to its response: the same
+    URLs as the body's `next` and `previous`."""
+    links = [f'<{url}>; rel="{rel}"' for rel, url in (("next", next_url),
+                                                       ("prev", previous_url)) if url]
+    if links:
+        response.headers["Link"] = ", ".join(links)
+    return response
 
 
 def job(run: dict | None) -> dict | None:

@@ -2,6 +2,7 @@
 on SQLite and MariaDB (the browse archive, which has a catalogue)."""
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import text
 
 import db.duplicates
@@ -59,3 +60,45 @@ def test_the_original_endpoint_keeps_its_exact_shape(browse_client, browse_archi
         body = get_json(browse_client, f"/image_name_and_neighbours/{image_id}")
         assert body == [specs[image_id - 1].path.rsplit("/", 1)[-1],
                         [{"id": j, "distance": d} for j, d in expected]]
+
+
+def _links(response) -> dict[str, str]:
+    """Return the Link header's targets by relation (RFC 8288's simple form)."""
+    found = {}
+    for part in filter(None, response.headers.get("Link", "").split(", <")):
+        target, rel = part.lstrip("<").split(">; rel=")
+        found[rel.strip('"')] = target
+    return found
+
+
+@pytest.mark.parametrize("first, items, next_key, previous_key", [
+    ("/api/v1/images?limit=4", "images", "next", "previous"),
+    ("/api/v1/images/lookup?name=duplicate.jpg&limit=1", "images", "next", "previous"),
+    ("/api/v1/images/5/neighbours?limit=3", "neighbours", "next", "previous"),
+    ("/api/v1/images/5/neighbours?limit=4&space=pool3", "neighbours", "next", "previous"),
+    ("/api/v1/browse?limit=5", "images", "next_url", "previous_url"),
+    ("/api/v1/browse?order=path&limit=7", "images", "next_url", "previous_url"),
+    ("/api/v1/images/search?q=ros&limit=1", "images", "next", "previous")])
+def test_paging_links_lead_through_every_result_once_both_ways(
+        browse_client, first, items, next_key, previous_key):
+    def key(entry):
+        return entry["id"]
+
+    whole = get_json(browse_client, first.replace("limit=", "limit=100&x="))[items]
+    forward, url, last = [], first, None
+    while url:
+        response = browse_client.get(url)
+        assert response.status_code == 200
+        body = response.get_json()
+        assert _links(response) == {rel: body[name] for rel, name in
+                                    (("next", next_key), ("prev", previous_key))
+                                    if body[name]}
+        forward += [key(entry) for entry in body[items]]
+        url, last = body[next_key], body
+    assert forward == [key(entry) for entry in whole] and len(whole) > 1
+    backward, url = [key(entry) for entry in last[items]], last[previous_key]
+    while url:
+        body = get_json(browse_client, url)
+        backward = [key(entry) for entry in body[items]] + backward
+        url = body[previous_key]
+    assert backward == forward

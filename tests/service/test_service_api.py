@@ -30,7 +30,7 @@ def test_images_are_paged_in_id_order_with_next_links(client):
         url = page["next"]
     assert seen == ALL_IDS
     assert get_json(client, f"/api/v1/images?cursor={len(SPECS)}") == \
-        {"images": [], "limit": 100, "next": None}
+        {"images": [], "limit": 100, "next": None, "previous": None}
 
 
 def test_image_describes_the_row(client, archive):
@@ -267,8 +267,10 @@ def test_openapi_document_lists_every_route(app, client):
     document = get_json(client, "/api/v1/openapi.json")
     assert document["openapi"].startswith("3.1")
     routes = {re.sub(r"<(?:path:)?(\w+)>", r"{\1}", rule.rule)
+              .replace("{quality_format}", "{quality}.{format}")  # one segment, split by IIIF
               for rule in app.url_map.iter_rules()
-              if rule.endpoint.split(".")[0] in ("api", "legacy", "media")}
+              if rule.endpoint.split(".")[0] in ("api", "legacy", "media", "iiif",
+                                                 "manifests")}
     routes -= {"/healthz", "/api/v1/openapi.json"}  # the document itself; an alias
     assert routes == set(document["paths"])
     for name, schema in document["components"]["schemas"].items():
