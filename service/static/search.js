@@ -66,6 +66,10 @@
       var answer = page.getElementById("search-answer");
       if (!answer) throw new Error("unexpected answer");
       document.getElementById("search-answer").replaceWith(answer);
+      // On a phone the form fills the screen: bring the results into view.
+      if (answer.getBoundingClientRect().top > window.innerHeight / 2) {
+        answer.scrollIntoView({block: "start"});
+      }
       status.textContent = answer.querySelector("#search-error") ? "" : "Done.";
     }).catch(function (error) {
       status.textContent = "The search failed (" + error.message + "); try again.";

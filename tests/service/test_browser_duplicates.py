@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from browser_support import ARTIFACTS
+from samples_support import SAMPLES
 
 pytestmark = pytest.mark.browser
 
@@ -105,5 +106,14 @@ def test_the_main_pages_over_real_photos_at_both_sizes(duplicates_server, browse
             "li.duplicate-group", "l => l.map(g => Math.round(g.getBoundingClientRect().top))")
         assert len(set(tops)) < len(tops)
     page.screenshot(path=str(SCREENSHOTS / f"duplicates-{size}.png"))
+
+    # A phone photo of a print: the low-quality copy finds its original first.
+    page.goto(base + "/search-by-image")
+    page.set_input_files("#image-input", str(SAMPLES / "objects" / "coffee_low_quality.jpg"))
+    page.wait_for_selector("#neighbour-grid li.neighbour", timeout=180_000)
+    shows_all_pictures()
+    names = page.eval_on_selector_all("#neighbour-grid .name", "l => l.map(n => n.textContent)")
+    assert names[0] == "coffee_low_quality.jpg" and "coffee.jpg" in names[:4]
+    page.screenshot(path=str(SCREENSHOTS / f"search-by-image-{size}.png"))
     assert errors == []
     context.close()
