@@ -185,3 +185,13 @@ def test_a_file_name_with_control_characters_is_served(tmp_path):
     assert response.status_code == 200
     assert response.data == archive.files[len(specs)]
     assert "line_break_.jpg" in response.headers["Content-Disposition"]
+
+
+@pytest.mark.parametrize("url", ["/images/7/thumbnail", "/iiif/3/7/info.json",
+                                 "/iiif/3/7/full/max/0/default.jpg", "/images/10/file",
+                                 "/images/11/thumbnail", "/images/8/file"])
+def test_no_answer_names_a_folder_of_the_server(client, archive, url):
+    # The failed, missing, escaping and symlinked files: every error the files give.
+    response = client.get(url)
+    assert response.status_code >= 400
+    assert str(archive.image_root.parent) not in response.get_data(as_text=True)
