@@ -109,7 +109,9 @@ SETTINGS = (
     Setting("DUPLICATE_DISTANCE", "8",
             "Largest pool3 distance at which `report_duplicates.py` and the duplicates "
             "page take two images for near-duplicates (calibrated in "
-            "`bench/results/duplicates.md`).", _SERVICE + _SCRIPTS),
+            "`bench/results/duplicates.md`; the other spaces use their own calibrated "
+            "distance, see [Distances in words](#distances-in-words)).",
+            _SERVICE + _SCRIPTS),
     Setting("THUMBNAIL_CACHE", "data/thumbnails",
             "Folder where the service caches generated thumbnails.", _SERVICE, "image"),
     Setting("IIIF_CACHE_MB", "1024",
