@@ -4,7 +4,8 @@
     report_duplicates.py [--max-distance X] [--space pool3|whitened] [--output FILE]
 
 Two images are near-duplicates when one is in the other's list at a distance of at most
-X (default DUPLICATE_DISTANCE, calibrated for pool3 in bench/results/duplicates.md); a
+X (default: DUPLICATE_DISTANCE in pool3, the calibrated one of runtime/distances.py in
+the other spaces; bench/results/duplicates.md); a
 group is a connected component of such pairs, so chains of copies form one group.
 Columns: group (1 = the largest), image_id, path, external_id (the catalogue's record id,
 empty without one), distance (to the group's first image, in the space). Groups come
@@ -19,6 +20,7 @@ import sys
 
 from db.models import POOL3, SPACE_IDS
 from runtime.cli import settings_or_none
+from runtime.distances import duplicate_distance
 from runtime.jobrun import JobError, connect
 
 PROG = "report_duplicates.py"
@@ -29,7 +31,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("--max-distance", type=float, metavar="X",
                         help="largest distance of a near-duplicate pair "
-                             "(default: DUPLICATE_DISTANCE)")
+                             "(default: DUPLICATE_DISTANCE in pool3, the space's "
+                             "calibrated one in the others)")
     parser.add_argument("--space", choices=tuple(SPACE_IDS), default=POOL3,
                         help="the lists to read (default: pool3; X is a distance there)")
     parser.add_argument("--output", metavar="FILE", help="CSV file (default: stdout)")
@@ -55,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from db.duplicates import describe, find_groups
     from sqlalchemy.exc import SQLAlchemyError
-    max_distance = (settings.duplicate_distance if args.max_distance is None
-                    else args.max_distance)
+    max_distance = (duplicate_distance(args.space, settings.duplicate_distance)
+                    if args.max_distance is None else args.max_distance)
     try:
         engine = connect(settings.database_url, read_only=True)
         try:

@@ -109,7 +109,9 @@ SETTINGS = (
     Setting("DUPLICATE_DISTANCE", "8",
             "Largest pool3 distance at which `report_duplicates.py` and the duplicates "
             "page take two images for near-duplicates (calibrated in "
-            "`bench/results/duplicates.md`).", _SERVICE + _SCRIPTS),
+            "`bench/results/duplicates.md`; the other spaces use their own calibrated "
+            "distance, see [Distances in words](#distances-in-words)).",
+            _SERVICE + _SCRIPTS),
     Setting("THUMBNAIL_CACHE", "data/thumbnails",
             "Folder where the service caches generated thumbnails.", _SERVICE, "image"),
     Setting("IIIF_CACHE_MB", "1024",
@@ -132,6 +134,11 @@ SETTINGS = (
     Setting("SEARCH_MAX_UPLOAD_MB", "20",
             "Largest upload the search by image accepts, in megabytes (larger: 413).",
             _SERVICE),
+    Setting("SEARCH_PRELOAD", "1",
+            "1: each service worker loads the model for the search by uploaded image in "
+            "the background as it starts (TensorFlow and Inception v3: seconds to a minute of CPU and some hundred MB of memory per worker), so "
+            "that the first search does not wait for it; 0: on the first search (tests, "
+            "small deployments without uploads).", _SERVICE),
     Setting("PAGE_SPACE", "whitened",
             "Space the image page shows first, when its lists exist: `whitened` (improved "
             "similarity) or `pool3` (the original distance). A switch on the page shows "
@@ -175,6 +182,7 @@ class Settings:
     search_concurrency: int  # resolved: 0 in the settings becomes the automatic count
     search_threads: int  # resolved likewise
     search_max_upload_mb: int
+    search_preload: bool
     page_space: str
     cors_origins: tuple[str, ...]
     dask_scheduler: str
@@ -301,6 +309,7 @@ def load_settings(overrides: dict[str, str] | None = None,
         search_concurrency=concurrency,
         search_threads=search_threads,
         search_max_upload_mb=_int("SEARCH_MAX_UPLOAD_MB", values["SEARCH_MAX_UPLOAD_MB"]),
+        search_preload=_choice("SEARCH_PRELOAD", values["SEARCH_PRELOAD"], ("0", "1")) == "1",
         page_space=_choice("PAGE_SPACE", values["PAGE_SPACE"], tuple(SPACE_IDS)),
         cors_origins=tuple(o.strip() for o in values["CORS_ORIGINS"].split(",") if o.strip()),
         dask_scheduler=values["DASK_SCHEDULER"].strip(),

@@ -13,8 +13,12 @@ from collections import OrderedDict
 from flask import current_app, jsonify, render_template, request, url_for
 
 from db import duplicates
+import db.catalogue
 import db.jobs
-from service import database
+import db.spaces
+from runtime import distances
+from service import database, serialize
+from service.cards import Item, cards
 from service.errors import ApiError, int_param, space_param
 from service.serialize import IIIF_PREFIX, paged
 from service.limits import GROUPS, MAX_DISTANCE, MAX_GROUPS_PER_PAGE, MAX_START
@@ -24,8 +28,9 @@ _cache: OrderedDict = OrderedDict()
 _lock = threading.Lock()
 
 
-def _distance_param() -> float:
-    default = current_app.config["SETTINGS"].duplicate_distance
+def _distance_param(space: str) -> float:
+    default = distances.duplicate_distance(space, current_app.config["SETTINGS"]
+                                           .duplicate_distance)
     text = request.args.get("max_distance")
     if text is None:
         return default
@@ -56,7 +61,7 @@ def _groups(connection, space: str, max_distance: float) -> list[list[int]]:
 
 def _page() -> dict:
     space = space_param()
-    max_distance = _distance_param()
+    max_distance = _distance_param(space)
     start = int_param("start", 0, 0, MAX_START)
     limit = int_param("limit", GROUPS, 1, MAX_GROUPS_PER_PAGE)
     connection = database.connection()
@@ -99,4 +104,17 @@ def duplicates_json():
 def duplicates_page():
     """Show the near-duplicate groups, largest first, thumbnails side by side."""
     page = _with_urls(_page(), "pages.duplicates")
-    return render_template("duplicates.html", page=page)
+    connection = database.connection()
+    members = [m for group in page["groups"] for m in group["images"]]
+    records = db.catalogue.records_of(connection, [m["id"] for m in members])
+    groups = [(group, cards([Item(m["id"], m["path"], m["file_name"],
+                                  # The first is the one the others are measured to.
+                                  distance=m["distance"] if number else None)
+                             for number, m in enumerate(group["images"])],
+                            records, page["space"], link_space=page["space"]))
+              for group in page["groups"]]
+    spaces = [s for s in serialize.spaces(db.spaces.overview(connection)) if s["computed"]]
+    return render_template("duplicates.html", page=page, groups=groups, spaces=spaces,
+                           default=distances.duplicate_distance(
+                               page["space"], current_app.config["SETTINGS"]
+                               .duplicate_distance))

@@ -93,7 +93,19 @@ def wants_html() -> bool:
     return best == "text/html"
 
 
+def without_server_paths(message: str) -> str:
+    """Return `message` with the service's folders cut out: no response names a path on
+    the server (a library's error text may)."""
+    settings = current_app.config["SETTINGS"]
+    for folder in (settings.image_root, settings.thumbnail_cache, settings.search_cache,
+                   settings.model_cache.parent):
+        for text in {str(folder), str(folder.resolve())}:
+            message = message.replace(text + "/", "").replace(text, "…")
+    return message
+
+
 def _respond(status: int, message: str, extra: dict | None = None):
+    message = without_server_paths(message)
     if wants_html():
         return render_template("error.html", status=status, message=message), status
     return jsonify({"error": message, **(extra or {})}), status

@@ -377,7 +377,8 @@ PATHS = {
                       "A page of groups"), **_errors(400, 404, 503)},
         [SPACE, {"name": "max_distance", "in": "query", "required": False,
                  "description": "largest distance of a near-duplicate pair (default: "
-                                "DUPLICATE_DISTANCE)",
+                                "DUPLICATE_DISTANCE in pool3, the space's calibrated "
+                                "one in the others)",
                  "schema": {"type": "number", "minimum": 0, "maximum": MAX_DISTANCE}},
          _query("start", "Groups to skip", 0, MAX_START, 0),
          _query("limit", "Groups per page", 1, MAX_GROUPS_PER_PAGE, GROUPS)],

@@ -2,8 +2,10 @@
 exact engine over the vectors of the last completed grouping run.
 
 Shared by the JSON endpoint (POST /api/v1/search) and the page (/search-by-image). The
-model loads on the first search of a worker and stays; a lock covers only that load, so
-the other endpoints never wait for it. Searches hold one of SEARCH_CONCURRENCY slots,
+model loads once per worker process, in a background thread as the worker starts
+(SEARCH_PRELOAD; else on the first search), and stays; a lock covers only that load, so
+the other endpoints never wait for it, and a search arriving during it waits only for
+the rest of it. Searches hold one of SEARCH_CONCURRENCY slots,
 lock files under SEARCH_CACHE that every worker on the machine shares: when all are
 taken the search is refused at once (503) rather than queued. Each search runs the model
 and the vector search on SEARCH_THREADS threads, so that searches together take a bounded
@@ -13,7 +15,9 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -33,8 +37,10 @@ RETRY_AFTER_SECONDS = 2
 UPLOAD_FIELD = "image"
 UPLOAD_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG"}  # model.preprocess.UPLOAD_FORMATS
 
-_models: dict[Path, object] = {}  # MODEL_CACHE path -> Extractor, once per process
+# (process id, MODEL_CACHE path) -> Extractor: a forked worker loads its own.
+_models: dict[tuple[int, Path], object] = {}
 _model_lock = threading.Lock()
+_preloads: list[tuple[Path, int]] = []  # what this process preloads, again after a fork
 
 
 def extractor(model_cache: Path, threads: int | None = None):
@@ -43,16 +49,66 @@ def extractor(model_cache: Path, threads: int | None = None):
     With `threads`, TensorFlow runs one op at a time on that many threads in this
     process (SEARCH_THREADS), so that a search takes a bounded share of the cores.
     """
-    model = _models.get(model_cache)
+    key = (os.getpid(), model_cache)
+    model = _models.get(key)
     if model is None:
         with _model_lock:
-            model = _models.get(model_cache)
+            model = _models.get(key)
             if model is None:
                 if threads:
                     _limit_tensorflow(threads)
                 from model import load_extractor
-                model = _models[model_cache] = load_extractor(model_cache)
+                model = _models[key] = load_extractor(model_cache)
     return model
+
+
+def model_ready(app=None) -> bool:
+    """Return whether this process has the search model loaded."""
+    settings = (app or current_app).config["SETTINGS"]
+    return (os.getpid(), settings.model_cache) in _models
+
+
+# The load starts this long after the app is made: gunicorn --preload makes the app in
+# its master and forks the workers at once, and a fork must not catch TensorFlow half
+# imported; a fork before it cancels the master's load and each worker loads its own.
+PRELOAD_DELAY = 1.0
+_timers: list[threading.Timer] = []
+
+
+def preload(model_cache: Path, threads: int, delay: float = PRELOAD_DELAY) -> None:
+    """Load the model in a background thread after `delay` seconds; a failure is logged
+    and the first search tries again."""
+    def load():
+        started = time.perf_counter()
+        try:
+            extractor(model_cache, threads)
+        except Exception:  # noqa: BLE001 - a search reports it; the worker must live
+            log.exception("the search model could not be loaded in the background")
+            return
+        log.info("search model loaded in %.1f s (process %d)",
+                 time.perf_counter() - started, os.getpid())
+
+    timer = threading.Timer(delay, load)
+    timer.name, timer.daemon = "search-model", True
+    _timers.append(timer)
+    timer.start()
+
+
+def _before_fork() -> None:
+    for timer in _timers:
+        timer.cancel()  # a load that has not begun: the children load instead
+    _timers.clear()
+
+
+def _after_fork_in_child() -> None:
+    global _model_lock
+    _model_lock = threading.Lock()  # a thread of the parent may have held it
+    for model_cache, threads in _preloads:
+        preload(model_cache, threads)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 
 def _limit_tensorflow(threads: int) -> None:
@@ -114,6 +170,10 @@ def init_app(app) -> None:
         threads=settings.search_threads)
     app.extensions["search_slots"] = Slots(settings.search_cache / "slots",
                                            settings.search_concurrency)
+    if settings.search_preload and (settings.model_cache, settings.search_threads) \
+            not in _preloads:
+        _preloads.append((settings.model_cache, settings.search_threads))
+        preload(settings.model_cache, settings.search_threads)
 
 
 def read_upload(form_allowed: bool = True) -> Upload:
@@ -126,7 +186,10 @@ def read_upload(form_allowed: bool = True) -> Upload:
     # file name never reaches the disk.
     mimetype = request.mimetype
     if mimetype == "multipart/form-data" and form_allowed:
-        file = request.files.get(UPLOAD_FIELD)
+        # The page offers a camera and a file chooser, both named UPLOAD_FIELD: the
+        # first one holding a file counts.
+        files = request.files.getlist(UPLOAD_FIELD)
+        file = next((f for f in files if f.filename), files[0] if files else None)
         if file is None:
             raise ApiError(400, f"send the image in the form field {UPLOAD_FIELD!r}")
         declared = UPLOAD_TYPES.get(file.mimetype)

@@ -66,7 +66,9 @@ def render(path: Path, size: int, max_pixels: int) -> bytes:
             return buffer.getvalue()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
             Image.DecompressionBombError) as error:
-        raise ApiError(422, f"the image file cannot be decoded: {error}") from None
+        # Pillow names the file it opened: a client sees its name, not the server's path.
+        reason = str(error).replace(str(path), path.name)
+        raise ApiError(422, f"the image file cannot be decoded: {reason}") from None
 
 
 def thumbnail(row, size: int, image_root: Path, cache: Path,

@@ -55,7 +55,8 @@ def gunicorn(env: dict):
     process = subprocess.Popen(
         [str(Path(sys.executable).with_name("gunicorn")), "--bind", f"127.0.0.1:{port}",
          "--workers", "1", "--threads", "4", "--no-control-socket", "service:create_app()"],
-        cwd=ROOT, env={**os.environ, **env})
+        # The search model loads only where a fixture asks for it (SEARCH_PRELOAD=1).
+        cwd=ROOT, env={**os.environ, "SEARCH_PRELOAD": "0", **env})
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):

@@ -48,7 +48,7 @@ def settings_for(tmp_path):
         values = {"MODEL_CACHE": str(ROOT / "data" / "inception_v3_2015_12_05.weights.h5"),
                   "THUMBNAIL_CACHE": str(tmp_path / "thumbnails"),
                   "SEARCH_CACHE": str(tmp_path / "search-cache"),
-                  "VECTOR_CACHE": str(tmp_path / "vector-cache")}
+                  "VECTOR_CACHE": str(tmp_path / "vector-cache"), "SEARCH_PRELOAD": "0"}
         values.update({k.upper(): str(v) for k, v in overrides.items()})
         return load_settings(values, env={}, env_file=None)
     return build

@@ -190,7 +190,8 @@ def build_archive(url: str, root: Path, specs: tuple[Spec, ...] = SPECS,
 def settings_for_archive(archive: Archive, cache: Path, **overrides):
     """Return Settings pointing at the archive, ignoring the developer's environment."""
     values = {"DATABASE_URL": archive.url, "IMAGE_ROOT": str(archive.image_root),
-              "THUMBNAIL_CACHE": str(cache), "SEARCH_CACHE": str(cache / "search")}
+              "THUMBNAIL_CACHE": str(cache), "SEARCH_CACHE": str(cache / "search"),
+              "SEARCH_PRELOAD": "0"}
     values.update({k.upper(): str(v) for k, v in overrides.items()})
     return load_settings(values, env={}, env_file=None)
 

@@ -106,7 +106,8 @@ def samples(request, tmp_path_factory):
             "THUMBNAIL_CACHE": str(root / "thumbnails"),
             "VECTOR_CACHE": str(root / "vector-cache"),
             "MODEL_CACHE": str(ROOT / "data" / "inception_v3_2015_12_05.weights.h5"),
-            "EXCLUDE_PATTERNS": EXCLUDED, "DUPLICATE_DISTANCE": str(MAX_DISTANCE)},
+            "EXCLUDE_PATTERNS": EXCLUDED, "DUPLICATE_DISTANCE": str(MAX_DISTANCE),
+            "SEARCH_PRELOAD": "0"},
             env={}, env_file=None)
         run_features(settings, quiet=True, extractor=shared_extractor())
         run_grouping(settings, quiet=True)

@@ -197,6 +197,7 @@ OPERATOR_VALUES = {
     "SEARCH_CONCURRENCY": "2",
     "SEARCH_THREADS": "3",
     "SEARCH_MAX_UPLOAD_MB": "10",
+    "SEARCH_PRELOAD": "0",
     "PAGE_SPACE": "pool3",
     "CORS_ORIGINS": "https://archive.example.org",
     "DASK_SCHEDULER": "tcp://scheduler.example.org:8786",

@@ -82,7 +82,7 @@ def pages_server(tmp_path_factory):
     archive = build_archive(f"sqlite:///{root / 'images.sqlite3'}", root, BROWSER_SPECS)
     with gunicorn({"DATABASE_URL": archive.url, "IMAGE_ROOT": str(archive.image_root),
                    "THUMBNAIL_CACHE": str(root / "thumbnails"), "LOG_LEVEL": "WARNING",
-                   "SEARCH_CACHE": str(root / "search-cache")}) as base:
+                   "SEARCH_CACHE": str(root / "search-cache"), "SEARCH_PRELOAD": "1"}) as base:
         yield base, archive
 
 
@@ -102,7 +102,7 @@ def gallery_server(tmp_path_factory):
         root / "catalogue.csv", out=io.StringIO())
     with gunicorn({"DATABASE_URL": archive.url, "IMAGE_ROOT": str(archive.image_root),
                    "THUMBNAIL_CACHE": str(root / "thumbnails"),
-                   "LOG_LEVEL": "WARNING"}) as base:
+                   "LOG_LEVEL": "WARNING", "SEARCH_PRELOAD": "0"}) as base:
         yield base, archive
 
 
@@ -113,7 +113,8 @@ def duplicates_server(tmp_path_factory):
     env = {"DATABASE_URL": f"sqlite:///{root / 'images.sqlite3'}",
            "IMAGE_ROOT": str(SAMPLES), "NEIGHBOURS_K": "10",
            "THUMBNAIL_CACHE": str(root / "thumbnails"), "LOG_LEVEL": "WARNING",
-           "EXCLUDE_PATTERNS": "gravel.jpg", "DUPLICATE_DISTANCE": "8"}
+           "EXCLUDE_PATTERNS": "gravel.jpg", "DUPLICATE_DISTANCE": "8",
+           "SEARCH_PRELOAD": "0"}
     settings = load_settings({**env, "MODEL_CACHE": str(
         ROOT / "data" / "inception_v3_2015_12_05.weights.h5")}, env={}, env_file=None)
     run_features(settings, quiet=True, extractor=shared_extractor())
@@ -153,7 +154,8 @@ def _search_settings(url: str, folder: Path, **overrides):
     values = {"DATABASE_URL": url, "IMAGE_ROOT": str(SAMPLES), "MODEL_CACHE": str(MODEL_CACHE),
               "THUMBNAIL_CACHE": str(folder / "thumbnails"),
               "VECTOR_CACHE": str(folder / "vector-cache"),
-              "SEARCH_CACHE": str(folder / "search-cache"), "NEIGHBOURS_K": "10"}
+              "SEARCH_CACHE": str(folder / "search-cache"), "NEIGHBOURS_K": "10",
+              "SEARCH_PRELOAD": "0"}
     values.update({k.upper(): str(v) for k, v in overrides.items()})
     return load_settings(values, env={}, env_file=None)
 

@@ -118,6 +118,7 @@ def test_flask_cli_builds_the_app_from_the_environment(sqlite_archive, tmp_path)
 def test_create_app_without_arguments_reads_the_settings(archive, monkeypatch, tmp_path):
     monkeypatch.setenv("DATABASE_URL", archive.url)
     monkeypatch.setenv("THUMBNAIL_CACHE", str(tmp_path))
+    monkeypatch.setenv("SEARCH_PRELOAD", "0")
     application = create_app()
     assert application.config["SETTINGS"] == load_settings()
     assert application.test_client().get("/api/v1/healthz").status_code == 200

@@ -157,9 +157,13 @@ def test_files_outside_the_root_or_gone_are_refused(client, route, image_id, sta
     assert b"outside the image root" not in response.data
 
 
-def test_thumbnail_of_an_undecodable_file_is_422(client):
+def test_thumbnail_of_an_undecodable_file_is_422_without_the_server_path(client, archive):
     response = client.get("/images/7/thumbnail")
-    assert response.status_code == 422 and "cannot be decoded" in response.get_json()["error"]
+    error = response.get_json()["error"]
+    assert response.status_code == 422 and "cannot be decoded" in error
+    # Pillow's text names the file it opened: only its name reaches the client.
+    assert "corrupt.jpg" in error and str(archive.image_root) not in error
+    assert str(archive.image_root.parent) not in response.get_data(as_text=True)
 
 
 def test_file_deleted_after_the_scan_is_410(client, archive):
@@ -181,3 +185,13 @@ def test_a_file_name_with_control_characters_is_served(tmp_path):
     assert response.status_code == 200
     assert response.data == archive.files[len(specs)]
     assert "line_break_.jpg" in response.headers["Content-Disposition"]
+
+
+@pytest.mark.parametrize("url", ["/images/7/thumbnail", "/iiif/3/7/info.json",
+                                 "/iiif/3/7/full/max/0/default.jpg", "/images/10/file",
+                                 "/images/11/thumbnail", "/images/8/file"])
+def test_no_answer_names_a_folder_of_the_server(client, archive, url):
+    # The failed, missing, escaping and symlinked files: every error the files give.
+    response = client.get(url)
+    assert response.status_code >= 400
+    assert str(archive.image_root.parent) not in response.get_data(as_text=True)

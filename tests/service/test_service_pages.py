@@ -74,15 +74,20 @@ def test_image_page_shows_image_fingerprint_and_neighbours(client, archive):
     html = page(client, "/images/2?space=pool3")
     assert grid(html) == [j for j, _ in archive.neighbours[2]]
     first_distance = archive.neighbours[2][0][1]
-    assert f'<span class="distance">{first_distance:.4g}</span>' in html
-    # Moving on keeps the space asked for.
+    # In words, the number on hover.
+    assert re.search(rf'title="distance {first_distance:.4g} \(Original similarity\)">'
+                     rf'(identical|near-duplicate|very similar|similar|less similar)</span>',
+                     html)
+    # Moving on, to a neighbour or the next image, keeps the space asked for.
     assert 'id="next-link" rel="next" href="/images/3?space=pool3"' in html
+    assert re.findall(r'<a href="/images/\d+(\?space=pool3)?" title=', html) == \
+        ["?space=pool3"] * len(archive.neighbours[2])
 
 
 def grid(html: str) -> list[int]:
     """Return the ids in the page's neighbour grid, in order."""
-    return [int(i) for i in re.findall(r'<li class="neighbour"><a href="/images/(\d+)">',
-                                       html)]
+    return [int(i) for i in re.findall(r'<li class="neighbour card[^>]*>\s*<a href="/images/'
+                                       r'(\d+)', html)]
 
 
 def test_the_page_falls_back_to_the_original_space_and_says_why(tmp_path):
@@ -95,7 +100,8 @@ def test_the_page_falls_back_to_the_original_space_and_says_why(tmp_path):
     client = create_app(settings_for_archive(archive, tmp_path / "thumbnails")).test_client()
     html = page(client, "/images/2")
     assert grid(html) == [j for j, _ in archive.neighbours[2]]
-    assert "Improved similarity: not computed (learning it needs at least 200" in html
+    assert "Improved similarity: not computed</span>" in html
+    assert ": not computed (learning it needs at least 200" in html  # on hover
     html = page(client, "/images/2?space=whitened")
     assert 'id="neighbour-grid"' not in html
     assert "Improved similarity is not computed: learning it needs at least 200" in html
@@ -103,7 +109,7 @@ def test_the_page_falls_back_to_the_original_space_and_says_why(tmp_path):
 
 
 @pytest.mark.parametrize("image_id, text", [
-    (6, "No neighbours yet"), (7, "could not be processed"), (9, "not been processed yet")])
+    (6, "No neighbours yet"), (7, "could not be read as an image"), (9, "not been processed yet")])
 def test_image_page_explains_missing_neighbours(client, image_id, text):
     html = page(client, f"/images/{image_id}")
     assert text in html and 'id="neighbour-grid"' not in html
@@ -122,3 +128,60 @@ def test_first_and_last_images_have_one_pager_link(client):
 def test_static_files_are_served(client):
     for name in ("style.css", "image.js"):
         assert client.get(f"/static/{name}").status_code == 200
+
+
+def test_distance_words_follow_each_space_s_scale():
+    from runtime import distances
+    for space, scale in distances.SCALES.items():
+        limits = [scale.identical, scale.near_duplicate, scale.very_similar, scale.similar]
+        assert limits == sorted(limits) and len(set(limits)) == 4, space
+        assert [distances.word(space, d) for d in limits + [scale.similar * 1.01]] == \
+            ["identical", "near-duplicate", "very similar", "similar", "less similar"]
+    # The same pair reads alike in both spaces although the numbers differ tenfold.
+    assert distances.word("pool3", 8.5) == distances.word("whitened", 1.2) == "very similar"
+    # A space without a scale yet: its own name, bare numbers, exact copies only.
+    assert distances.label("augmented") == "Augmented"
+    assert distances.word("augmented", 0.5) is None
+    assert distances.word("augmented", 3e-7) == "identical"
+    assert distances.duplicate_distance("augmented", 8) == distances.UNKNOWN_IDENTICAL
+    assert distances.duplicate_distance("pool3", 6.5) == 6.5
+
+
+def test_the_duplicates_default_distance_is_each_space_s(client):
+    from runtime import distances
+    far = "start=1000000"  # no group shown: only the default is read
+    assert client.get(f"/api/v1/duplicates?{far}").get_json()["max_distance"] == 8
+    body = client.get(f"/api/v1/duplicates?space=whitened&{far}").get_json()
+    assert body["max_distance"] == distances.SCALES["whitened"].near_duplicate
+    html = page(client, f"/duplicates?space=whitened&{far}")
+    options = re.findall(r'<option value="(\w+)"( selected)?>([^<]+)</option>', html)
+    assert options == [("pool3", "", "Original"), ("whitened", " selected", "Improved")]
+
+
+def test_the_home_page_starts_at_the_first_ok_image_and_links_the_failed(client):
+    html = page(client, "/")
+    first = min(i for i, spec in enumerate(SPECS, 1) if spec.status == OK)
+    assert f'id="first-link" class="button" href="/images/{first}"' in html
+    assert 'id="count-failed" class="count status-failed" href="/browse?status=failed"' in html
+
+
+def test_a_failed_image_s_page_has_its_reason_and_no_picture_or_switch(client):
+    html = page(client, "/images/7")
+    assert "cannot identify image file" in html
+    assert 'id="main-image"' not in html and "space-switch" not in html
+
+
+def test_the_neighbour_filters(browse_client, browse_archive):
+    html = page(browse_client, "/images/1")
+    all_ids = grid(html)
+    assert 'name="catalogued"' in html
+    html = page(browse_client, "/images/1?catalogued=1")
+    # The rows of the fixture's catalogue, and the one written by hand.
+    paths = {"flowers/rose.jpg", "flowers/tulip.jpg", "Nachlass Müller/straße 1.jpg",
+             "a/z.jpg"}
+    records = {i for i, spec in enumerate(browse_archive.specs, 1) if spec.path in paths}
+    assert grid(html) == [i for i in all_ids if i in records | {2 + len(SPECS)}]
+    assert set(re.findall(r'data-catalogued="(\d)"', html)) == {"1"}
+    html = page(browse_client, "/images/1?folder=series")
+    assert grid(html) == [i for i in all_ids
+                          if browse_archive.specs[i - 1].path.startswith("series/")]

@@ -4,6 +4,7 @@ POST /api/v1/search checked against a float64 brute force over the stored vector
 from __future__ import annotations
 
 import io
+import os
 import threading
 from datetime import datetime
 
@@ -292,8 +293,14 @@ def test_the_page_searches_with_a_plain_form_post(search_collection):
     html = response.get_data(as_text=True)
     assert 'id="neighbour-grid"' in html
     own = paths["objects/coffee.jpg"]
-    assert html.index(f'href="/images/{own}"') < html.index('class="rank">2<')
+    assert html.index(f'href="/images/{own}?space=pool3"') < html.index('class="rank">2<')
     assert 'src="data:image/jpeg;base64,' in html  # the query beside the results
+    # The camera's field comes first and is empty when a file was chosen instead.
+    both = client.post("/search-by-image", content_type="multipart/form-data",
+                       data={"image": [(io.BytesIO(b""), ""), (io.BytesIO(data), "coffee.jpg")],
+                             "space": "pool3"})
+    assert both.status_code == 200
+    assert f'href="/images/{own}?space=pool3"' in both.get_data(as_text=True)
     bad = client.post("/search-by-image", content_type="multipart/form-data",
                       data={"image": (io.BytesIO(b"not an image"), "x.jpg")})
     assert bad.status_code == 400 and bad.mimetype == "text/html"
@@ -309,3 +316,35 @@ def test_automatic_search_bounds_leave_half_the_cores_to_the_other_endpoints():
     assert search_bounds(0, 0, cores=16) == (4, 2)
     assert search_bounds(3, 0, cores=16) == (3, 2)
     assert search_bounds(2, 5, cores=2) == (2, 5)  # explicit values are kept
+
+
+def test_each_gunicorn_worker_loads_the_model_once_in_the_background(tmp_path):
+    """With --preload too: the master makes the app and forks; it must not load the
+    model (a fork would catch TensorFlow half imported), each worker loads its own."""
+    import re
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'x.sqlite3'}",
+           "SEARCH_CACHE": str(tmp_path / "search"), "LOG_LEVEL": "INFO",
+           "THUMBNAIL_CACHE": str(tmp_path / "thumbnails"), "SEARCH_PRELOAD": "1"}
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("gunicorn")), "--preload", "--workers", "2",
+         "--bind", "127.0.0.1:0", "--no-control-socket", "service:create_app()"],
+        cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    lines, loaded = [], {}
+    deadline = time.monotonic() + 300
+    try:
+        while len(loaded) < 2 and time.monotonic() < deadline:
+            line = process.stderr.readline()
+            lines.append(line)
+            found = re.search(r"search model loaded in [\d.]+ s \(process (\d+)\)", line)
+            if found:
+                loaded[int(found[1])] = loaded.get(int(found[1]), 0) + 1
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+    workers = {int(p) for p in re.findall(r"Booting worker with pid: (\d+)", "".join(lines))}
+    assert loaded == {pid: 1 for pid in workers} and len(workers) == 2, "".join(lines)[-3000:]
+    assert "could not be loaded" not in "".join(lines)

@@ -131,7 +131,8 @@ def search_client(request, tmp_path_factory):
     def serve(url):
         _build(url, folder)
         settings = load_settings({"DATABASE_URL": url, "IMAGE_ROOT": str(folder),
-                                  "THUMBNAIL_CACHE": str(folder / "thumbs")},
+                                  "THUMBNAIL_CACHE": str(folder / "thumbs"),
+                                  "SEARCH_PRELOAD": "0"},
                                  env={}, env_file=None)
         app = create_app(settings)
         return app, app.test_client()
@@ -272,7 +273,8 @@ def test_reimporting_changes_the_words(search_client, tmp_path):
 def test_the_search_page_shows_what_its_json_link_answers(search_client):
     for q in ("munch", "a", "Éléphant"):
         page = search_client.get(f"/search?q={quote(q)}").get_data(as_text=True)
-        shown = [int(i) for i in re.findall(r'<li class="result"><a href="/images/(\d+)"',
+        shown = [int(i) for i in re.findall(r'<li class="neighbour card[^>]*>\s*<a href='
+                                            r'"/images/(\d+)"',
                                             page.split("<h2>File names</h2>")[0])]
         json_url, = re.findall(r'<a href="([^"]+)">JSON \(titles', page)
         body = get_json(search_client, json_url.replace("&amp;", "&"))
