@@ -92,6 +92,15 @@ SETTINGS = (
             "varies little: each eigenvalue is raised by this times their mean before "
             "whitening (0: plain whitening, which collapses on small collections). A "
             "change relearns the space.", _GROUPING),
+    Setting("AUGMENTED_K", "3",
+            'Nearest neighbours in the whitened space that each image\'s vector is '
+            'averaged with to make the "augmented" space (0: not computed, and its lists '
+            "are deleted); see [The augmented space](#the-augmented-space). A change "
+            "recomputes the space.", _GROUPING),
+    Setting("AUGMENTED_ALPHA", "1",
+            "Weight exponent of the augmented space: a neighbour counts with its cosine "
+            "similarity to the power of this (0: a plain mean of the image and its "
+            "neighbours). A change recomputes the space.", _GROUPING),
     Setting("VECTOR_CACHE", "data/vector-cache",
             "Folder where the grouping job keeps a copy of the vectors it last grouped, so "
             "that an incremental run reads only the changed ones from the database "
@@ -128,10 +137,12 @@ SETTINGS = (
     Setting("SEARCH_MAX_UPLOAD_MB", "20",
             "Largest upload the search by image accepts, in megabytes (larger: 413).",
             _SERVICE),
-    Setting("PAGE_SPACE", "whitened",
-            "Space the image page shows first, when its lists exist: `whitened` (improved "
-            "similarity) or `pool3` (the original distance). A switch on the page shows "
-            "the other.", _SERVICE),
+    Setting("PAGE_SPACE", "best",
+            "Space the image page and the search by image show first and call improved "
+            "similarity: `best` (`augmented` where computed, else `whitened`), "
+            "`augmented`, `whitened`, or `pool3` (the original distance); where it is not "
+            "computed, the next computed one of that list. A switch on the page shows the "
+            "others.", _SERVICE),
     Setting("CORS_ORIGINS", "",
             "Comma-separated origins allowed to call the JSON API from a browser "
             "(empty: none; * for any).", _SERVICE),
@@ -160,6 +171,8 @@ class Settings:
     grouping_memory_mb: int
     whitened_dimensions: int
     whitened_shrinkage: float
+    augmented_k: int
+    augmented_alpha: float
     vector_cache: Path | None
     exclude_patterns: tuple[str, ...]
     exclude_file: Path | None
@@ -282,6 +295,8 @@ def load_settings(overrides: dict[str, str] | None = None,
         grouping_memory_mb=_int("GROUPING_MEMORY_MB", values["GROUPING_MEMORY_MB"]),
         whitened_dimensions=_int("WHITENED_DIMENSIONS", values["WHITENED_DIMENSIONS"], 0),
         whitened_shrinkage=_number("WHITENED_SHRINKAGE", values["WHITENED_SHRINKAGE"]),
+        augmented_k=_int("AUGMENTED_K", values["AUGMENTED_K"], 0),
+        augmented_alpha=_number("AUGMENTED_ALPHA", values["AUGMENTED_ALPHA"]),
         vector_cache=(_project_path(values["VECTOR_CACHE"]) if values["VECTOR_CACHE"]
                       else None),
         exclude_patterns=tuple(p.strip() for p in values["EXCLUDE_PATTERNS"].split(",")
@@ -294,7 +309,7 @@ def load_settings(overrides: dict[str, str] | None = None,
         search_concurrency=concurrency,
         search_threads=search_threads,
         search_max_upload_mb=_int("SEARCH_MAX_UPLOAD_MB", values["SEARCH_MAX_UPLOAD_MB"]),
-        page_space=_choice("PAGE_SPACE", values["PAGE_SPACE"], tuple(SPACE_IDS)),
+        page_space=_choice("PAGE_SPACE", values["PAGE_SPACE"], ("best", *SPACE_IDS)),
         cors_origins=tuple(o.strip() for o in values["CORS_ORIGINS"].split(",") if o.strip()),
         dask_scheduler=values["DASK_SCHEDULER"].strip(),
         service_port=_int("SERVICE_PORT", values["SERVICE_PORT"]),

@@ -26,7 +26,7 @@ from db.jobs import set_vector_cache_left
 from db.models import WHITENED
 import db.neighbours
 from db.spaces import count_lists, save_space, stored_whitening
-from jobs.grouping import exclusions
+from jobs.grouping import augmented, exclusions
 from jobs.grouping import spaces as spaces_module
 from jobs.grouping.compute import InProcess, OnCluster
 from jobs.grouping.mapper import Entering
@@ -108,11 +108,16 @@ def _run(engine: Engine, settings: Settings, job: JobRun, k: int, full: bool, qu
                   vectors_from_database=len(fetched_ids),
                   exclusions=exclusion.counts(), spaces={})
     plans: list[tuple[SpaceRun, Plan]] = []
-    for space in spaces_module.prepare(engine, vectors, settings, relearn):
+    memory_bytes = settings.grouping_memory_mb << 20
+    spaces = spaces_module.prepare(engine, vectors, settings, relearn)
+    spaces += augmented.prepare(engine, ids, spaces, changed, settings, k, full,
+                                memory_bytes)
+    for space in spaces:
         if space.vectors is None:
             counts["spaces"][space.name] = {"note": space.note}
             continue
-        plan = make_plan(reader, space.name, ids, k, full or space.relearned, changed,
+        plan = make_plan(reader, space.name, ids, k, full or space.relearned,
+                         changed if space.changed is None else space.changed,
                          space.projection)
         counts["spaces"][space.name] = {**plan.counts(), "lists_written": 0,
                                         "rows_written": 0}
@@ -124,6 +129,7 @@ def _run(engine: Engine, settings: Settings, job: JobRun, k: int, full: bool, qu
     for space, plan in plans:
         save_space(engine, space.name, valid_through=plan.valid_through, k=plan.k,
                    lists_projection=space.projection)
+    _save_states(plans, full=True)
     db.jobs.set_job_counts(engine, job.id, counts)
     # A run in which every space is full needs no flag: it recomputes every list from the
     # vectors just read. Cleared now (after valid_through = NONE is recorded), a kill
@@ -133,7 +139,6 @@ def _run(engine: Engine, settings: Settings, job: JobRun, k: int, full: bool, qu
     if all_full:
         counts["flags_cleared"] = db.images.clear_needs_grouping(engine, changed)
     counts["lists_deleted"] = db.neighbours.delete_lists_of_unavailable(engine)
-    memory_bytes = settings.grouping_memory_mb << 20
     try:
         with OnDemand(scheduler) as cluster:
             for space, plan in plans:
@@ -141,6 +146,7 @@ def _run(engine: Engine, settings: Settings, job: JobRun, k: int, full: bool, qu
                        quiet, block_rows, cluster)
     except SchedulerError as error:
         raise JobError(str(error)) from None
+    _save_states(plans, full=False)
     if not all_full:
         counts["flags_cleared"] = db.images.clear_needs_grouping(engine, changed)
     for space, _ in plans:
@@ -150,6 +156,13 @@ def _run(engine: Engine, settings: Settings, job: JobRun, k: int, full: bool, qu
         set_vector_cache_left(engine, job.id, token)
     counts["seconds"] = round(time.monotonic() - started, 3)
     return counts
+
+
+def _save_states(plans: list[tuple[SpaceRun, Plan]], full: bool) -> None:
+    """Store the own state of the spaces whose plan is (not) full (SpaceRun.save_state)."""
+    for space, plan in plans:
+        if space.save_state is not None and (plan.mode == "full") == full:
+            space.save_state()
 
 
 def _group(engine: Engine, reader: Reader, job_id: int, space: SpaceRun, plan: Plan,

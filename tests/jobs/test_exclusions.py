@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, assume, given, settings as hypothesis_settin
 from sqlalchemy import delete, select, update
 
 from runtime.jobrun import JobError
-from db.models import WHITENED, GroupingExclusion, Image, ImageFeatures, ImageNeighbour, \
+from db.models import WHITENED, AugmentationNeighbour, GroupingExclusion, Image, ImageFeatures, ImageNeighbour, \
     Job, NeighbourList, Space
 from db import exclusions as stored_exclusions
 from jobs.grouping import exclusions
@@ -23,7 +23,7 @@ from grouping_support import (add_images, apply_step, embed, expected_lists, fla
 
 def clear(engine):
     with engine.begin() as connection:
-        for table in (GroupingExclusion, ImageNeighbour, NeighbourList, ImageFeatures,
+        for table in (AugmentationNeighbour, GroupingExclusion, ImageNeighbour, NeighbourList, ImageFeatures,
                       Image, Job, Space):
             connection.execute(delete(table))
 
