@@ -13,7 +13,7 @@ import db.exclusions
 import db.features
 import db.images
 import db.jobs
-from db.models import MISSING, OK, POOL3, SPACE_IDS, STATUSES
+from db.models import AUGMENTED, MISSING, OK, POOL3, SPACE_IDS, STATUSES, WHITENED
 import db.neighbours
 import db.spaces
 from service import database, duplicates, search as image_search, serialize
@@ -26,7 +26,28 @@ bp.add_url_rule("/duplicates", "duplicates", duplicates.duplicates_page)
 
 FIRST_NEIGHBOURS = 20  # shown at once; the page fetches more on demand
 SEARCH_LIMIT = 50
-SPACE_LABELS = {"pool3": "Original similarity", "whitened": "Improved similarity"}
+# The spaces PAGE_SPACE falls back through, best first.
+BEST_FIRST = (AUGMENTED, WHITENED, POOL3)
+OTHER_LABELS = {POOL3: "Original similarity", WHITENED: "Whitened similarity",
+                AUGMENTED: "Augmented similarity"}
+
+
+def improved_space(computed) -> str:
+    """Return the space the pages show first and call improved similarity: PAGE_SPACE
+    (`best`: the first of BEST_FIRST) if computed, else the next computed one of
+    BEST_FIRST."""
+    preferred = current_app.config["SETTINGS"].page_space
+    start = 0 if preferred == "best" else BEST_FIRST.index(preferred)
+    return next((space for space in BEST_FIRST[start:] if space in computed), POOL3)
+
+
+def space_labels(spaces) -> dict[str, str]:
+    """Return the label of each space (serialize.spaces) on the pages: the improved one
+    (improved_space; whitened where nothing learned is computed or PAGE_SPACE is pool3)
+    is "Improved similarity"."""
+    improved = improved_space({s["name"] for s in spaces if s["computed"]} | {WHITENED})
+    return {**OTHER_LABELS, (WHITENED if improved == POOL3 else improved):
+            "Improved similarity"}
 
 
 @bp.get("/")
@@ -111,8 +132,7 @@ def image(image_id: str):
         raise ApiError(404, f"There is no image with id {number}.")
     spaces = serialize.spaces(db.spaces.overview(connection))
     computed = {space["name"] for space in spaces if space["computed"]}
-    preferred = current_app.config["SETTINGS"].page_space
-    space = asked or (preferred if preferred in computed else POOL3)
+    space = asked or improved_space(computed)
     neighbours = []
     if row.status == OK and space in computed:
         _, neighbours = db.neighbours.image_and_neighbours(connection, row.id, 1, FIRST_NEIGHBOURS,
@@ -125,7 +145,7 @@ def image(image_id: str):
     return render_template("image.html", image=row, neighbours=neighbours,
                            has_features=has_features, space=space, spaces=spaces,
                            exclusion=db.exclusions.exclusion(connection, row.id),
-                           space_labels=SPACE_LABELS, computed=space in computed,
+                           space_labels=space_labels(spaces), computed=space in computed,
                            previous_id=db.images.previous_id(connection, row.id),
                            next_id=db.images.next_id(connection, row.id),
                            page_size=FIRST_NEIGHBOURS, record=record,
@@ -137,18 +157,16 @@ PREVIEW_SIZE = 384  # pixels of the query's preview on the results page
 
 
 def _search_spaces():
-    """Return (spaces, the one to preselect): PAGE_SPACE where computed, else pool3."""
+    """Return (spaces, the one to preselect: improved_space)."""
     spaces = serialize.spaces(db.spaces.overview(database.connection()))
-    computed = [space["name"] for space in spaces if space["computed"]]
-    preferred = current_app.config["SETTINGS"].page_space
-    return spaces, (preferred if preferred in computed else POOL3)
+    return spaces, improved_space({space["name"] for space in spaces if space["computed"]})
 
 
 @bp.route("/search-by-image", methods=["GET", "POST"])
 def search_by_image():
     """Show the upload form; on a post, the nearest stored images beside the query."""
     spaces, default_space = _search_spaces()
-    context = {"spaces": spaces, "space_labels": SPACE_LABELS, "space": default_space,
+    context = {"spaces": spaces, "space_labels": space_labels(spaces), "space": default_space,
                "limit": RESULTS, "result": None, "error": None,
                "preview": None, "accept": ",".join(image_search.UPLOAD_TYPES)}
     if request.method == "GET":

@@ -23,7 +23,7 @@ import numpy as np
 from flask import current_app, request
 from sqlalchemy import select
 
-from db.models import POOL3, Image
+from db.models import AUGMENTED, POOL3, Image
 from service import database
 from service.errors import ApiError
 from service.vector_store import NothingToSearch, VectorStore
@@ -192,6 +192,8 @@ def search(upload: Upload, space: str, limit: int) -> Result:
         query = vector[np.newaxis]
         if space != POOL3:
             query = loaded.projection.apply(query)
+        if space == AUGMENTED:
+            query = loaded.augmented_query(query)
         # Id 0 is no image's id: nothing is excluded as "self".
         ids, distances = index.search(query, [0], limit)
     found = [(int(i), float(d)) for i, d in zip(ids[0], distances[0]) if i >= 0]

@@ -73,13 +73,46 @@ def test_every_sample_image_uploaded_finds_itself_first(search_collection):
         assert first["links"]["page"].endswith(f"/images/{paths[relative]}")
 
 
-@pytest.mark.parametrize("space", ["pool3", "whitened"])
+def test_every_sample_image_uploaded_finds_itself_first_in_the_augmented_space(
+        search_collection):
+    settings, app = search_collection
+    paths, _, _, _ = stored(settings.database_url)
+    client = app.test_client()
+    for path in sorted(SAMPLES.rglob("*.jpg")):
+        relative = path.relative_to(SAMPLES).as_posix()
+        response = post(client, path.read_bytes(), query="?limit=3&space=augmented")
+        assert response.status_code == 200, response.get_json()
+        assert response.get_json()["space"] == "augmented"
+        first, second = response.get_json()["neighbours"][:2]
+        assert first["id"] == paths[relative], relative
+        assert first["distance"] < second["distance"], relative
+
+
+def augment64(whitened: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: int,
+              alpha: float, own_ids=None) -> np.ndarray:
+    """DBA in float64 (numerics/augmentation.py's definition, written out again): each
+    query with its k nearest of the whitened base, weighted by cosine to the α."""
+    out = []
+    for query, (found, _) in zip(queries, oracle.nearest(queries, whitened, ids, k,
+                                                         own_ids)):
+        total = query.copy()
+        for neighbour in whitened[np.searchsorted(ids, found)]:
+            total += max(query @ neighbour, 0.0) ** alpha * neighbour
+        out.append(total / np.linalg.norm(total))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("space", ["pool3", "whitened", "augmented"])
 def test_answer_equals_a_float64_brute_force_over_the_stored_vectors(search_collection,
                                                                      space):
     settings, app = search_collection
     _, ids, vectors, projection = stored(settings.database_url)
     assert projection is not None, "the whitened space was not learned"
     base = vectors if space == "pool3" else whiten64(vectors, projection)
+    k, alpha = settings.augmented_k, settings.augmented_alpha
+    whitened = base
+    if space == "augmented":
+        base = augment64(whitened, ids, whitened, k, alpha, ids)
     client = app.test_client()
     uploads = sorted(SAMPLES.rglob("*.jpg"))[::5]
     # A new picture, not in the archive, as PNG.
@@ -96,6 +129,8 @@ def test_answer_equals_a_float64_brute_force_over_the_stored_vectors(search_coll
         query = query.astype(np.float64)[np.newaxis]
         if space != "pool3":
             query = whiten64(query, projection)
+        if space == "augmented":
+            query = augment64(whitened, ids, query, k, alpha)
         want_ids, want_distances = brute_force(query[0], ids, base, 100)
         got = body["neighbours"]
         assert [n["rank"] for n in got] == list(range(1, 101))
