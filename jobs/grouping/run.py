@@ -26,7 +26,7 @@ from db.jobs import set_vector_cache_left
 from db.models import WHITENED
 import db.neighbours
 from db.spaces import count_lists, save_space, stored_whitening
-from jobs.grouping import augmented, exclusions
+from jobs.grouping import augmented, exclusions, moved
 from jobs.grouping import spaces as spaces_module
 from jobs.grouping.compute import InProcess, OnCluster
 from jobs.grouping.mapper import Entering
@@ -118,7 +118,7 @@ def _run(engine: Engine, settings: Settings, job: JobRun, k: int, full: bool, qu
             continue
         plan = make_plan(reader, space.name, ids, k, full or space.relearned,
                          changed if space.changed is None else space.changed,
-                         space.projection)
+                         space.projection, moving=space.changed is not None)
         counts["spaces"][space.name] = {**plan.counts(), "lists_written": 0,
                                         "rows_written": 0}
         log.info("%s: %s run, %d lists to recompute, %d to check for %d new images",
@@ -181,15 +181,18 @@ def _group(engine: Engine, reader: Reader, job_id: int, space: SpaceRun, plan: P
                 new_lists, entering = mapper.search_new(
                     plan.new_ids, plan.merge_ids,
                     reader.list_ends(space.name, plan.merge_ids), plan.k)
+            rebuilt, entering = _rebuild(reader, space.name, plan, entering, state)
             # Lists that no new image enters stay as they are: blocks hold only lists to
             # write.
-            work = np.union1d(plan.full_ids, entering.owners)
+            work = np.union1d(np.union1d(plan.full_ids, entering.owners),
+                              np.array(sorted(rebuilt), dtype=np.int64))
             progress = Progress(len(work), f"{space.name} lists", quiet)
             try:
                 with Writer(engine, space.name, job_id, counts, state) as writer:
                     for block, changes in _blocks(mapper, reader, space.name, plan, work,
                                                   new_lists, entering, block_rows):
-                        writer.write(changes, max(plan.valid_through, int(block[-1])))
+                        writer.write(moved.combined(changes, rebuilt, block),
+                                     max(plan.valid_through, int(block[-1])))
                         progress.update(len(block))
                     writer.close()
             finally:
@@ -199,6 +202,22 @@ def _group(engine: Engine, reader: Reader, job_id: int, space: SpaceRun, plan: P
     state["lists_merged"] = state["lists_written"] - len(plan.full_ids)
     save_space(engine, space.name, valid_through=ALL)
     db.jobs.set_job_counts(engine, job_id, counts)
+
+
+def _rebuild(reader: Reader, space: str, plan: Plan, entering: Entering,
+             state: dict) -> tuple[dict, Entering]:
+    """Rebuild the plan's lists that hold moved vectors (jobs/grouping/moved.py); those
+    that fall short join plan.full_ids. Return the changes of the others, by owner, and
+    the entering entries left to merge."""
+    if not len(plan.rebuild_ids):
+        return {}, entering
+    lengths = reader.list_ends(space, plan.rebuild_ids)[0]
+    old_ids, old_distances = reader.whole_lists(space, plan.rebuild_ids, lengths)
+    rebuilt, short = moved.rebuild(plan.rebuild_ids, lengths, old_ids, old_distances,
+                                   entering, plan.new_ids, plan.k)
+    plan.full_ids = np.union1d(plan.full_ids, short)
+    state.update(lists_rebuilt=len(rebuilt), lists_short=len(short))
+    return rebuilt, entering.without(plan.rebuild_ids)
 
 
 def _blocks(mapper, reader: Reader, space: str, plan: Plan, work: np.ndarray,
