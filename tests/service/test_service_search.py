@@ -4,6 +4,7 @@ POST /api/v1/search checked against a float64 brute force over the stored vector
 from __future__ import annotations
 
 import io
+import re
 import threading
 
 import numpy as np
@@ -320,3 +321,26 @@ def test_automatic_search_bounds_leave_half_the_cores_to_the_other_endpoints():
     assert search_bounds(0, 0, cores=16) == (4, 2)
     assert search_bounds(3, 0, cores=16) == (3, 2)
     assert search_bounds(2, 5, cores=2) == (2, 5)  # explicit values are kept
+
+
+@pytest.mark.parametrize("page_space, first", [("best", "augmented"),
+                                               ("whitened", "whitened"),
+                                               ("pool3", "pool3")])
+def test_the_image_page_shows_the_improved_space_first(search_collection, page_space,
+                                                        first):
+    settings, _ = search_collection
+    paths, _, _, _ = stored(settings.database_url)
+    app = create_app(settings.replace(page_space=page_space))
+    client = app.test_client()
+    spaces = {s["name"]: s for s in client.get("/api/v1/spaces").get_json()["spaces"]}
+    assert spaces["augmented"]["computed"] and spaces["augmented"]["dimensions"] == 256
+    image_id = paths["space/rocket.jpg"]
+    html = client.get(f"/images/{image_id}").get_data(as_text=True)
+    assert re.search(rf'id="space-{first}" href="[^"]*"\s+title="[^"]*" aria-current="page"'
+                     r'>([^<]*)<', html)
+    improved = "augmented" if page_space == "best" else "whitened"
+    assert re.search(rf'id="space-{improved}" [^>]*>Improved similarity<', html)
+    # The API's neighbours in the space are its stored lists.
+    body = client.get(f"/api/v1/images/{image_id}/neighbours?space=augmented").get_json()
+    assert body["space"] == "augmented" and body["neighbours"]
+    app.extensions["db_engine"].dispose()
