@@ -23,7 +23,7 @@ import db.images
 from db.images import Changed
 import db.jobs
 from db.jobs import set_vector_cache_left
-from db.models import WHITENED
+from db.models import AUGMENTED, WHITENED
 import db.neighbours
 from db.spaces import count_lists, save_space, stored_whitening
 from jobs.grouping import augmented, exclusions, moved
@@ -293,6 +293,9 @@ def _dry_run(settings: Settings, k: int, full: bool, relearn: bool) -> dict:
                     projection).counts()
             else:
                 counts["spaces"][WHITENED] = {"note": f"not computed: {decision.note}"}
+            if settings.augmented_k:
+                # Which of its lists change depends on the new whitened vectors.
+                counts["spaces"][AUGMENTED] = {"note": "planned by the run itself"}
         return counts
     finally:
         engine.dispose()
