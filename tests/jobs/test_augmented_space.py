@@ -138,3 +138,16 @@ def test_a_change_of_k_or_alpha_recomputes_the_space_and_zero_removes_it(groupin
     assert stored_lists(engine, AUGMENTED)
     run_job(settings.replace(whitened_dimensions=0), k=4, quiet=True)
     assert not stored_lists(engine, AUGMENTED) and not state(engine)
+
+
+def test_duplicate_groups_measure_in_the_augmented_space(grouping_db, few_to_learn):
+    from db.duplicates import describe
+    engine, settings = grouping_db
+    rng = np.random.default_rng(8)
+    add_images(engine, embed(rng.normal(size=(15, 6)).astype(np.float32)))
+    run_job(settings, k=4, quiet=True)
+    lists = stored_lists(engine, AUGMENTED)
+    owner, (neighbours, distances) = next(iter(lists.items()))
+    with engine.connect() as connection:
+        members = describe(connection, [[owner, *neighbours]], AUGMENTED)[0]
+    np.testing.assert_allclose([m.distance for m in members[1:]], distances, rtol=1e-9)
