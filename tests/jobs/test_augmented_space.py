@@ -11,6 +11,7 @@ from db.features import load_vectors
 from db.models import (AUGMENTED, MISSING, AugmentationNeighbour, GroupingExclusion, Image,
                        ImageFeatures, ImageNeighbour, Job, NeighbourList, Space)
 from db.spaces import overview, stored_whitening
+from jobs.grouping import plan
 from jobs.grouping.run import run as run_job
 from numerics.augmentation import augment
 from numerics.engine import exact_squared_distances
@@ -76,9 +77,11 @@ steps = st.lists(st.one_of(
 @given(initial=st.lists(small_vector, min_size=5, max_size=12), k=st.integers(1, 6),
        augmented_k=st.integers(1, 4), alpha=st.sampled_from([0.0, 1.0, 3.0]), steps=steps)
 def test_incremental_runs_equal_full_runs_in_the_augmented_space(
-        grouping_db, few_to_learn, initial, k, augmented_k, alpha, steps):
+        grouping_db, few_to_learn, monkeypatch, initial, k, augmented_k, alpha, steps):
     # Small integers: duplicates and exact ties in the whitened space, decided by id.
     assume(len({tuple(vector) for vector in initial}) > 2)  # some variance to learn
+    # Moved vectors reach most lists of a dozen images: rebuild them all the same.
+    monkeypatch.setattr(plan, "REBUILD_SHARE", 2.0)
     engine, settings = grouping_db
     settings = settings.replace(augmented_k=augmented_k, augmented_alpha=alpha)
     clear(engine)
@@ -113,6 +116,10 @@ def test_few_new_images_recompute_few_neighbours(grouping_db, few_to_learn):
     assert counts["mode"] == "incremental"
     # Two new vectors, and the few images they come near: far from all 62 lists.
     assert counts["lists_full"] < 40
+    assert stored_lists(engine, AUGMENTED) == expected(engine, 5, 3, 1.0)
+    # More new images than old: a full run of the space (plan.REBUILD_SHARE).
+    add_images(engine, embed(rng.normal(size=(70, 8)).astype(np.float32)))
+    assert run_job(settings, k=5, quiet=True)["spaces"][AUGMENTED]["mode"] == "full"
     assert stored_lists(engine, AUGMENTED) == expected(engine, 5, 3, 1.0)
 
 
