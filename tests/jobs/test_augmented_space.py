@@ -134,6 +134,10 @@ def test_a_change_of_k_or_alpha_recomputes_the_space_and_zero_removes_it(groupin
         assert run_job(changed, k=4, quiet=True)["spaces"][AUGMENTED]["mode"] == "full"
         assert stored_lists(engine, AUGMENTED) == expected(
             engine, 4, changed.augmented_k, changed.augmented_alpha)
+    # --relearn: a new whitening, so the augmented space afresh too.
+    assert run_job(settings, k=4, quiet=True, relearn=True)["spaces"][AUGMENTED][
+        "mode"] == "full"
+    assert stored_lists(engine, AUGMENTED) == expected(engine, 4, 3, 1.0)
     change_image(engine, ids[0], status=MISSING)
     counts = run_job(settings.replace(augmented_k=0), k=4, quiet=True)
     assert AUGMENTED not in counts["spaces"] and not stored_lists(engine, AUGMENTED)
