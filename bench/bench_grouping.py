@@ -5,7 +5,7 @@
         [--sections engine,backend,legacy,e2e,incremental,spaces,augmented]
         [--n 50000] [--queries 8192] [--big-n 200000] [--legacy-n 3000] [--e2e-n 10000]
         [--inc-n 20000] [--inc-m 1000] [--spaces-n 50000] [--spaces-d 256] [--k 100]
-        [--aug-n 50000] [--aug-m 1000] [--aug-k 3]
+        [--aug-n 50000] [--aug-m 1000] [--aug-k 3] [--aug-vectors DATABASE_URL]
         [--rounds 3] [--all-rounds 2]
         [--mariadb-url URL] [--no-sqlite]
 
@@ -340,7 +340,14 @@ def section_augmented(args, report, databases):
     import shutil
 
     n, m = args.aug_n, args.aug_m
-    base = pool3_like(n + m, seed=5)
+    if args.aug_vectors:  # real features, in a random order: the last m are the new ones
+        from db.engine import make_engine
+        from db.features import load_vectors
+        base = load_vectors(make_engine(args.aug_vectors))[1]
+        base = base[np.random.default_rng(0).permutation(len(base))]
+        n = len(base) - m
+    else:
+        base = pool3_like(n + m, seed=5)
     folder = Path(databases.folder.name)
     off, on = folder / "augmented-off.sqlite3", folder / "augmented-on.sqlite3"
     fill_database(f"sqlite:///{off}", base[:n])
@@ -384,6 +391,9 @@ def main() -> int:
     parser.add_argument("--aug-m", type=int, default=1000)
     parser.add_argument("--aug-k", type=int, default=3, help="AUGMENTED_K of the "
                         "augmented section")
+    parser.add_argument("--aug-vectors", metavar="DATABASE_URL",
+                        help="the augmented section on the features stored there instead "
+                             "of synthetic vectors (--aug-n: all but --aug-m of them)")
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--all-rounds", type=int, default=2,

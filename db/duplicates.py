@@ -20,8 +20,8 @@ from sqlalchemy.engine import Connection
 
 from db.chunks import chunks
 import db.augmentation
-from db.models import AUGMENTED, POOL3, SPACE_IDS, CatalogueRecord, Image, ImageFeatures, ImageNeighbour, \
-    NeighbourList
+from db.models import AUGMENTED, POOL3, SPACE_IDS, CatalogueRecord, Image, ImageFeatures, \
+    ImageNeighbour, NeighbourList
 from db.spaces import whitening_of
 from numerics.union_find import components
 from numerics.vectors import decode_vector

@@ -1,4 +1,4 @@
-"""Database-side augmentation (DBA): each whitened vector speaks with its nearest neighbours.
+"""Database-side augmentation (DBA): each whitened vector averaged with its nearest.
 
 For every image i, with x the L2-normalised whitened vectors and kNN(i) its k nearest
 others in the whitened space (ordered by distance, then id, as every list):

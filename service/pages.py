@@ -166,7 +166,8 @@ def _search_spaces():
 def search_by_image():
     """Show the upload form; on a post, the nearest stored images beside the query."""
     spaces, default_space = _search_spaces()
-    context = {"spaces": spaces, "space_labels": space_labels(spaces), "space": default_space,
+    context = {"spaces": spaces, "space_labels": space_labels(spaces),
+               "space": default_space,
                "limit": RESULTS, "result": None, "error": None,
                "preview": None, "accept": ",".join(image_search.UPLOAD_TYPES)}
     if request.method == "GET":

@@ -4,9 +4,9 @@ The set is that of the last completed grouping run (the jobs table says which): 
 'ok' images' stored vectors, for the whitened space their projection by the stored
 projection, and for the augmented space those augmented with the nearest the grouping
 job stored (augmentation_neighbours; an image it did not group, an excluded one, keeps
-its whitened vector), exactly as the grouping job computes them. The first search after a start or
-after a newer completed run writes the files (or finds them written by another worker)
-in SEARCH_CACHE/<database>/run-<job id>/ (raw little-endian float32, ids in .npy): built in a temporary folder and renamed into
+its whitened vector), exactly as the grouping job computes them. The first search after
+a start or after a newer completed run writes the files (or finds them written by another
+worker) in SEARCH_CACHE/<database>/run-<job id>/ (raw little-endian float32, ids in .npy): built in a temporary folder and renamed into
 place, so a worker sees a whole set or none. Every worker maps the same files
 read-only, so the vectors sit once in the page cache however many workers there are;
 what each worker holds of its own is the ids, norms and sort order of ExactIndex, about

@@ -20,8 +20,8 @@ from db.neighbours import write_lists
 from numerics.list_changes import ListChanges
 from db.engine import make_engine
 from db.jobs import start_job
-from db.models import (MISSING, OK, AugmentationNeighbour, POOL3, SPACE_IDS, WHITENED, Image, ImageFeatures,
-                       ImageNeighbour, Job, NeighbourList, Space)
+from db.models import (MISSING, OK, POOL3, SPACE_IDS, WHITENED, AugmentationNeighbour,
+                       Image, ImageFeatures, ImageNeighbour, Job, NeighbourList, Space)
 from numerics.vectors import DIMENSIONS, MODEL_NAME
 from jobs.grouping import vector_cache
 from numerics import whitening
