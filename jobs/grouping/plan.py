@@ -87,7 +87,7 @@ def make_plan(reader, space: str, ok_ids: np.ndarray, k: int, full: bool,
     mode = "incremental" if valid_through == ALL else "resume"
     rebuild_ids = (np.setdiff1d(np.intersect1d(np.array(sorted(reader.lists_containing(
         space, new_ids)), dtype=np.int64), ok_ids), full_ids) if moving else ok_ids[:0])
-    if len(full_ids) + len(rebuild_ids) > REBUILD_SHARE * len(ok_ids):
+    if moving and len(full_ids) + len(rebuild_ids) > REBUILD_SHARE * len(ok_ids):
         # Moved vectors in most lists: a full run, in half the products and with each
         # list written once, costs less than rebuilding them (bench/results/spaces.md).
         return Plan(space, "full", k, NONE, changed, ok_ids, ok_ids[:0], new_ids)
