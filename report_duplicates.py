@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Write the near-duplicate groups of the stored neighbour lists as CSV.
 
-    report_duplicates.py [--max-distance X] [--space pool3|whitened] [--output FILE]
+    report_duplicates.py [--max-distance X] [--space pool3|whitened|augmented]
+        [--output FILE]
 
 Two images are near-duplicates when one is in the other's list at a distance of at most
 X (default: DUPLICATE_DISTANCE in pool3, the calibrated one of runtime/distances.py in

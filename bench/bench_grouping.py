@@ -2,9 +2,10 @@
 """Measure the neighbour engine and group_images.py against baselines run alongside.
 
     .venv/bin/python bench/bench_grouping.py
-        [--sections engine,backend,legacy,e2e,incremental,spaces]
+        [--sections engine,backend,legacy,e2e,incremental,spaces,augmented]
         [--n 50000] [--queries 8192] [--big-n 200000] [--legacy-n 3000] [--e2e-n 10000]
         [--inc-n 20000] [--inc-m 1000] [--spaces-n 50000] [--spaces-d 256] [--k 100]
+        [--aug-n 50000] [--aug-m 1000] [--aug-k 3] [--aug-vectors DATABASE_URL]
         [--rounds 3] [--all-rounds 2]
         [--mariadb-url URL] [--no-sqlite]
 
@@ -252,9 +253,10 @@ def fill_database(url: str, vectors: np.ndarray) -> list[int]:
     return ids
 
 
-def run_job(url: str, k: int, cache: str, whitened: int, *extra) -> tuple[float, str]:
+def run_job(url: str, k: int, cache: str, whitened: int, *extra,
+            augmented: int = 0) -> tuple[float, str]:
     env = {**os.environ, "DATABASE_URL": url, "NEIGHBOURS_K": str(k), "VECTOR_CACHE": cache,
-           "WHITENED_DIMENSIONS": str(whitened)}
+           "WHITENED_DIMENSIONS": str(whitened), "AUGMENTED_K": str(augmented)}
     seconds, result = timed(subprocess.run,
                             [sys.executable, str(ROOT / "group_images.py"), "--quiet", *extra],
                             env=env, cwd=ROOT, capture_output=True, text=True)
@@ -331,6 +333,42 @@ def section_incremental(args, report, databases):
                f"-> {full_seconds / seconds:.1f}x cheaper than the full run  [{summary}]")
 
 
+def section_augmented(args, report, databases):
+    """The incremental run after M new among N with the augmented space on, against off:
+    two copies of one database grouped in pool3 and whitened (D = --spaces-d), the
+    augmented space then computed in one of them, the same M new images added to both."""
+    import shutil
+
+    n, m = args.aug_n, args.aug_m
+    if args.aug_vectors:  # real features, in a random order: the last m are the new ones
+        from db.engine import make_engine
+        from db.features import load_vectors
+        base = load_vectors(make_engine(args.aug_vectors))[1]
+        base = base[np.random.default_rng(0).permutation(len(base))]
+        n = len(base) - m
+    else:
+        base = pool3_like(n + m, seed=5)
+    folder = Path(databases.folder.name)
+    off, on = folder / "augmented-off.sqlite3", folder / "augmented-on.sqlite3"
+    fill_database(f"sqlite:///{off}", base[:n])
+    seconds, _ = run_job(f"sqlite:///{off}", args.k, "", args.spaces_d)
+    report(f"full run, pool3 and whitened, N={n:,}: {seconds:.1f} s")
+    shutil.copyfile(off, on)
+    seconds, summary = run_job(f"sqlite:///{on}", args.k, "", args.spaces_d,
+                               augmented=args.aug_k)
+    report(f"the augmented space (AUGMENTED_K={args.aug_k}) computed whole beside them: "
+           f"{seconds:.1f} s")
+    times = {}
+    for label, path, augmented in (("off", off, 0), ("on", on, args.aug_k)):
+        fill_database(f"sqlite:///{path}", base[n:])
+        times[label], summary = run_job(f"sqlite:///{path}", args.k, "", args.spaces_d,
+                                        augmented=augmented)
+        report(f"incremental run, M={m:,} new among N={n + m:,}, augmented space {label}: "
+               f"{times[label]:.1f} s  [{' / '.join(summary.splitlines()[1:])}]")
+    report(f"-> the augmented space costs {times['on'] / times['off']:.2f}x the "
+           f"incremental run without it")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sections", default="engine,backend,legacy,e2e,incremental,spaces")
@@ -349,6 +387,13 @@ def main() -> int:
                         help="WHITENED_DIMENSIONS of the jobs in the e2e and incremental "
                              "sections (default 0: the original space only, as measured "
                              "before there were spaces)")
+    parser.add_argument("--aug-n", type=int, default=50_000)
+    parser.add_argument("--aug-m", type=int, default=1000)
+    parser.add_argument("--aug-k", type=int, default=3, help="AUGMENTED_K of the "
+                        "augmented section")
+    parser.add_argument("--aug-vectors", metavar="DATABASE_URL",
+                        help="the augmented section on the features stored there instead "
+                             "of synthetic vectors (--aug-n: all but --aug-m of them)")
     parser.add_argument("--k", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--all-rounds", type=int, default=2,
@@ -383,6 +428,8 @@ def main() -> int:
             section_incremental(args, report, databases)
         if "spaces" in sections:
             section_spaces(args, report)
+        if "augmented" in sections:
+            section_augmented(args, report, databases)
     finally:
         databases.close()
     return 0

@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
-"""The original and the learned space on real photos: both jobs and evaluate.py, as run.
+"""The original, the learned and the augmented space on real photos: both jobs and
+evaluate.py, as run.
 
     .venv/bin/python bench/bench_spaces.py [--data ../shared/data/oxford-flowers102-valtest]
         [--work DIR] [--dimensions 64,128,256,384,512] [--shrinkage 0,0.25,0.5,1]
-        [--subset 300] [--seed 0]
+        [--augmented-k 1,2,3,5,10] [--alpha 1,3] [--subset 300] [--seed 0]
 
 Runs create_image_features.py over the photos into a SQLite database in DIR (kept, so a
 second run skips the features), then for every WHITENED_DIMENSIONS and
 WHITENED_SHRINKAGE group_images.py (which learns the space again when they change) and
-evaluate.py on the set's ground_truth.csv, and prints pool3 beside whitened. Then the
-same, at the defaults and without shrinkage, for a random subset of --subset photos
+evaluate.py on the set's ground_truth.csv, and prints pool3 beside whitened; then, at the
+default whitening, the augmented space for every AUGMENTED_K and AUGMENTED_ALPHA. Then
+the same, at the defaults and without shrinkage, for a random subset of --subset photos
 copied to DIR: a small collection. The photos are read from ../shared (never copied
 into the project); everything written goes to DIR (default: a new temporary folder).
 """
@@ -56,7 +58,8 @@ def row(label: str, measures: dict) -> str:
     return f"| {label} | " + " | ".join(f"{measures[m]:.4f}" for m in MEASURES) + " |"
 
 
-def sweep(database: Path, image_root: Path, truth: Path, dimensions, shrinkages) -> None:
+def sweep(database: Path, image_root: Path, truth: Path, dimensions, shrinkages,
+          augmented) -> None:
     env = environment(database, image_root)
     features = job("create_image_features.py", env, "--quiet")
     print(f"features: {features.stdout.strip()} ({features.seconds:.0f} s)", file=sys.stderr)
@@ -66,7 +69,7 @@ def sweep(database: Path, image_root: Path, truth: Path, dimensions, shrinkages)
     for shrinkage in shrinkages:
         for dimension in dimensions:
             env = environment(database, image_root, whitened_dimensions=dimension,
-                              whitened_shrinkage=shrinkage)
+                              whitened_shrinkage=shrinkage, augmented_k=0)
             grouping = job("group_images.py", env, "--quiet")
             spaces = scores(env, truth)
             if pool3 is None:
@@ -74,6 +77,12 @@ def sweep(database: Path, image_root: Path, truth: Path, dimensions, shrinkages)
                 print(row("pool3 (original)", pool3) + " |")
             print(row(f"whitened D = {dimension}, β = {shrinkage}", spaces["whitened"])
                   + f" {grouping.seconds:.1f} s |", flush=True)
+    for k, alpha in augmented:
+        env = environment(database, image_root, augmented_k=k, augmented_alpha=alpha)
+        grouping = job("group_images.py", env, "--quiet")
+        print(row(f"augmented k = {k}, α = {alpha:g} (whitened at the defaults)",
+                  scores(env, truth)["augmented"]) + f" {grouping.seconds:.1f} s |",
+              flush=True)
 
 
 def subset(data: Path, work: Path, size: int, seed: int) -> tuple[Path, Path]:
@@ -102,6 +111,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path)
     parser.add_argument("--dimensions", default="64,128,256,384,512")
     parser.add_argument("--shrinkage", default="0,0.25,0.5,1")
+    parser.add_argument("--augmented-k", default="1,2,3,5,10")
+    parser.add_argument("--alpha", default="1,3")
     parser.add_argument("--subset", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -109,14 +120,16 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     dimensions = [int(d) for d in args.dimensions.split(",")]
     shrinkages = [float(b) for b in args.shrinkage.split(",")]
+    augmented = [(int(k), float(alpha)) for alpha in args.alpha.split(",")
+                 for k in args.augmented_k.split(",")]
     print(f"## {args.data.name}: every photo ({work})\n")
     sweep(work / "all.sqlite3", args.data, args.data / "ground_truth.csv", dimensions,
-          shrinkages)
+          shrinkages, augmented)
     if args.subset:
         root, truth = subset(args.data, work, args.subset, args.seed)
         print(f"\n## a random {args.subset} of them (seed {args.seed})\n")
         sweep(work / f"subset-{args.subset}-{args.seed}.sqlite3", root, truth, [256],
-              [0.0, 0.5])
+              [0.0, 0.5], augmented)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,9 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from db.chunks import chunks
-from db.models import POOL3, SPACE_IDS, CatalogueRecord, Image, ImageFeatures, ImageNeighbour, \
-    NeighbourList
+import db.augmentation
+from db.models import AUGMENTED, POOL3, SPACE_IDS, CatalogueRecord, Image, ImageFeatures, \
+    ImageNeighbour, NeighbourList
 from db.spaces import whitening_of
 from numerics.union_find import components
 from numerics.vectors import decode_vector
@@ -76,7 +77,8 @@ def describe(connection: Connection, groups: list[list[int]],
         projection, _ = whitening_of(connection)
         if projection is None:
             raise ValueError("the whitened space is not computed")
-        vectors = projection.apply(vectors)
+        vectors = (db.augmentation.vectors_of(connection, ids, projection)
+                   if space == AUGMENTED else projection.apply(vectors))
     vectors = vectors.astype(np.float64)
     described, at = [], 0
     for group in groups:

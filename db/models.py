@@ -13,9 +13,10 @@ PENDING, OK, FAILED, MISSING = "pending", "ok", "failed", "missing"
 STATUSES = (PENDING, OK, FAILED, MISSING)
 
 # Spaces of neighbour lists, by name and id. pool3: Euclidean on the stored vectors, the
-# replaced system's distance; whitened: the learned space (numerics/whitening.py).
-POOL3, WHITENED = "pool3", "whitened"
-SPACE_IDS = {POOL3: 1, WHITENED: 2}
+# replaced system's distance; whitened: the learned space (numerics/whitening.py);
+# augmented: the whitened vectors augmented by their nearest (numerics/augmentation.py).
+POOL3, WHITENED, AUGMENTED = "pool3", "whitened", "augmented"
+SPACE_IDS = {POOL3: 1, WHITENED: 2, AUGMENTED: 3}
 
 # Catalogue records: an external id fits a unique index whole; titles are searched by
 # the start of their case-folded form.
@@ -142,6 +143,10 @@ class Space(Base):
     # another value makes the next run learn it again), from how many images and when.
     whitened_dimensions: Mapped[int | None] = mapped_column(Integer)
     whitened_shrinkage: Mapped[float | None] = mapped_column(Double)
+    # The augmented space's settings AUGMENTED_K and AUGMENTED_ALPHA, as its vectors were
+    # computed with (the service augments uploads likewise).
+    augmented_k: Mapped[int | None] = mapped_column(Integer)
+    augmented_alpha: Mapped[float | None] = mapped_column(Double)
     learned_from: Mapped[int | None] = mapped_column(Integer)
     learned_at: Mapped[datetime | None] = mapped_column(Timestamp)
     # Lists stored at the end of the last grouping run, and why there are none if so.
@@ -285,3 +290,23 @@ class GroupingExclusion(Base):
     # pages.
     reason: Mapped[str | None] = mapped_column(Text)
     excluded_at: Mapped[datetime] = mapped_column(Timestamp, nullable=False, default=utcnow)
+
+
+class AugmentationNeighbour(Base):
+    """One of an image's k nearest in the whitened space, as the augmented space's
+    vector of the image was last computed from them (numerics/augmentation.py).
+
+    The grouping job's state for that space: an incremental run finds from it the
+    images whose augmented vector changes. Rewritten whole when the space is computed
+    whole, else for the images whose neighbours changed once their lists are written.
+    """
+
+    __tablename__ = "augmentation_neighbours"
+    __table_args__ = ({"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"},)
+
+    image_id: Mapped[int] = mapped_column(Id, ForeignKey("images.id"), primary_key=True,
+                                          autoincrement=False)
+    # 0 for the nearest; in list order (distance, then neighbour id).
+    position: Mapped[int] = mapped_column(SmallInteger, primary_key=True,
+                                          autoincrement=False)
+    neighbour_id: Mapped[int] = mapped_column(Id, nullable=False)

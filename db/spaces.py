@@ -6,7 +6,7 @@ from typing import NamedTuple
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from db.models import SPACE_IDS, WHITENED, NeighbourList, Space, utcnow
+from db.models import AUGMENTED, SPACE_IDS, WHITENED, NeighbourList, Space, utcnow
 from numerics import whitening
 
 
@@ -48,6 +48,15 @@ def whitening_of(connection: Connection) -> tuple[whitening.Projection | None, d
     return whitening.Projection.from_bytes(
         row.projection, row.learned_from, row.learned_at, row.whitened_shrinkage), \
         {"dimensions": row.whitened_dimensions, "shrinkage": row.whitened_shrinkage}
+
+
+def augmented_settings(connection: Connection) -> tuple[int, float] | None:
+    """Return (k, α) the augmented space's vectors are computed with, or None if it is
+    not computed."""
+    row = connection.execute(select(Space.augmented_k, Space.augmented_alpha).where(
+        Space.name == AUGMENTED, Space.dimensions.is_not(None))).first()
+    return None if row is None or row.augmented_k is None else (row.augmented_k,
+                                                                row.augmented_alpha)
 
 
 def save_space(engine: Engine, name: str, **values) -> None:

@@ -92,6 +92,15 @@ SETTINGS = (
             "varies little: each eigenvalue is raised by this times their mean before "
             "whitening (0: plain whitening, which collapses on small collections). A "
             "change relearns the space.", _GROUPING),
+    Setting("AUGMENTED_K", "3",
+            'Nearest neighbours in the whitened space that each image\'s vector is '
+            'averaged with to make the "augmented" space (0: not computed, and its lists '
+            "are deleted); see [The augmented space](#the-augmented-space). A change "
+            "recomputes the space.", _GROUPING),
+    Setting("AUGMENTED_ALPHA", "1",
+            "Weight exponent of the augmented space: a neighbour counts with its cosine "
+            "similarity to the power of this (0: a plain mean of the image and its "
+            "neighbours). A change recomputes the space.", _GROUPING),
     Setting("VECTOR_CACHE", "data/vector-cache",
             "Folder where the grouping job keeps a copy of the vectors it last grouped, so "
             "that an incremental run reads only the changed ones from the database "
@@ -139,10 +148,12 @@ SETTINGS = (
             "the background as it starts (TensorFlow and Inception v3: seconds to a minute of CPU and some hundred MB of memory per worker), so "
             "that the first search does not wait for it; 0: on the first search (tests, "
             "small deployments without uploads).", _SERVICE),
-    Setting("PAGE_SPACE", "whitened",
-            "Space the image page shows first, when its lists exist: `whitened` (improved "
-            "similarity) or `pool3` (the original distance). A switch on the page shows "
-            "the other.", _SERVICE),
+    Setting("PAGE_SPACE", "best",
+            "Space the image page and the search by image show first and call improved "
+            "similarity: `best` (`augmented` where computed, else `whitened`), "
+            "`augmented`, `whitened`, or `pool3` (the original distance); where it is not "
+            "computed, the next computed one of that list. A switch on the page shows the "
+            "others.", _SERVICE),
     Setting("CORS_ORIGINS", "",
             "Comma-separated origins allowed to call the JSON API, the IIIF endpoints, "
             "thumbnails and files from a browser (empty: none; * for any; IIIF viewers "
@@ -172,6 +183,8 @@ class Settings:
     grouping_memory_mb: int
     whitened_dimensions: int
     whitened_shrinkage: float
+    augmented_k: int
+    augmented_alpha: float
     vector_cache: Path | None
     exclude_patterns: tuple[str, ...]
     exclude_file: Path | None
@@ -296,6 +309,8 @@ def load_settings(overrides: dict[str, str] | None = None,
         grouping_memory_mb=_int("GROUPING_MEMORY_MB", values["GROUPING_MEMORY_MB"]),
         whitened_dimensions=_int("WHITENED_DIMENSIONS", values["WHITENED_DIMENSIONS"], 0),
         whitened_shrinkage=_number("WHITENED_SHRINKAGE", values["WHITENED_SHRINKAGE"]),
+        augmented_k=_int("AUGMENTED_K", values["AUGMENTED_K"], 0),
+        augmented_alpha=_number("AUGMENTED_ALPHA", values["AUGMENTED_ALPHA"]),
         vector_cache=(_project_path(values["VECTOR_CACHE"]) if values["VECTOR_CACHE"]
                       else None),
         exclude_patterns=tuple(p.strip() for p in values["EXCLUDE_PATTERNS"].split(",")
@@ -310,7 +325,7 @@ def load_settings(overrides: dict[str, str] | None = None,
         search_threads=search_threads,
         search_max_upload_mb=_int("SEARCH_MAX_UPLOAD_MB", values["SEARCH_MAX_UPLOAD_MB"]),
         search_preload=_choice("SEARCH_PRELOAD", values["SEARCH_PRELOAD"], ("0", "1")) == "1",
-        page_space=_choice("PAGE_SPACE", values["PAGE_SPACE"], tuple(SPACE_IDS)),
+        page_space=_choice("PAGE_SPACE", values["PAGE_SPACE"], ("best", *SPACE_IDS)),
         cors_origins=tuple(o.strip() for o in values["CORS_ORIGINS"].split(",") if o.strip()),
         dask_scheduler=values["DASK_SCHEDULER"].strip(),
         service_port=_int("SERVICE_PORT", values["SERVICE_PORT"]),

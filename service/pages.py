@@ -13,7 +13,7 @@ import db.exclusions
 import db.features
 import db.images
 import db.jobs
-from db.models import MISSING, OK, POOL3, SPACE_IDS, STATUSES
+from db.models import AUGMENTED, MISSING, OK, POOL3, SPACE_IDS, STATUSES, WHITENED
 import db.neighbours
 import db.spaces
 from runtime import distances
@@ -41,6 +41,19 @@ def space_label(space: str) -> str:
 def _kept_space() -> dict:
     # The space being viewed, carried by the header's links and forms.
     return {"kept_space": kept_space()}
+
+
+# The spaces PAGE_SPACE falls back through, best first.
+BEST_FIRST = (AUGMENTED, WHITENED, POOL3)
+
+
+def improved_space(computed) -> str:
+    """Return the space the pages show first and call improved similarity: PAGE_SPACE
+    (`best`: the first of BEST_FIRST) if computed, else the next computed one of
+    BEST_FIRST."""
+    preferred = current_app.config["SETTINGS"].page_space
+    start = 0 if preferred == "best" else BEST_FIRST.index(preferred)
+    return next((space for space in BEST_FIRST[start:] if space in computed), POOL3)
 
 
 @bp.get("/")
@@ -140,8 +153,7 @@ def image(image_id: str):
         raise ApiError(404, f"There is no image with id {number}.")
     spaces = serialize.spaces(db.spaces.overview(connection))
     computed = {space["name"] for space in spaces if space["computed"]}
-    preferred = current_app.config["SETTINGS"].page_space
-    space = asked or (preferred if preferred in computed else POOL3)
+    space = asked or improved_space(computed)
     neighbours = []
     if row.status == OK and space in computed:
         # The whole stored list: "Show more" and the filters need no second request.
@@ -186,12 +198,11 @@ PREVIEW_SIZE = 384  # pixels of the query's preview on the results page
 
 
 def _search_spaces():
-    """Return (spaces, the one to preselect): the one asked for, else PAGE_SPACE where
-    computed, else pool3."""
+    """Return (spaces, the one to preselect): the one asked for, else improved_space."""
     spaces = serialize.spaces(db.spaces.overview(database.connection()))
-    computed = [space["name"] for space in spaces if space["computed"]]
-    preferred = kept_space() or current_app.config["SETTINGS"].page_space
-    return spaces, (preferred if preferred in computed else POOL3)
+    computed = {space["name"] for space in spaces if space["computed"]}
+    asked = kept_space()
+    return spaces, (asked if asked in computed else improved_space(computed))
 
 
 @bp.route("/search-by-image", methods=["GET", "POST"])

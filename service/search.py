@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from flask import current_app, request
 import db.catalogue
-from db.models import POOL3
+from db.models import AUGMENTED, POOL3
 from service import database
 from service.errors import ApiError
 from service.vector_store import NothingToSearch, VectorStore
@@ -256,6 +256,8 @@ def search(upload: Upload, space: str, limit: int) -> Result:
         query = vector[np.newaxis]
         if space != POOL3:
             query = loaded.projection.apply(query)
+        if space == AUGMENTED:
+            query = loaded.augmented_query(query)
         # Id 0 is no image's id: nothing is excluded as "self".
         ids, distances = index.search(query, [0], limit)
     found = [(int(i), float(d)) for i, d in zip(ids[0], distances[0]) if i >= 0]

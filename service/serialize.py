@@ -105,6 +105,9 @@ SPACE_DESCRIPTIONS = {
              "replaced system computed it",
     "whitened": "improved similarity: the same vectors in a space learned from the "
                 "collection (signed square root, PCA whitening, L2), Euclidean there",
+    "augmented": "improved similarity, further: each whitened vector averaged with those "
+                 "of its nearest neighbours, weighted by similarity (database-side "
+                 "augmentation), Euclidean there",
 }
 
 

@@ -1,10 +1,12 @@
 """The vectors the service searches uploads against: one memory-mapped file per space.
 
 The set is that of the last completed grouping run (the jobs table says which): the
-'ok' images' stored vectors, and for the whitened space their projection by the stored
-projection, exactly as the grouping job computes it. The first search after a start or
-after a newer completed run writes the files (or finds them written by another worker)
-in SEARCH_CACHE/<database>/run-<job id>/ (raw little-endian float32, ids in .npy): built in a temporary folder and renamed into
+'ok' images' stored vectors, for the whitened space their projection by the stored
+projection, and for the augmented space those augmented with the nearest the grouping
+job stored (augmentation_neighbours; an image it did not group, an excluded one, keeps
+its whitened vector), exactly as the grouping job computes them. The first search after
+a start or after a newer completed run writes the files (or finds them written by another
+worker) in SEARCH_CACHE/<database>/run-<job id>/ (raw little-endian float32, ids in .npy): built in a temporary folder and renamed into
 place, so a worker sees a whole set or none. Every worker maps the same files
 read-only, so the vectors sit once in the page cache however many workers there are;
 what each worker holds of its own is the ids, norms and sort order of ExactIndex, about
@@ -28,9 +30,11 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.engine import Engine, make_url
 
+import db.augmentation
 from db.features import vector_pages
-from db.models import POOL3, WHITENED, Job
-from db.spaces import stored_whitening
+from db.models import AUGMENTED, POOL3, WHITENED, Job
+from db.spaces import augmented_settings, stored_whitening
+from numerics.augmentation import augment
 from numerics.engine import ExactIndex
 from numerics.vectors import DIMENSIONS
 
@@ -53,6 +57,17 @@ class Loaded:
     job_id: int
     indexes: dict[str, ExactIndex]
     projection: object | None  # whitening.Projection of the whitened space, if any
+    augmentation: tuple[int, float] | None = None  # (k, α) of the augmented space, if any
+
+    def augmented_query(self, whitened: np.ndarray) -> np.ndarray:
+        """Return the augmented vector of one whitened query vector: the query with its
+        k nearest in the whitened space, as every stored image with its own."""
+        k, alpha = self.augmentation
+        index = self.indexes[WHITENED]
+        found, _ = index.search(whitened, [0], k)  # id 0 is no image's: none left out
+        rows = np.searchsorted(index.ids, found[0][found[0] >= 0])
+        vectors = np.concatenate([whitened, index.vectors[rows]])
+        return augment(vectors, np.arange(1, len(vectors))[np.newaxis], alpha, rows=[0])
 
 
 def last_completed_grouping(connection) -> int | None:
@@ -137,10 +152,13 @@ class VectorStore:
                 # Relearned since the files were written: the next completed run's
                 # files will have it; until then the whitened space is not searched.
                 indexes.pop(WHITENED)
+                indexes.pop(AUGMENTED, None)
                 projection = None
         log.info("search vectors of grouping run %d: %d images, spaces %s", job_id,
                  len(ids), ", ".join(indexes))
-        return Loaded(job_id, indexes, projection)
+        augmentation = meta.get("augmented") if AUGMENTED in indexes else None
+        return Loaded(job_id, indexes, projection,
+                      augmentation and (augmentation["k"], augmentation["alpha"]))
 
     def _build(self, job_id: int, run: Path) -> None:
         """Write the run's files, unless another worker does or did."""
@@ -189,7 +207,34 @@ class VectorStore:
             del vectors
             meta["spaces"][WHITENED] = projection.dimensions
             meta["whitened"] = projection.token
+            self._write_augmented(folder, ids, meta)
         return meta
+
+    def _write_augmented(self, folder: Path, ids: np.ndarray, meta: dict) -> None:
+        """Write the augmented space's vectors, if the grouping job computes it."""
+        with self.engine.connect() as connection:
+            augmentation = augmented_settings(connection)
+            if augmentation is None:
+                return
+            k, alpha = augmentation
+            stored_ids, neighbours = db.augmentation.load(connection, k)
+        dimensions = meta["spaces"][WHITENED]
+        whitened = np.memmap(folder / f"{WHITENED}.f32", dtype="<f4", mode="r",
+                             shape=(len(ids), dimensions))
+        rows = np.full((len(ids), k), -1, dtype=np.int64)
+        grouped = np.isin(ids, stored_ids)
+        found = neighbours[np.searchsorted(stored_ids, ids[grouped])]
+        at = np.minimum(np.searchsorted(ids, found), len(ids) - 1)
+        # A neighbour no longer among the ids (changed since the run) is left out.
+        rows[grouped] = np.where((found >= 0) & (ids[at] == found), at, -1)
+        with open(folder / f"{AUGMENTED}.f32", "wb") as out:
+            for start in range(0, len(ids), PROJECT_ROWS):
+                part = np.arange(start, min(start + PROJECT_ROWS, len(ids)))
+                out.write(augment(whitened, rows[part], alpha, part).astype("<f4")
+                          .tobytes())
+        del whitened
+        meta["spaces"][AUGMENTED] = dimensions
+        meta["augmented"] = {"k": k, "alpha": alpha}
 
     def _remove_older(self, job_id: int) -> None:
         """Remove the files of older runs; workers that still map them keep their pages."""

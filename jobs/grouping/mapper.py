@@ -44,6 +44,12 @@ class Entering:
         return Entering(found, self.neighbour_ids[part][take], self.distances[part][take],
                         {i: self.lengths[i] for i in np.unique(found).tolist()})
 
+    def without(self, owners: np.ndarray) -> "Entering":
+        """Return the entries that enter lists other than these."""
+        keep = ~np.isin(self.owners, owners)
+        return Entering(self.owners[keep], self.neighbour_ids[keep], self.distances[keep],
+                        self.lengths)
+
     def starts(self) -> np.ndarray:
         """Return where each list's entries start."""
         return np.flatnonzero(np.r_[True, self.owners[1:] != self.owners[:-1]]) \

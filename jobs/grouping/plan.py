@@ -15,7 +15,7 @@ either starts that space afresh.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from db.spaces import ResumeState
 
 ALL = 2 ** 63 - 1   # valid_through when every list is valid
 NONE = 0            # ... when none is (ids start at 1)
+# A moving plan (make_plan) that would search or rebuild more than this share of the
+# lists runs full instead.
+REBUILD_SHARE = 0.5
 
 
 @dataclass
@@ -36,6 +39,9 @@ class Plan:
     full_ids: np.ndarray      # lists recomputed against every image
     merge_ids: np.ndarray     # lists that the new images may enter
     new_ids: np.ndarray       # 'ok' images among the changed: merged into other lists
+    # Lists that hold a new image's former vector (moving plans): rebuilt from their old
+    # entries and the new vectors within their last entry (jobs/grouping/moved.py).
+    rebuild_ids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
     def counts(self) -> dict:
         return {"mode": self.mode, "k": self.k, "lists_full": len(self.full_ids),
@@ -53,9 +59,14 @@ def starting_point(state: ResumeState | None, k: int, full: bool,
 
 
 def make_plan(reader, space: str, ok_ids: np.ndarray, k: int, full: bool,
-              changed: list[Changed], projection: str | None = None) -> Plan:
+              changed: list[Changed], projection: str | None = None,
+              moving: bool = False) -> Plan:
     """Return what a run over the 'ok' images ok_ids (ascending) has to do in `space`,
-    given the flagged images `changed`."""
+    given the flagged images `changed`.
+
+    moving: the vectors of the changed 'ok' images moved a little (the augmented
+    space's): the lists that hold them are rebuilt rather than searched whole, and only
+    those that held a changed image that is no longer 'ok' are searched whole."""
     valid_through = starting_point(reader.resume_state(space), k, full, projection)
     changed_ids = np.array([c.id for c in changed], dtype=np.int64)
     new_ids = np.intersect1d(changed_ids, ok_ids)
@@ -63,7 +74,8 @@ def make_plan(reader, space: str, ok_ids: np.ndarray, k: int, full: bool,
         return Plan(space, "full", k, valid_through, changed, ok_ids, ok_ids[:0], new_ids)
     # A list that holds a changed image lost a neighbour or has a stale distance; the
     # new images' own lists, and every list above valid_through, start from nothing.
-    redo = np.union1d(np.array(sorted(reader.lists_containing(space, changed_ids)),
+    left = np.setdiff1d(changed_ids, new_ids) if moving else changed_ids
+    redo = np.union1d(np.array(sorted(reader.lists_containing(space, left)),
                                dtype=np.int64), new_ids)
     redo = np.union1d(redo, ok_ids[ok_ids > valid_through])
     full_ids = np.intersect1d(redo, ok_ids)
@@ -73,4 +85,11 @@ def make_plan(reader, space: str, ok_ids: np.ndarray, k: int, full: bool,
         return Plan(space, "full", k, NONE, changed, ok_ids, ok_ids[:0], new_ids)
     merge_ids = np.setdiff1d(ok_ids, full_ids) if len(new_ids) else ok_ids[:0]
     mode = "incremental" if valid_through == ALL else "resume"
-    return Plan(space, mode, k, valid_through, changed, full_ids, merge_ids, new_ids)
+    rebuild_ids = (np.setdiff1d(np.intersect1d(np.array(sorted(reader.lists_containing(
+        space, new_ids)), dtype=np.int64), ok_ids), full_ids) if moving else ok_ids[:0])
+    if moving and len(full_ids) + len(rebuild_ids) > REBUILD_SHARE * len(ok_ids):
+        # Moved vectors in most lists: a full run, in half the products and with each
+        # list written once, costs less than rebuilding them (bench/results/spaces.md).
+        return Plan(space, "full", k, NONE, changed, ok_ids, ok_ids[:0], new_ids)
+    return Plan(space, mode, k, valid_through, changed, full_ids, merge_ids, new_ids,
+                rebuild_ids)

@@ -99,6 +99,10 @@ class Reader:
         """Return (length, last distance, last neighbour id) of each stored list."""
         return db.neighbours.load_list_ends(self.engine, SPACE_IDS[space], image_ids)
 
+    def whole_lists(self, space: str, image_ids, lengths):
+        """Return (neighbour ids, distances) of these stored lists whole, padded."""
+        return db.neighbours.load_tails(self.engine, SPACE_IDS[space], image_ids, lengths)
+
     def block(self, space: str, ids: np.ndarray, full_ids: np.ndarray,
               entering: Entering) -> Block:
         """Return what the mapper needs to compute the lists of `ids` (ascending): which

@@ -23,10 +23,10 @@ import db.images
 from db.images import Changed
 import db.jobs
 from db.jobs import set_vector_cache_left
-from db.models import WHITENED
+from db.models import AUGMENTED, WHITENED
 import db.neighbours
 from db.spaces import count_lists, save_space, stored_whitening
-from jobs.grouping import exclusions
+from jobs.grouping import augmented, exclusions, moved
 from jobs.grouping import spaces as spaces_module
 from jobs.grouping.compute import InProcess, OnCluster
 from jobs.grouping.mapper import Entering
@@ -108,12 +108,17 @@ def _run(engine: Engine, settings: Settings, job: JobRun, k: int, full: bool, qu
                   vectors_from_database=len(fetched_ids),
                   exclusions=exclusion.counts(), spaces={})
     plans: list[tuple[SpaceRun, Plan]] = []
-    for space in spaces_module.prepare(engine, vectors, settings, relearn):
+    memory_bytes = settings.grouping_memory_mb << 20
+    spaces = spaces_module.prepare(engine, vectors, settings, relearn)
+    spaces += augmented.prepare(engine, ids, spaces, changed, settings, k, full,
+                                memory_bytes)
+    for space in spaces:
         if space.vectors is None:
             counts["spaces"][space.name] = {"note": space.note}
             continue
-        plan = make_plan(reader, space.name, ids, k, full or space.relearned, changed,
-                         space.projection)
+        plan = make_plan(reader, space.name, ids, k, full or space.relearned,
+                         changed if space.changed is None else space.changed,
+                         space.projection, moving=space.changed is not None)
         counts["spaces"][space.name] = {**plan.counts(), "lists_written": 0,
                                         "rows_written": 0}
         log.info("%s: %s run, %d lists to recompute, %d to check for %d new images",
@@ -124,6 +129,7 @@ def _run(engine: Engine, settings: Settings, job: JobRun, k: int, full: bool, qu
     for space, plan in plans:
         save_space(engine, space.name, valid_through=plan.valid_through, k=plan.k,
                    lists_projection=space.projection)
+    _save_states(plans, full=True)
     db.jobs.set_job_counts(engine, job.id, counts)
     # A run in which every space is full needs no flag: it recomputes every list from the
     # vectors just read. Cleared now (after valid_through = NONE is recorded), a kill
@@ -133,7 +139,6 @@ def _run(engine: Engine, settings: Settings, job: JobRun, k: int, full: bool, qu
     if all_full:
         counts["flags_cleared"] = db.images.clear_needs_grouping(engine, changed)
     counts["lists_deleted"] = db.neighbours.delete_lists_of_unavailable(engine)
-    memory_bytes = settings.grouping_memory_mb << 20
     try:
         with OnDemand(scheduler) as cluster:
             for space, plan in plans:
@@ -141,6 +146,7 @@ def _run(engine: Engine, settings: Settings, job: JobRun, k: int, full: bool, qu
                        quiet, block_rows, cluster)
     except SchedulerError as error:
         raise JobError(str(error)) from None
+    _save_states(plans, full=False)
     if not all_full:
         counts["flags_cleared"] = db.images.clear_needs_grouping(engine, changed)
     for space, _ in plans:
@@ -150,6 +156,13 @@ def _run(engine: Engine, settings: Settings, job: JobRun, k: int, full: bool, qu
         set_vector_cache_left(engine, job.id, token)
     counts["seconds"] = round(time.monotonic() - started, 3)
     return counts
+
+
+def _save_states(plans: list[tuple[SpaceRun, Plan]], full: bool) -> None:
+    """Store the own state of the spaces whose plan is (not) full (SpaceRun.save_state)."""
+    for space, plan in plans:
+        if space.save_state is not None and (plan.mode == "full") == full:
+            space.save_state()
 
 
 def _group(engine: Engine, reader: Reader, job_id: int, space: SpaceRun, plan: Plan,
@@ -168,15 +181,18 @@ def _group(engine: Engine, reader: Reader, job_id: int, space: SpaceRun, plan: P
                 new_lists, entering = mapper.search_new(
                     plan.new_ids, plan.merge_ids,
                     reader.list_ends(space.name, plan.merge_ids), plan.k)
+            rebuilt, entering = _rebuild(reader, space.name, plan, entering, state)
             # Lists that no new image enters stay as they are: blocks hold only lists to
             # write.
-            work = np.union1d(plan.full_ids, entering.owners)
+            work = np.union1d(np.union1d(plan.full_ids, entering.owners),
+                              np.array(sorted(rebuilt), dtype=np.int64))
             progress = Progress(len(work), f"{space.name} lists", quiet)
             try:
                 with Writer(engine, space.name, job_id, counts, state) as writer:
                     for block, changes in _blocks(mapper, reader, space.name, plan, work,
                                                   new_lists, entering, block_rows):
-                        writer.write(changes, max(plan.valid_through, int(block[-1])))
+                        writer.write(moved.combined(changes, rebuilt, block),
+                                     max(plan.valid_through, int(block[-1])))
                         progress.update(len(block))
                     writer.close()
             finally:
@@ -186,6 +202,22 @@ def _group(engine: Engine, reader: Reader, job_id: int, space: SpaceRun, plan: P
     state["lists_merged"] = state["lists_written"] - len(plan.full_ids)
     save_space(engine, space.name, valid_through=ALL)
     db.jobs.set_job_counts(engine, job_id, counts)
+
+
+def _rebuild(reader: Reader, space: str, plan: Plan, entering: Entering,
+             state: dict) -> tuple[dict, Entering]:
+    """Rebuild the plan's lists that hold moved vectors (jobs/grouping/moved.py); those
+    that fall short join plan.full_ids. Return the changes of the others, by owner, and
+    the entering entries left to merge."""
+    if not len(plan.rebuild_ids):
+        return {}, entering
+    lengths = reader.list_ends(space, plan.rebuild_ids)[0]
+    old_ids, old_distances = reader.whole_lists(space, plan.rebuild_ids, lengths)
+    rebuilt, short = moved.rebuild(plan.rebuild_ids, lengths, old_ids, old_distances,
+                                   entering, plan.new_ids, plan.k)
+    plan.full_ids = np.union1d(plan.full_ids, short)
+    state.update(lists_rebuilt=len(rebuilt), lists_short=len(short))
+    return rebuilt, entering.without(plan.rebuild_ids)
 
 
 def _blocks(mapper, reader: Reader, space: str, plan: Plan, work: np.ndarray,
@@ -261,6 +293,9 @@ def _dry_run(settings: Settings, k: int, full: bool, relearn: bool) -> dict:
                     projection).counts()
             else:
                 counts["spaces"][WHITENED] = {"note": f"not computed: {decision.note}"}
+            if settings.augmented_k:
+                # Which of its lists change depends on the new whitened vectors.
+                counts["spaces"][AUGMENTED] = {"note": "planned by the run itself"}
         return counts
     finally:
         engine.dispose()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from sqlalchemy.engine import Engine
@@ -31,6 +32,11 @@ class SpaceRun:
     projection: str | None = None  # identifies the projection the lists are valid for
     relearned: bool = False  # a new projection: every list of the space is recomputed
     note: str | None = None
+    changed: list | None = None  # the images whose vector changed; None: those flagged
+    # Stores the space's own state for the next run (the augmented space's): called
+    # before any flag is cleared, once the lists are written or, when every list is
+    # recomputed, before they are.
+    save_state: Callable[[], None] | None = None
 
 
 @dataclass

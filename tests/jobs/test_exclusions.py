@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, assume, given, settings as hypothesis_settin
 from sqlalchemy import delete, select, update
 
 from runtime.jobrun import JobError
-from db.models import WHITENED, GroupingExclusion, Image, ImageFeatures, ImageNeighbour, \
-    Job, NeighbourList, Space
+from db.models import WHITENED, AugmentationNeighbour, GroupingExclusion, Image, \
+    ImageFeatures, ImageNeighbour, Job, NeighbourList, Space
 from db import exclusions as stored_exclusions
 from jobs.grouping import exclusions
 from jobs.grouping.run import run as run_job
@@ -23,8 +23,8 @@ from grouping_support import (add_images, apply_step, embed, expected_lists, fla
 
 def clear(engine):
     with engine.begin() as connection:
-        for table in (GroupingExclusion, ImageNeighbour, NeighbourList, ImageFeatures,
-                      Image, Job, Space):
+        for table in (AugmentationNeighbour, GroupingExclusion, ImageNeighbour,
+                      NeighbourList, ImageFeatures, Image, Job, Space):
             connection.execute(delete(table))
 
 

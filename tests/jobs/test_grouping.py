@@ -20,8 +20,8 @@ from db.neighbours import write_lists
 from numerics.list_changes import ListChanges
 from db.engine import make_engine
 from db.jobs import start_job
-from db.models import (MISSING, OK, POOL3, SPACE_IDS, WHITENED, Image, ImageFeatures,
-                       ImageNeighbour, Job, NeighbourList, Space)
+from db.models import (MISSING, OK, POOL3, SPACE_IDS, WHITENED, AugmentationNeighbour,
+                       Image, ImageFeatures, ImageNeighbour, Job, NeighbourList, Space)
 from numerics.vectors import DIMENSIONS, MODEL_NAME
 from jobs.grouping import vector_cache
 from numerics import whitening
@@ -36,7 +36,8 @@ from grouping_support import (add_images, apply_step, change_image, embed, expec
 
 def clear(engine):
     with engine.begin() as connection:
-        for table in (ImageNeighbour, NeighbourList, ImageFeatures, Image, Job, Space):
+        for table in (AugmentationNeighbour, ImageNeighbour, NeighbourList, ImageFeatures,
+                      Image, Job, Space):
             connection.execute(delete(table))
 
 

@@ -187,6 +187,8 @@ OPERATOR_VALUES = {
     "GROUPING_MEMORY_MB": "4096",
     "WHITENED_DIMENSIONS": "128",
     "WHITENED_SHRINKAGE": "0.25",
+    "AUGMENTED_K": "2",
+    "AUGMENTED_ALPHA": "3",
     "VECTOR_CACHE": "/srv/cache/vectors",
     "EXCLUDE_PATTERNS": "placeholders/*,*no_image_available*",
     "EXCLUDE_FILE": "config/exclude.txt",

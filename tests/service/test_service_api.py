@@ -129,8 +129,11 @@ def test_an_unknown_space_is_a_400(client, space):
 
 def test_spaces_say_how_each_stands(client, archive):
     spaces = {s["name"]: s for s in get_json(client, "/api/v1/spaces")["spaces"]}
-    assert list(spaces) == ["pool3", "whitened"]
+    assert list(spaces) == ["pool3", "whitened", "augmented"]
     assert spaces["whitened"]["computed"] and spaces["whitened"]["dimensions"] == 16
+    # Not in the fixture archive: listed, not computed, and why.
+    assert not spaces["augmented"]["computed"]
+    assert spaces["augmented"]["note"] == "the grouping job has not run with it yet"
     assert spaces["whitened"]["learned_from"] == len(archive.whitened)
     assert spaces["whitened"]["learned_at"] == "2026-11-01T12:00:00Z"
     assert spaces["pool3"]["computed"] and spaces["pool3"]["dimensions"] == 2048

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import threading
 from datetime import datetime
 
@@ -61,27 +62,50 @@ def post(client, data: bytes, content_type="image/jpeg", query=""):
     return client.post(f"/api/v1/search{query}", data=data, content_type=content_type)
 
 
-def test_every_sample_image_uploaded_finds_itself_first(search_collection):
+@pytest.mark.parametrize("space", ["pool3", "augmented"])
+def test_every_sample_image_uploaded_finds_itself_first(search_collection, space):
+    # In the augmented space the upload is augmented with its own nearest, the stored
+    # image with its nearest others: close, not equal.
     settings, app = search_collection
     paths, _, _, _ = stored(settings.database_url)
     client = app.test_client()
     for path in sorted(SAMPLES.rglob("*.jpg")):
         relative = path.relative_to(SAMPLES).as_posix()
-        response = post(client, path.read_bytes(), query="?limit=3")
+        response = post(client, path.read_bytes(), query=f"?limit=3&space={space}")
         assert response.status_code == 200, response.get_json()
-        first = response.get_json()["neighbours"][0]
+        assert response.get_json()["space"] == space
+        first, second = response.get_json()["neighbours"][:2]
         assert first["id"] == paths[relative], relative
-        assert first["distance"] < 1e-3, (relative, first)
+        assert first["distance"] < (1e-3 if space == "pool3" else second["distance"]), \
+            (relative, first)
         assert first["links"]["page"].endswith(f"/images/{paths[relative]}")
 
 
-@pytest.mark.parametrize("space", ["pool3", "whitened"])
+def augment64(whitened: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: int,
+              alpha: float, own_ids=None) -> np.ndarray:
+    """DBA in float64 (numerics/augmentation.py's definition, written out again): each
+    query with its k nearest of the whitened base, weighted by cosine to the α."""
+    out = []
+    for query, (found, _) in zip(queries, oracle.nearest(queries, whitened, ids, k,
+                                                         own_ids)):
+        total = query.copy()
+        for neighbour in whitened[np.searchsorted(ids, found)]:
+            total += max(query @ neighbour, 0.0) ** alpha * neighbour
+        out.append(total / np.linalg.norm(total))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("space", ["pool3", "whitened", "augmented"])
 def test_answer_equals_a_float64_brute_force_over_the_stored_vectors(search_collection,
                                                                      space):
     settings, app = search_collection
     _, ids, vectors, projection = stored(settings.database_url)
     assert projection is not None, "the whitened space was not learned"
     base = vectors if space == "pool3" else whiten64(vectors, projection)
+    k, alpha = settings.augmented_k, settings.augmented_alpha
+    whitened = base
+    if space == "augmented":
+        base = augment64(whitened, ids, whitened, k, alpha, ids)
     client = app.test_client()
     uploads = sorted(SAMPLES.rglob("*.jpg"))[::5]
     # A new picture, not in the archive, as PNG.
@@ -98,6 +122,8 @@ def test_answer_equals_a_float64_brute_force_over_the_stored_vectors(search_coll
         query = query.astype(np.float64)[np.newaxis]
         if space != "pool3":
             query = whiten64(query, projection)
+        if space == "augmented":
+            query = augment64(whitened, ids, query, k, alpha)
         want_ids, want_distances = brute_force(query[0], ids, base, 100)
         got = body["neighbours"]
         assert [n["rank"] for n in got] == list(range(1, 101))
@@ -348,3 +374,25 @@ def test_each_gunicorn_worker_loads_the_model_once_in_the_background(tmp_path):
     workers = {int(p) for p in re.findall(r"Booting worker with pid: (\d+)", "".join(lines))}
     assert loaded == {pid: 1 for pid in workers} and len(workers) == 2, "".join(lines)[-3000:]
     assert "could not be loaded" not in "".join(lines)
+
+
+@pytest.mark.parametrize("page_space, first", [("best", "augmented"),
+                                               ("whitened", "whitened"),
+                                               ("pool3", "pool3")])
+def test_the_image_page_shows_the_improved_space_first(search_collection, page_space,
+                                                        first):
+    settings, _ = search_collection
+    paths, _, _, _ = stored(settings.database_url)
+    app = create_app(settings.replace(page_space=page_space))
+    client = app.test_client()
+    spaces = {s["name"]: s for s in client.get("/api/v1/spaces").get_json()["spaces"]}
+    assert spaces["augmented"]["computed"]
+    assert spaces["augmented"]["dimensions"] == spaces["whitened"]["dimensions"]
+    image_id = paths["space/rocket.jpg"]
+    html = client.get(f"/images/{image_id}").get_data(as_text=True)
+    assert re.search(rf'id="space-{first}" href="[^"]*"\s+title="[^"]*" aria-current="page"'
+                     r'>([^<]*)<', html)
+    # The API's neighbours in the space are its stored lists.
+    body = client.get(f"/api/v1/images/{image_id}/neighbours?space=augmented").get_json()
+    assert body["space"] == "augmented" and body["neighbours"]
+    app.extensions["db_engine"].dispose()
