@@ -45,7 +45,8 @@ def main() -> None:
                        "NUMBA_CACHE_DIR": str(folder / "numba-cache"),
                        "DATABASE_URL": f"sqlite:///{folder / 'features.sqlite3'}",
                        "VECTOR_CACHE": "", "DASK_SCHEDULER": ""}
-        features = "import sys, create_image_features; sys.exit(create_image_features.main(['--quiet']))"
+        features = ("import sys, create_image_features; "
+                    "sys.exit(create_image_features.main(['--quiet']))")
         timed(features, environment)
         shutil.copy(folder / "features.sqlite3", folder / "cold.sqlite3")
         shutil.copy(folder / "features.sqlite3", folder / "warm.sqlite3")

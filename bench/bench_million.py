@@ -3,8 +3,9 @@ smaller N in the same invocation: each part's time and its ratio (does it grow a
 should: N² for a full grouping run, N for writes and an incremental run, flat for
 look-ups?).
 
-    .venv/bin/python bench/bench_million.py --mariadb-url mysql+mysqlconnector://root@127.0.0.1:3307/ \
-        [--sizes 20000,100000] [--new 1000] [--duration 10] [--whitened 256]
+    .venv/bin/python bench/bench_million.py \
+        [--mariadb-url mysql+mysqlconnector://root@127.0.0.1:3307/] [--sizes 10000,40000]
+        [--new 1000] [--duration 10] [--whitened 256]
 
 For each N, in a scratch database on the server (dropped at the end):
  1. fill: N tiny files named .jpg in a temporary folder (never opened: unchanged files
@@ -58,18 +59,23 @@ ENDPOINTS = {"neighbours (API)": "/api/v1/images/%d/neighbours",
 SEARCH_JPEG = sorted((ROOT / "sample_images").rglob("*.jpg"))[0]
 
 
+# The peak RSS as the process's own VmHWM: ru_maxrss would carry the RSS of this process
+# (the parent) over the fork and exec.
+PEAK = ("import atexit, sys\n"
+        "atexit.register(lambda: print('VmHWM', [line.split()[1] for line in "
+        "open('/proc/self/status') if line.startswith('VmHWM')][0], file=sys.stderr))\n")
+
+
 def run_process(code: str, environment: dict) -> tuple[float, float, str]:
     """Run Python code in a fresh process; return (seconds, peak RSS in MiB, stdout)."""
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=environment,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(process.pid, 0)
+    done = subprocess.run([sys.executable, "-c", PEAK + code], cwd=ROOT, env=environment,
+                          capture_output=True, text=True)
     seconds = time.perf_counter() - started
-    out, err = process.stdout.read(), process.stderr.read()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        sys.exit(f"failed ({process.returncode}): {code}\n{err[-3000:]}")
-    return seconds, usage.ru_maxrss / 1024, out
+    if done.returncode != 0:
+        sys.exit(f"failed ({done.returncode}): {code}\n{done.stderr[-3000:]}")
+    peak = int(done.stderr.rsplit("VmHWM ", 1)[1].split()[0])
+    return seconds, peak / 1024, done.stdout
 
 
 def add_features(url: str, vectors: np.ndarray, ids: list[int]) -> None:
@@ -233,7 +239,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mariadb-url", default=os.environ.get(
         "TEST_MARIADB_URL", "mysql+mysqlconnector://root@127.0.0.1:3307/"))
-    parser.add_argument("--sizes", default="20000,100000")
+    parser.add_argument("--sizes", default="10000,40000")
     parser.add_argument("--new", type=int, default=1000)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--whitened", type=int, default=256)

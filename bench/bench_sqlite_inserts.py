@@ -85,7 +85,8 @@ def main() -> int:
             print(f"{variant}: " + ", ".join(f"{rows / 1e6:.2f}M {rate:,.0f}/s"
                                                for rows, rate in rates)
                   + f"; total {overall:,.0f} rows/s"
-                  + (f" (index build {build:.1f} s included)" if build > 0.05 else "")
+                  + (f" (index build {build:.1f} s included)" if variant == "index after"
+                     else "")
                   + f"; file {os.path.getsize(path) / 1e6:.0f} MB")
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
