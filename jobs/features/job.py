@@ -48,6 +48,8 @@ def run(settings: Settings, *, quiet: bool = False, dry_run: bool = False,
         raise JobError(f"--limit must be 0 or more, got {limit}")
     if dry_run:
         return _dry_run(settings, limit=limit, retry_failed=retry_failed)
+    if extractor is None and not wanted(scheduler):
+        _check_weights(settings)
     engine = connect(settings.database_url)
     try:
         compute = _Compute(extractor, scheduler, threads, partition_size)
@@ -224,6 +226,18 @@ def _dry_run(settings: Settings, *, limit: int | None, retry_failed: bool) -> di
             "retried": counts["retry"], "recomputed": counts[OUTDATED],
             "unchanged": counts["unchanged"],
             "missing": counts["missing"], "deferred": counts["deferred"]}
+
+
+def _check_weights(settings: Settings) -> None:
+    """Stop before the database is touched where the model's weights are neither
+    converted (MODEL_CACHE) nor installed; without importing TensorFlow, which is loaded
+    only when there is something to extract."""
+    from model.archive import ModelUnavailable, find_archive
+    if not settings.model_cache.is_file():
+        try:
+            find_archive()
+        except ModelUnavailable as error:
+            raise JobError(str(error)) from None
 
 
 def _load_extractor(settings: Settings):
