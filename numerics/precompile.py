@@ -23,12 +23,13 @@ def precompile() -> None:
     rows, k = 600, 5
     vectors = np.random.default_rng(0).random((rows, 64), dtype=np.float32)
     ids = np.arange(rows, dtype=np.int64)
-    # Read-only bases too: the service's memory-mapped search vectors and arrays
-    # deserialised on Dask workers are, and numba compiles those apart.
+    # Read-only indexes too: the service's memory-mapped search vectors are, and so may
+    # be an index deserialised on a Dask worker; numba compiles those apart.
     for writeable in (True, False):
-        base = vectors.copy()
-        base.setflags(write=writeable)
-        index = ExactIndex(base, ids, threads=2)
+        index = ExactIndex(vectors.copy(), ids.copy(), threads=2)
+        for array in (index.vectors, index.ids, index.squared_norms, index.squared_norms32):
+            array.setflags(write=writeable)
+        base = index.vectors
         for _ in index.search_all(k, block_rows=256):  # full runs
             pass
         index.search(base[:50], ids[:50], k)  # incremental runs, the service's search
