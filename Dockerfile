@@ -32,10 +32,7 @@ load_extractor(load_settings().model_cache)"
 # Compile the neighbour engine's numba loops now (about 30 s), into a cache the jobs may
 # rewrite: numba compiles again where the host's CPU differs from the build machine's.
 ENV NUMBA_CACHE_DIR=/app/numba-cache
-RUN python -c "import numpy as np; from numerics.engine import ExactIndex; \
-v = np.random.default_rng(0).random((600, 2048), dtype=np.float32); ids = np.arange(600); \
-index = ExactIndex(v, ids); list(index.search_all(5)); \
-index.search(v[:50], ids[:50], 5, column_bounds=np.ones(600))"
+RUN python -m numerics.precompile
 
 RUN useradd --system --uid 10001 --home-dir /app imagegroup \
     && mkdir -p /var/cache/imagegroup/thumbnails /var/cache/imagegroup/vectors \

@@ -3,6 +3,8 @@ by the service, read and written by the grouping job."""
 from __future__ import annotations
 
 import functools
+from contextlib import contextmanager
+from typing import Iterator
 
 import numpy as np
 import orjson
@@ -280,6 +282,42 @@ def _apply(connection: Connection, space: int, changes: ListChanges,
                 connection.execute(_MARIADB[name], {
                     "space": space,
                     "rows": orjson.dumps(rows[start:start + _JSON_ROWS]).decode()})
+
+
+_NEIGHBOUR_INDEX = next(index for index in ImageNeighbour.__table__.indexes
+                        if index.name == "ix_image_neighbours_neighbour_id")
+
+
+@contextmanager
+def neighbour_index_after(engine: Engine, wanted: bool) -> Iterator[None]:
+    """Run the block (a full run's writes) without the neighbour_id index of
+    image_neighbours and build it again after, on SQLite where `wanted`.
+
+    Lists are written in image id order, so their key grows at the end of the table,
+    but their neighbour ids are anywhere: kept up to date row by row, that index had
+    SQLite's insert rate fall from 230,000 to 50,000 rows/s by 0.6 million rows; built
+    after the run it takes about a second per million rows and the rate stays flat
+    (bench/results/million.md). Nothing reads it while lists are written (the runs'
+    plans use it before). A run killed in between leaves it missing: every run starts
+    with restore_neighbour_index."""
+    if not wanted or engine.dialect.name != "sqlite":
+        yield
+        return
+    with engine.begin() as connection:
+        _NEIGHBOUR_INDEX.drop(connection, checkfirst=True)
+    try:
+        yield
+    finally:
+        restore_neighbour_index(engine)
+
+
+def restore_neighbour_index(engine: Engine) -> None:
+    """Build the neighbour_id index of image_neighbours where it is missing (SQLite:
+    only neighbour_index_after drops it)."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.begin() as connection:
+        _NEIGHBOUR_INDEX.create(connection, checkfirst=True)
 
 
 def delete_lists_of_unavailable(engine: Engine) -> int:

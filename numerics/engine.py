@@ -220,20 +220,41 @@ class ExactIndex:
                 (np.concatenate(base_rows), np.concatenate(query_rows)))
 
     def search_all(self, k: int, memory_bytes: int = 256 << 20,
-                   block_rows: int | None = None):
+                   block_rows: int | None = None, submit=None, in_flight: int | None = None):
         """Yield (start, stop, ids, distances) of every base row's k nearest, in row order.
 
         The same lists as search(base, ids, k), in about half the products: the
         distance block of rows I and columns J also serves rows J and columns I.
+
+        The blocks run on this index's threads, or where submit sends them (a cluster's
+        workers): submit(function, *arguments) runs function(this index, *arguments)
+        there (block_candidates and rank_rows) and returns a future (done(), result());
+        in_flight of them at a time (default 2 per thread).
         """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
+        if submit is not None:
+            yield from self._search_all(k, memory_bytes, block_rows, submit,
+                                        in_flight or 2 * self.threads)
+            return
+        # Each thread computes whole blocks, the float32 products with one BLAS thread
+        # and then the selection: with BLAS on all cores, its idle threads spin for
+        # milliseconds after each product, which slowed the selection that followed by
+        # about as much again.
+        with _blas_threads(1), ThreadPoolExecutor(
+                self.threads, initializer=numba.set_num_threads, initargs=(1,)) as pool:
+            yield from self._search_all(
+                k, memory_bytes, block_rows,
+                lambda function, *arguments: pool.submit(function, self, *arguments),
+                in_flight or 2 * self.threads)
+
+    def _search_all(self, k, memory_bytes, block_rows, submit, in_flight):
         n = len(self)
-        # A square float32 block and room for its candidates per block in flight;
-        # block_rows (--batch-size) may ask for fewer rows, never for more memory.
-        in_flight = 2 * self.threads
+        # A square float32 block and room for its candidates per block in flight in
+        # this process; block_rows (--batch-size) may ask for fewer rows, never for
+        # more memory.
         rows = max(1, min(block_rows or 2048,
-                          int(np.sqrt(memory_bytes / _BYTES_PER_ELEMENT / in_flight))))
+                          int(np.sqrt(memory_bytes / _BYTES_PER_ELEMENT / (2 * self.threads)))))
         slack = self._slack(self.squared_norms)
         waiting: dict[int, _Candidates] = {}
         pending = deque()  # blocks in flight, and the ends of row blocks, in order
@@ -245,69 +266,51 @@ class ExactIndex:
                 item = pending.popleft()
                 if item[0] == "end":
                     _, start, stop, candidates = item
-                    ranking.append((start, stop, pool.submit(
-                        self._rank, self.vectors[start:stop], *candidates.finish(), k)))
+                    ranking.append((start, stop, submit(rank_rows, start, stop,
+                                                        *candidates.finish(), k)))
                     continue
-                _, (a, _, b, _, rows_a, offset_a, rows_b, offset_b), future = item
-                found, theirs = future.result()
+                _, (a, a_stop, b, _, rows_a, offset_a, rows_b, offset_b), future = item
+                found, theirs, seeded_a, seeded_b = future.result()
+                rows_a.tighten(seeded_a, a - offset_a)
                 rows_a.extend(*found, b, a - offset_a)
                 if theirs is not None:
+                    rows_b.tighten(seeded_b, b - offset_b)
                     rows_b.extend(*theirs, a, b - offset_b)
 
-        # Each thread computes whole blocks, the float32 products with one BLAS thread
-        # and then the selection: with BLAS on all cores, its idle threads spin for
-        # milliseconds after each product, which slowed the selection that followed by
-        # about as much again. Results are added here, in order; a block computed while
-        # an earlier one tightened the thresholds used the looser ones (a superset).
-        with _blas_threads(1), ThreadPoolExecutor(
-                self.threads, initializer=numba.set_num_threads, initargs=(1,)) as pool:
-            for i_start in range(0, n, rows):
-                i_stop = min(i_start + rows, n)
-                mine = waiting.pop(i_start, None) or _Candidates(k, slack[i_start:i_stop])
-                # Sub-blocks of the diagonal block on and above its diagonal, then the
-                # blocks to its right: each block off the diagonal serves both its sides.
-                blocks = [(a, min(a + _DIAGONAL_STEP, i_stop), b,
-                           min(b + _DIAGONAL_STEP, i_stop), mine, i_start, mine, i_start)
-                          for a in range(i_start, i_stop, _DIAGONAL_STEP)
-                          for b in range(a, i_stop, _DIAGONAL_STEP)]
-                for j_start in range(i_stop, n, rows):
-                    j_stop = min(j_start + rows, n)
-                    other = waiting.get(j_start)
-                    if other is None:
-                        other = waiting[j_start] = _Candidates(k, slack[j_start:j_stop])
-                    blocks.append((i_start, i_stop, j_start, j_stop, mine, i_start,
-                                   other, j_start))
-                for block in blocks:
-                    pending.append(("block", block,
-                                    pool.submit(self._symmetric_block, *block)))
-                    settle(in_flight)
-                    while ranking and ranking[0][2].done():
-                        start, stop, future = ranking.popleft()
-                        yield start, stop, *future.result()
-                pending.append(("end", i_start, i_stop, mine))
-            settle(0)
-            for start, stop, future in ranking:
-                yield start, stop, *future.result()
-
-    def _symmetric_block(self, a, a_stop, b, b_stop, rows_a, offset_a, rows_b, offset_b):
-        """Return the candidates of the distance block of base rows a..a_stop against
-        b..b_stop (a ≤ b) for both sides, as kernels.select does (None for the second
-        where a = b); rows_a holds rows from offset_a on, rows_b from offset_b."""
-        products = (self.vectors[a:a_stop] * np.float32(-2)) @ self.vectors[b:b_stop].T
-        norms_a, norms_b = self.squared_norms32[a:a_stop], self.squared_norms32[b:b_stop]
-        if a == b:  # the same rows: self excluded, and one side is enough
-            own = np.arange(a_stop - a)
-            rows_a.seed(products, norms_a, norms_b, own, a - offset_a)
-            found, _ = kernels.select(products, norms_a, norms_b,
-                                      rows_a.threshold[a - offset_a:a_stop - offset_a],
-                                      np.full(b_stop - b, -np.inf), own)
-            return found, None
-        none = np.full(a_stop - a, -1)
-        rows_a.seed(products, norms_a, norms_b, none, a - offset_a)
-        rows_b.seed(products.T, norms_b, norms_a, np.full(b_stop - b, -1), b - offset_b)
-        return kernels.select(
-            products, norms_a, norms_b, rows_a.threshold[a - offset_a:a_stop - offset_a],
-            rows_b.threshold[b - offset_b:b_stop - offset_b], none)
+        # Results are added here, in order; a block computed while an earlier one
+        # tightened the thresholds used the looser ones (a superset).
+        for i_start in range(0, n, rows):
+            i_stop = min(i_start + rows, n)
+            mine = waiting.pop(i_start, None) or _Candidates(k, slack[i_start:i_stop])
+            # Sub-blocks of the diagonal block on and above its diagonal, then the
+            # blocks to its right: each block off the diagonal serves both its sides.
+            blocks = [(a, min(a + _DIAGONAL_STEP, i_stop), b,
+                       min(b + _DIAGONAL_STEP, i_stop), mine, i_start, mine, i_start)
+                      for a in range(i_start, i_stop, _DIAGONAL_STEP)
+                      for b in range(a, i_stop, _DIAGONAL_STEP)]
+            for j_start in range(i_stop, n, rows):
+                j_stop = min(j_start + rows, n)
+                other = waiting.get(j_start)
+                if other is None:
+                    other = waiting[j_start] = _Candidates(k, slack[j_start:j_stop])
+                blocks.append((i_start, i_stop, j_start, j_stop, mine, i_start,
+                               other, j_start))
+            for block in blocks:
+                a, a_stop, b, b_stop, rows_a, offset_a, rows_b, offset_b = block
+                # The thresholds as views: this process's threads seed them in place
+                # for the blocks after; a worker elsewhere sends its seeds back.
+                pending.append(("block", block, submit(
+                    block_candidates, a, a_stop, b, b_stop, k,
+                    rows_a.threshold[a - offset_a:a_stop - offset_a],
+                    None if a == b else rows_b.threshold[b - offset_b:b_stop - offset_b])))
+                settle(in_flight)
+                while ranking and ranking[0][2].done():
+                    start, stop, future = ranking.popleft()
+                    yield start, stop, *future.result()
+            pending.append(("end", i_start, i_stop, mine))
+        settle(0)
+        for start, stop, future in ranking:
+            yield start, stop, *future.result()
 
     def _rank(self, query, rows, columns, k):
         """Return the k best of the candidates by exact float64 distance, then id."""
@@ -326,12 +329,42 @@ class ExactIndex:
         return ids, distances
 
 
+def block_candidates(index: ExactIndex, a, a_stop, b, b_stop, k, threshold_a, threshold_b):
+    """Return the candidates of the distance block of base rows a..a_stop against
+    b..b_stop (a ≤ b) for both sides, as kernels.select does (None for the second where
+    a = b), and the two sides' thresholds: those given, seeded (in place where they are
+    writable) for rows that had none (inf). A unit of search_all's work."""
+    products = (index.vectors[a:a_stop] * np.float32(-2)) @ index.vectors[b:b_stop].T
+    norms_a, norms_b = index.squared_norms32[a:a_stop], index.squared_norms32[b:b_stop]
+    rows_a = _Candidates(k, index._slack(index.squared_norms[a:a_stop]), threshold_a)
+    if a == b:  # the same rows: self excluded, and one side is enough
+        own = np.arange(a_stop - a)
+        rows_a.seed(products, norms_a, norms_b, own)
+        found, _ = kernels.select(products, norms_a, norms_b, rows_a.threshold,
+                                  np.full(b_stop - b, -np.inf), own)
+        return found, None, rows_a.threshold, None
+    rows_b = _Candidates(k, index._slack(index.squared_norms[b:b_stop]), threshold_b)
+    none = np.full(a_stop - a, -1)
+    rows_a.seed(products, norms_a, norms_b, none)
+    rows_b.seed(products.T, norms_b, norms_a, np.full(b_stop - b, -1))
+    found, theirs = kernels.select(products, norms_a, norms_b, rows_a.threshold,
+                                   rows_b.threshold, none)
+    return found, theirs, rows_a.threshold, rows_b.threshold
+
+
+def rank_rows(index: ExactIndex, start, stop, rows, columns, k):
+    """Return (ids, distances) of base rows start..stop from their final candidates."""
+    return index._rank(index.vectors[start:stop], rows, columns, k)
+
+
 class _Candidates:
     """A block of query rows' candidates: every entry within slack of the row's k-th v."""
 
-    def __init__(self, k: int, slack: np.ndarray):
+    def __init__(self, k: int, slack: np.ndarray, threshold: np.ndarray | None = None):
         self.n, self.k, self.slack = len(slack), k, slack
-        self.threshold = np.full(self.n, np.inf)
+        # A threshold deserialised on a Dask worker is read-only: seeded in a copy.
+        self.threshold = (np.full(self.n, np.inf) if threshold is None
+                          else np.require(threshold, requirements="W"))
         self.rows, self.columns, self.values = [], [], []
         self.kept = 0
 
@@ -360,6 +393,11 @@ class _Candidates:
         kth = np.partition(sample, self.k - 1, axis=1)[:, self.k - 1].astype(np.float64)
         thresholds[unset] = np.minimum(thresholds[unset],
                                        kth + self.slack[row_offset + unset])
+
+    def tighten(self, thresholds: np.ndarray, row_offset: int) -> None:
+        """Lower the thresholds of rows row_offset.. to these where they are lower."""
+        mine = self.threshold[row_offset:row_offset + len(thresholds)]  # a view
+        np.minimum(mine, thresholds, out=mine)
 
     def extend(self, rows, columns, values, column_offset: int, row_offset: int = 0):
         self.rows.append(rows + np.int32(row_offset) if row_offset else rows)

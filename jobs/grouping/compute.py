@@ -5,11 +5,11 @@ float64 kernel whatever the blocking, and ties are broken by neighbour id. The j
 and writes the database itself and hands the mapper only arrays:
 - InProcess runs jobs.grouping.mapper on one ExactIndex, a full space through search_all
   (each distance block serves both its sides);
-- OnCluster scatters the space's index to every worker once (broadcast) and sends query
-  blocks to them: a block of rows to search (full runs: twice the products of
-  search_all, spread over the workers), or a mapper block (incremental runs). Results
-  come back in block order, at most a few blocks per worker thread ahead, so the job's
-  writer commits them in order with its resume point, as in-process.
+- OnCluster scatters the space's index to every worker once (broadcast) and sends tasks
+  to them: search_all's distance blocks and rankings (full runs: each block once for
+  both its sides, the candidates gathered here), or mapper blocks (incremental runs).
+  Results come back in block order, at most a few blocks per worker thread ahead, so the
+  job's writer commits them in order with its resume point, as in-process.
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ import numpy as np
 from jobs.grouping.mapper import Block, Entering, map_block, search_new
 from numerics.engine import ExactIndex
 from numerics.list_changes import ListChanges
-from runtime.distribute import task_result, threads_per_worker, windowed
+from runtime.distribute import IN_FLIGHT_PER_THREAD, task_result, threads_per_worker, \
+    windowed, worker_threads
 
 KEPT = "the lists written so far are kept, the next run resumes after them"
 
@@ -50,11 +51,6 @@ class InProcess:
         pass
 
 
-def _search_rows(index: ExactIndex, start: int, stop: int, k: int, memory_bytes: int):
-    """Return the lists of base rows start..stop (a worker's task)."""
-    return index.search(index.vectors[start:stop], index.ids[start:stop], k, memory_bytes)
-
-
 class OnCluster:
     """The mapper on the workers of a distributed Client."""
 
@@ -65,8 +61,8 @@ class OnCluster:
         # with 16 threads runs 16 blocks), and each task's blocks share its memory.
         self.memory_bytes = max(1 << 20, memory_bytes // threads_per_worker(client))
         # Norms computed once here; the index goes to every worker once, not per block.
-        self.index = client.scatter(ExactIndex(vectors, ids, threads=1), broadcast=True,
-                                    hash=False)
+        self.local = ExactIndex(vectors, ids, threads=1)
+        self.index = client.scatter(self.local, broadcast=True, hash=False)
 
     def search_new(self, new_ids, merge_ids, ends, k: int) -> tuple[dict, Entering]:
         # One product of the new images against all: one task.
@@ -75,10 +71,15 @@ class OnCluster:
         return task_result(future, "block", KEPT)
 
     def full(self, k: int, block_rows: int) -> Iterator[tuple[np.ndarray, ListChanges]]:
-        calls = ((self.ids[start:start + block_rows], _search_rows,
-                  (start, min(start + block_rows, len(self.ids)), k, self.memory_bytes))
-                 for start in range(0, len(self.ids), block_rows))
-        for block, (ids, distances) in self._in_order(calls):
+        # search_all here, its distance blocks and rankings on the workers: each block
+        # once for both its sides, as in-process. Its candidates wait here.
+        def submit(function, *arguments):
+            return _Task(self.client.submit(function, self.index, *arguments, pure=False))
+
+        for start, stop, ids, distances in self.local.search_all(
+                k, self.memory_bytes, block_rows, submit=submit,
+                in_flight=IN_FLIGHT_PER_THREAD * worker_threads(self.client)):
+            block = self.ids[start:stop]
             yield block, ListChanges.replacing(block, ids, distances)
 
     def blocks(self, blocks: Iterable[tuple[np.ndarray, Block]], new_lists: dict,
@@ -98,4 +99,17 @@ class OnCluster:
 
     def close(self) -> None:
         self.index.release()
+
+
+class _Task:
+    """A worker's block of a full run: its failure leaves as a one-line JobError."""
+
+    def __init__(self, future):
+        self.future = future
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def result(self):
+        return task_result(self.future, "block", KEPT)
 

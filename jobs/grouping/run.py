@@ -94,6 +94,7 @@ def _waiting_for_features(engine: Engine) -> dict | None:
 def _run(engine: Engine, settings: Settings, job: JobRun, k: int, full: bool, quiet: bool,
          block_rows: int, relearn: bool, scheduler) -> dict:
     started = time.monotonic()
+    db.neighbours.restore_neighbour_index(engine)  # after a full run killed while writing
     reader = Reader(engine, settings.vector_cache, settings.database_url)
     # Before the flags are read: a change of the exclusions flags the images it concerns.
     exclusion = exclusions.sync(engine, settings)
@@ -140,7 +141,8 @@ def _run(engine: Engine, settings: Settings, job: JobRun, k: int, full: bool, qu
         counts["flags_cleared"] = db.images.clear_needs_grouping(engine, changed)
     counts["lists_deleted"] = db.neighbours.delete_lists_of_unavailable(engine)
     try:
-        with OnDemand(scheduler) as cluster:
+        with OnDemand(scheduler) as cluster, db.neighbours.neighbour_index_after(
+                engine, any(plan.mode == "full" for _, plan in plans)):
             for space, plan in plans:
                 _group(engine, reader, job.id, space, plan, ids, counts, memory_bytes,
                        quiet, block_rows, cluster)

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+from distributed import get_task_stream
 from sqlalchemy import func, select
 
 from db.engine import make_engine, upgrade
@@ -111,9 +112,15 @@ def test_the_grouping_job_on_a_cluster_equals_an_in_process_run(two_databases, t
         k = 7
         # Small blocks: many tasks per space, written in order.
         local = run_grouping(settings[0], k=k, quiet=True, block_rows=8)
-        remote = run_grouping(settings[1], k=k, quiet=True, block_rows=8,
-                              scheduler=dask_client)
+        with get_task_stream(dask_client) as stream:
+            remote = run_grouping(settings[1], k=k, quiet=True, block_rows=8,
+                                  scheduler=dask_client)
         assert remote["spaces"][WHITENED]["mode"] == "full"
+        # Symmetry on the cluster too: 8 row blocks, each of the 8 · 9 / 2 distance
+        # blocks on and above the diagonal computed once, and 8 rankings, per space.
+        keys = [str(task["key"]) for task in stream.data]
+        assert sum(key.startswith("block_candidates-") for key in keys) == 2 * 36
+        assert sum(key.startswith("rank_rows-") for key in keys) == 2 * 8
         _assert_same(engines, k, local, remote)
         # An incremental run: new, changed and removed images, merged into the lists.
         new = embed(rng.integers(-3, 4, size=(9, 6)).astype(np.float32))

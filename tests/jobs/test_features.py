@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +14,8 @@ from db.engine import make_engine, upgrade
 from db.locks import run_lock
 from db.models import Image, ImageFeatures, Job
 from numerics.vectors import MODEL_NAME
-from jobs.features.job import JobError
-from features_support import feature_rows, image_rows, write_jpeg
+from jobs.features.job import JobError, run as run_features
+from features_support import ROOT, feature_rows, image_rows, write_jpeg
 from model.preprocess import load_image
 
 
@@ -244,3 +246,32 @@ def test_scanned_paths_are_found_over_the_api_whatever_their_bytes(job, settings
     # The escaped text of the Latin-1 name is not the name of a file spelt so literally.
     assert client.get("/api/v1/images/lookup",
                       query_string={"path": "café/Straße 1.jpg"}).get_json()["images"] == []
+
+
+def test_a_rerun_with_nothing_to_do_does_not_load_the_model(tmp_path, settings_for,
+                                                            extractor):
+    """The no-op rerun runs the real job in a fresh interpreter, so that whether
+    TensorFlow was imported is its own doing; a run with a new file loads the model."""
+    root = tmp_path / "images"
+    for seed in (1, 2):
+        write_jpeg(root / f"{seed}.jpg", seed)
+    url = f"sqlite:///{tmp_path / 'images.sqlite3'}"
+    settings = settings_for(database_url=url, image_root=root)
+    assert run_features(settings, quiet=True, extractor=extractor)["new"] == 2
+    script = ("import json, sys, create_image_features\n"
+              "assert create_image_features.main(['--quiet']) == 0\n"
+              "print('LOADED', json.dumps(sorted(m for m in ('tensorflow', 'model.extractor')"
+              " if m in sys.modules)))\n")
+    environment = {**os.environ, "DATABASE_URL": url, "IMAGE_ROOT": str(root),
+                   "MODEL_CACHE": str(settings.model_cache), "DASK_SCHEDULER": "",
+                   "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=environment,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "LOADED []" in done.stdout, done.stdout
+    assert last_job(url).counts["unchanged"] == 2
+
+    write_jpeg(root / "3.jpg", 3)
+    counts = run_features(settings, quiet=True)  # no extractor given: the job loads it
+    assert (counts["new"], counts["unchanged"]) == (1, 2)
+    assert len(feature_rows(url)) == 3

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings as hypothesis_settings, \
     strategies as st
 from sqlalchemy import delete, event, insert, inspect, select, text, update
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 
 from db import features as feature_table, neighbours as neighbour_table
@@ -558,3 +559,46 @@ def test_relearning_or_new_dimensions_recompute_the_space_and_zero_removes_it(
     assert stored_whitening(engine) == (None, {})
     assert run_job(fewer, k=3, quiet=True)["spaces"][WHITENED]["mode"] == "full"
     whitened_lists_are_exact(engine, 3)
+
+
+def _neighbour_index(url) -> bool:
+    """Return whether the SQLite file has image_neighbours' neighbour_id index, read on
+    a connection of its own (the job's writes are committed, WAL)."""
+    connection = sqlite3.connect(make_url(url).database)
+    try:
+        return connection.execute("SELECT count(*) FROM sqlite_master WHERE type = 'index' "
+                                  "AND name = 'ix_image_neighbours_neighbour_id'"
+                                  ).fetchone()[0] == 1
+    finally:
+        connection.close()
+
+
+def test_a_full_run_on_sqlite_writes_without_the_neighbour_index_then_builds_it(
+        grouping_sqlite_db):
+    engine, settings = grouping_sqlite_db
+    url = engine.url.render_as_string(hide_password=False)
+    rng = np.random.default_rng(8)
+    add_images(engine, embed(rng.integers(0, 5, size=(30, 4)).astype(np.float32)))
+    during = []
+
+    def before(_connection, _cursor, statement, *_):
+        if statement.startswith("INSERT INTO image_neighbours"):
+            during.append(_neighbour_index(url))
+
+    event.listen(Engine, "before_cursor_execute", before)
+    try:
+        assert run(settings, k=5, quiet=True)["mode"] == "full"
+    finally:
+        event.remove(Engine, "before_cursor_execute", before)
+    assert during and not any(during)
+    assert _neighbour_index(url)
+    assert stored_lists(engine) == expected_lists(engine, 5)
+
+    # A run killed while it wrote leaves the index missing; the next run builds it
+    # before its plan looks up the lists that hold changed images.
+    with engine.begin() as connection:
+        connection.execute(text("DROP INDEX ix_image_neighbours_neighbour_id"))
+    change_image(engine, 3, vector=embed(np.full((1, 4), 9, np.float32))[0])
+    assert run(settings, k=5, quiet=True)["mode"] == "incremental"
+    assert _neighbour_index(url)
+    assert stored_lists(engine) == expected_lists(engine, 5)

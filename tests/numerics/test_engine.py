@@ -252,6 +252,51 @@ def test_search_all_on_pool3_like_vectors(step):
     np.testing.assert_array_equal(found_distances, same[1])
 
 
+class Finished:
+    """A future that is done."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def done(self) -> bool:
+        return True
+
+    def result(self):
+        return self.value
+
+
+def test_search_all_with_its_blocks_run_elsewhere_gives_the_same_lists():
+    # As on a cluster's workers (jobs/grouping/compute.py): each task gets copies of the
+    # arrays, read-only as deserialised ones are, so the seeded thresholds must come back.
+    rng = np.random.default_rng(12)
+    centres = rng.normal(size=(20, 64))
+    base = np.maximum(centres[rng.integers(0, 20, 1500)] + rng.normal(size=(1500, 64)),
+                      0).astype(np.float32)
+    ids = rng.permutation(10 ** 6)[:1500]
+    index = ExactIndex(base, ids)
+    calls = []
+
+    def submit(function, *arguments):
+        calls.append(function.__name__)
+        copies = [a.copy() if isinstance(a, np.ndarray) else a for a in arguments]
+        for a in copies:
+            if isinstance(a, np.ndarray):
+                a.setflags(write=False)
+        return Finished(function(ExactIndex(base, ids, threads=1), *copies))
+
+    elsewhere = list(index.search_all(100, block_rows=300, submit=submit, in_flight=3))
+    here = list(index.search_all(100, block_rows=300))
+    # 5 row blocks: each of the 5 · 6 / 2 blocks on and above the diagonal once, and
+    # each row block ranked once.
+    assert sorted(calls) == ["block_candidates"] * 15 + ["rank_rows"] * 5
+    assert [b[:2] for b in elsewhere] == [b[:2] for b in here]
+    for mine, theirs in zip(elsewhere, here):
+        np.testing.assert_array_equal(mine[2], theirs[2])
+        np.testing.assert_array_equal(mine[3], theirs[3])
+    assert_exact(np.vstack([b[2] for b in elsewhere]), np.vstack([b[3] for b in elsewhere]),
+                 base, ids, base, ids, 100)
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problems(floats), st.data())
 def test_column_bounds_give_every_pair_within_them(problem, data):

@@ -52,3 +52,12 @@ def test_setup_rejects_unknown_arguments(args):
     result = subprocess.run([str(ROOT / "scripts" / "setup.sh"), *args], capture_output=True,
                             text=True, timeout=30)
     assert result.returncode == 2 and "usage" in result.stderr
+
+
+def test_setup_and_the_image_compile_the_engines_loops():
+    # What the step leaves, a cache the jobs only read, is tested in
+    # tests/jobs/test_precompile.py.
+    setup = (ROOT / "scripts" / "setup.sh").read_text(encoding="utf-8")
+    assert '\n"$VENV/bin/python" -m numerics.precompile\n' in setup
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert "\nRUN python -m numerics.precompile\n" in dockerfile
