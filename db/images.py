@@ -113,14 +113,16 @@ class KnownImage:
 
 
 def load_known(engine: Engine, page: int = PAGE) -> dict[str, KnownImage]:
-    """Return every images row keyed by path_hash, read page by page in id order."""
+    """Return every images row of a file (not of a IIIF collection, db/iiif.py) keyed by
+    path_hash, read page by page in id order."""
     known: dict[str, KnownImage] = {}
     columns = (Image.id, Image.path_hash, Image.size, Image.mtime_ns, Image.status,
-               Image.content_hash)
+               Image.content_hash, Image.source_url)
     with engine.connect() as connection:
-        for id_, path_hash, size, mtime_ns, status, content_hash in _in_id_order(
+        for id_, path_hash, size, mtime_ns, status, content_hash, url in _in_id_order(
                 connection, columns, page):
-            known[path_hash] = KnownImage(id_, size, mtime_ns, status, content_hash)
+            if url is None:
+                known[path_hash] = KnownImage(id_, size, mtime_ns, status, content_hash)
     return known
 
 
