@@ -18,6 +18,8 @@ from db.paths import hashes_of_stored_text
 IMAGE_COLUMNS = (Image.id, Image.path, Image.path_hash, Image.file_name, Image.size,
                  Image.content_hash, Image.width, Image.height, Image.status, Image.error,
                  Image.updated_at,
+                 # IIIF images (db/iiif.py): where the service gets them, their manifest.
+                 Image.source_url, Image.iiif_service, Image.manifest_id, Image.canvas_id,
                  # Left out of the grouping by its latest run (jobs/grouping/exclusions.py).
                  exists().where(GroupingExclusion.image_id == Image.id).label("excluded"))
 

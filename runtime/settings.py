@@ -146,17 +146,17 @@ SETTINGS = (
             _FEATURES),
     Setting("IIIF_FETCH_PER_HOST", "4",
             "Connections open to one IIIF server at most (politeness); requests beyond "
-            "them wait.", _FEATURES + _SCRIPTS),
+            "them wait.", _FEATURES + _SERVICE + _SCRIPTS),
     Setting("IIIF_FETCH_TIMEOUT", "30",
             "Seconds one image or manifest may take to arrive, body included; slower "
-            "ones are recorded as failed and retried by the next run.", _FEATURES + _SCRIPTS),
+            "ones are recorded as failed and retried by the next run.", _FEATURES + _SERVICE + _SCRIPTS),
     Setting("IIIF_FETCH_RETRIES", "3",
             "Retries of a request that failed to connect or got 429 or 5xx, with "
             "exponential backoff, waiting as long as a `Retry-After` asks (up to 60 s).",
-            _FEATURES + _SCRIPTS),
+            _FEATURES + _SERVICE + _SCRIPTS),
     Setting("IIIF_FETCH_MAX_MB", "100",
             "Largest image or manifest fetched, in MB; larger ones are recorded as failed.",
-            _FEATURES + _SCRIPTS),
+            _FEATURES + _SERVICE + _SCRIPTS),
     Setting("IIIF_FETCH_SIZE", "",
             "IIIF size the feature job asks an image service for (empty: the full image, "
             "`max`, whose vectors equal those of the same file on disk). A smaller size "
@@ -164,10 +164,10 @@ SETTINGS = (
             _FEATURES),
     Setting("IIIF_BEARER_TOKEN", "",
             "Bearer token sent to protected IIIF servers (never logged).",
-            _FEATURES + _SCRIPTS),
+            _FEATURES + _SERVICE + _SCRIPTS),
     Setting("IIIF_BASIC_AUTH", "",
             "`user:password` sent as HTTP basic auth to protected IIIF servers (never "
-            "logged; IIIF_BEARER_TOKEN wins when both are set).", _FEATURES + _SCRIPTS),
+            "logged; IIIF_BEARER_TOKEN wins when both are set).", _FEATURES + _SERVICE + _SCRIPTS),
     # No Python code reads it: gunicorn binds to it (the Dockerfile's CMD, scripts/demo.sh).
     Setting("SERVICE_PORT", "5000", "Port the service listens on.", _SERVICE),
     Setting("LOG_LEVEL", "INFO", "Log level of the jobs and the service (DEBUG, INFO, "
