@@ -1,6 +1,7 @@
 """import_iiif.py and the feature job's HTTP fetch, against a local IIIF server."""
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -243,3 +244,27 @@ def test_not_a_manifest_is_a_clear_error(iiif_server, sqlite_url, settings_for, 
         run_import(settings(settings_for, sqlite_url, tmp_path), url)
     with pytest.raises(JobError, match="HTTP 404"):
         run_import(settings(settings_for, sqlite_url, tmp_path), iiif_server.base + "/nope")
+
+
+def _fetchers_here() -> int:
+    from jobs.features.cluster import _loaded
+    from runtime.fetch import Fetcher
+    return sum(isinstance(value, Fetcher) for value in _loaded.values())
+
+
+def test_the_dask_workers_fetch(iiif_server, sqlite_url, settings_for, tmp_path,
+                                dask_client):
+    ids = sorted(iiif_server.files)[:6]
+    top = publish_collection(iiif_server, [[(i, i) for i in ids], [], []])
+    config = settings(settings_for, sqlite_url, tmp_path)
+    run_import(config, top)
+    counts = run_features(config, quiet=True, scheduler=dask_client, partition_size=2)
+    assert counts["new"] == len(ids) and counts["failed"] == 0
+    # The workers fetched: they built their own connection pools.
+    assert sum(dask_client.run(_fetchers_here).values()) >= 1
+    found = rows(sqlite_url)
+    for image_id in ids:
+        row = found[iiif_server.service(image_id)]
+        assert row["status"] == OK
+        assert row["content_hash"] == hashlib.sha256(
+            iiif_server.files[image_id].read_bytes()).hexdigest()
