@@ -1,0 +1,118 @@
+"""Measure the feature job on IIIF images fetched from a local server against the same
+files read from disk, in one run; and with 50 ms added per request, how much of that
+latency the fetch concurrency hides.
+
+The sample images are served REPEAT times under distinct ids (tests/iiif_support.py: a
+static level-0 layout) and copied REPEAT times into a temporary IMAGE_ROOT; each variant
+runs jobs.features.job.run into a fresh SQLite database with the same loaded model,
+DECODE_THREADS=1 (so that the fetch pool, not the decode pool, sets the requests in
+flight; the job's pool is max(DECODE_THREADS, IIIF_FETCH_CONCURRENCY)). A fetch-only
+pass (the Fetcher over a thread pool, no model) shows the network side alone.
+
+    .venv/bin/python bench/bench_fetch.py [--repeat 4] [--latency 0.05] [--rounds 2]
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from iiif_support import IiifServer, manifest_v3  # noqa: E402
+from jobs.features.job import run as run_features  # noqa: E402
+from jobs.iiif_import.job import run as run_import  # noqa: E402
+from runtime.fetch import FetchOptions, Fetcher  # noqa: E402
+from runtime.settings import load_settings  # noqa: E402
+
+MODEL_CACHE = ROOT / "data" / "inception_v3_2015_12_05.weights.h5"
+
+
+def settings(work: Path, name: str, image_root: Path, **values):
+    return load_settings({"DATABASE_URL": f"sqlite:///{work / name}.sqlite3",
+                          "IMAGE_ROOT": str(image_root), "MODEL_CACHE": str(MODEL_CACHE),
+                          "DECODE_THREADS": "1", "BATCH_SIZE": "32",
+                          **{k.upper(): str(v) for k, v in values.items()}}, env={},
+                         env_file=None)
+
+
+def timed_features(config, extractor) -> tuple[float, dict]:
+    start = time.perf_counter()
+    counts = run_features(config, quiet=True, extractor=extractor)
+    return time.perf_counter() - start, counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=4)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    from model import load_extractor
+    extractor = load_extractor(MODEL_CACHE)
+    files = sorted(p for p in (ROOT / "sample_images").rglob("*.jpg"))
+    work = Path(tempfile.mkdtemp(prefix="bench-fetch-"))
+    disk, empty = work / "disk", work / "empty"
+    empty.mkdir()
+    ids = []
+    with IiifServer() as server:
+        for copy in range(args.repeat):
+            for index, path in enumerate(files):
+                image_id = f"c{copy}i{index:02d}"
+                ids.append(image_id)
+                server.state.images[image_id] = path.read_bytes()
+                target = disk / f"c{copy}" / f"{index:02d}.jpg"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, target)
+        top = server.publish("/manifests/all.json",
+                             manifest_v3(server, "all", [(i, i) for i in ids]))
+        n = len(ids)
+        print(f"{n} images ({args.repeat} x {len(files)} samples), "
+              f"{sum(len(b) for b in server.state.images.values()) / 2 ** 20:.1f} MiB")
+        variants = [("disk", 0.0, None),
+                    ("iiif, no latency (8 / 4 per host)", 0.0, (8, 4)),
+                    (f"iiif, +{args.latency * 1000:.0f} ms, concurrency 1", args.latency, (1, 1)),
+                    (f"iiif, +{args.latency * 1000:.0f} ms, 8 / 4 per host (default)",
+                     args.latency, (8, 4)),
+                    (f"iiif, +{args.latency * 1000:.0f} ms, 16 / 16 per host", args.latency,
+                     (16, 16))]
+        for round_ in range(args.rounds):
+            print(f"\nround {round_ + 1}: feature job, images/s (ratio to disk)")
+            base = None
+            for number, (label, latency, fetch) in enumerate(variants):
+                server.state.latency = latency
+                name = f"r{round_}v{number}"
+                if fetch is None:
+                    config = settings(work, name, disk)
+                else:
+                    config = settings(work, name, empty, iiif_fetch_concurrency=fetch[0],
+                                      iiif_fetch_per_host=fetch[1])
+                    run_import(config, top)
+                seconds, counts = timed_features(config, extractor)
+                assert counts["new"] == n and counts["failed"] == 0, counts
+                rate = n / seconds
+                base = base or rate
+                print(f"  {label:45s} {rate:7.2f} img/s  {rate / base:5.2f}x  ({seconds:.1f} s)")
+            print(f"round {round_ + 1}: fetch only (no model), images/s")
+            for concurrency in (1, 4, 8, 16):
+                server.state.latency = args.latency
+                fetcher = Fetcher(FetchOptions(concurrency=concurrency, per_host=concurrency))
+                start = time.perf_counter()
+                with ThreadPoolExecutor(concurrency) as pool:
+                    got = list(pool.map(lambda i: fetcher.get(
+                        f"{server.service(i)}/full/max/0/default.jpg"), ids))
+                seconds = time.perf_counter() - start
+                assert all(g.data for g in got)
+                print(f"  +{args.latency * 1000:.0f} ms, {concurrency:2d} in flight: "
+                      f"{n / seconds:7.1f} img/s ({seconds:.2f} s; serial latency alone "
+                      f"{n * args.latency:.1f} s)")
+    shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()
