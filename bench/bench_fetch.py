@@ -2,7 +2,7 @@
 files read from disk, in one run; and with 50 ms added per request, how much of that
 latency the fetch concurrency hides.
 
-The sample images are served REPEAT times under distinct ids (tests/iiif_support.py: a
+The sample images are served REPEAT times under distinct ids (tests/iiif_server_support.py: a
 static level-0 layout) and copied REPEAT times into a temporary IMAGE_ROOT; each variant
 runs jobs.features.job.run into a fresh SQLite database with the same loaded model,
 DECODE_THREADS=1 (so that the fetch pool, not the decode pool, sets the requests in
@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from iiif_support import IiifServer, manifest_v3  # noqa: E402
+from iiif_server_support import IiifServer, manifest_v3  # noqa: E402
 from jobs.features.job import run as run_features  # noqa: E402
 from jobs.iiif_import.job import run as run_import  # noqa: E402
 from runtime.fetch import FetchOptions, Fetcher  # noqa: E402

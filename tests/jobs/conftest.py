@@ -16,7 +16,7 @@ from db.scratch import scratch_database
 from database_support import KillableServer, mariadb_server_url as _mariadb_server_url
 from features_support import ROOT, shared_extractor
 from grouping_support import database
-from iiif_support import IiifServer
+from iiif_server_support import IiifServer
 from jobs.features.job import run as run_features
 from jobs.grouping.run import run as run_grouping
 from runtime.settings import load_settings

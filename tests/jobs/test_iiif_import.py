@@ -11,7 +11,7 @@ from sqlalchemy import select
 from db.engine import make_engine
 from db.models import FAILED, MISSING, OK, CatalogueRecord, Image, ImageFeatures
 from features_support import shared_extractor
-from iiif_support import collection_v3, manifest_v2, manifest_v3
+from iiif_server_support import collection_v3, manifest_v2, manifest_v3
 from jobs.features.job import run as run_features
 from jobs.iiif_import.job import run as run_import
 from numerics.vectors import decode_vector

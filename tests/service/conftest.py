@@ -18,7 +18,7 @@ from db.models import OK, CatalogueRecord, Image, ImageFeatures
 from db.paths import text_hash as path_hash
 from db.scratch import scratch_database
 from features_support import MODEL_CACHE, ROOT, shared_extractor
-from iiif_support import IiifServer, manifest_v3
+from iiif_server_support import IiifServer, manifest_v3
 from jobs.features.job import run as run_features
 from jobs.grouping.run import run as run_grouping
 from numerics.vectors import DIMENSIONS, MODEL_NAME, encode_vector
