@@ -29,6 +29,15 @@ def get_image(connection: Connection, image_id: int):
     return connection.execute(select(*IMAGE_COLUMNS).where(Image.id == image_id)).first()
 
 
+def get_images(connection: Connection, ids: Iterable[int]) -> dict[int, object]:
+    """Return the image rows with these ids, by id (absent ids are left out)."""
+    ids = sorted(set(ids))
+    if not ids:
+        return {}
+    return {row.id: row for row in connection.execute(
+        select(*IMAGE_COLUMNS).where(Image.id.in_(ids)))}
+
+
 def list_images(connection: Connection, after_id: int, limit: int) -> list:
     """Return up to `limit` image rows with id > after_id, in id order (keyset paging)."""
     query = (select(*IMAGE_COLUMNS).where(Image.id > after_id)

@@ -112,6 +112,10 @@ SETTINGS = (
             "`bench/results/duplicates.md`).", _SERVICE + _SCRIPTS),
     Setting("THUMBNAIL_CACHE", "data/thumbnails",
             "Folder where the service caches generated thumbnails.", _SERVICE, "image"),
+    Setting("IIIF_CACHE_MB", "1024",
+            "Megabytes of IIIF images (thumbnail and tile sizes, at most 1024x1024 pixels) "
+            "the service keeps in `THUMBNAIL_CACHE/iiif`, the least recently made deleted "
+            "first (0: none kept).", _SERVICE),
     Setting("SEARCH_CACHE", "data/search-cache",
             "Folder where the service keeps the vectors it searches uploads against: one "
             "memory-mapped file per space, shared by all workers, rebuilt after each "
@@ -133,8 +137,9 @@ SETTINGS = (
             "similarity) or `pool3` (the original distance). A switch on the page shows "
             "the other.", _SERVICE),
     Setting("CORS_ORIGINS", "",
-            "Comma-separated origins allowed to call the JSON API from a browser "
-            "(empty: none; * for any).", _SERVICE),
+            "Comma-separated origins allowed to call the JSON API, the IIIF endpoints, "
+            "thumbnails and files from a browser (empty: none; * for any; IIIF viewers "
+            "on other sites need it).", _SERVICE),
     Setting("DASK_SCHEDULER", "",
             "Dask scheduler both jobs run their partitions on (empty: none, in-process; "
             "`local`: a cluster of one worker process per core on this machine, `local:N` "
@@ -193,6 +198,7 @@ class Settings:
     exclude_file: Path | None
     duplicate_distance: float
     thumbnail_cache: Path
+    iiif_cache_mb: int
     search_cache: Path
     search_concurrency: int  # resolved: 0 in the settings becomes the automatic count
     search_threads: int  # resolved likewise
@@ -326,6 +332,7 @@ def load_settings(overrides: dict[str, str] | None = None,
                       else None),
         duplicate_distance=_number("DUPLICATE_DISTANCE", values["DUPLICATE_DISTANCE"]),
         thumbnail_cache=_project_path(values["THUMBNAIL_CACHE"]),
+        iiif_cache_mb=_int("IIIF_CACHE_MB", values["IIIF_CACHE_MB"], 0),
         search_cache=_project_path(values["SEARCH_CACHE"]),
         search_concurrency=concurrency,
         search_threads=search_threads,

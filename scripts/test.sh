@@ -27,6 +27,9 @@ as_root() {
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v djpeg >/dev/null 2>&1 || missing+=(libjpeg-turbo-progs)
+# libmagic for the IIIF validator (python-magic loads it).
+/sbin/ldconfig -p 2>/dev/null | grep -q 'libmagic\.so\.1 ' || missing+=(libmagic1)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing ${missing[*]} with apt-get"
     export DEBIAN_FRONTEND=noninteractive
@@ -34,6 +37,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
     as_root apt-get install -y -q "${missing[@]}" >&2
 fi
 CHROMIUM_PATH=${CHROMIUM_PATH:-$(command -v chromium)}
+# A real IIIF viewer for the browser tests: OpenSeadragon from the npm registry, as
+# tests/viewer/package-lock.json pins it, into tests/viewer/node_modules (git-ignored).
+npm ci --prefix tests/viewer --no-audit --no-fund --loglevel=error >&2
 export CHROMIUM_PATH
 
 started_mariadb=0

@@ -5,6 +5,7 @@ Development: `flask --app service run`. Production: `gunicorn 'service:create_ap
 from __future__ import annotations
 
 import logging
+import re
 
 from flask import Flask
 from flask_cors import CORS
@@ -14,7 +15,8 @@ from runtime.settings import Settings, load_settings
 
 def create_app(settings: Settings | None = None, test_config: dict | None = None) -> Flask:
     """Build the application for `settings` (default: from the environment and .env)."""
-    from service import api, database, errors, legacy, media, pages, search
+    from service import api, database, errors, iiif_image, legacy, manifests, media, pages, \
+        search
     from service.orjson_provider import OrjsonProvider
 
     settings = settings or load_settings()
@@ -28,12 +30,8 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
     errors.init_app(app)
     search.init_app(app)
     if settings.cors_origins:
-        # Only the JSON API and the original endpoints are meant for other sites.
-        origins = "*" if "*" in settings.cors_origins else list(settings.cors_origins)
-        CORS(app, resources={r"/api/*": {"origins": origins},
-                             # A regex matched at the start: not /images/... pages.
-                             r"/image_(count|name|fingerprint)": {"origins": origins}})
-    for blueprint in (api.bp, legacy.bp, media.bp, pages.bp):
+        _allow_other_sites(app, settings.cors_origins)
+    for blueprint in (api.bp, legacy.bp, media.bp, pages.bp, iiif_image.bp, manifests.bp):
         app.register_blueprint(blueprint)
 
     @app.after_request
@@ -43,3 +41,19 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
         return response
 
     return app
+
+
+def _allow_other_sites(app: Flask, allowed: tuple[str, ...]) -> None:
+    """Let pages of other sites read the JSON API, the original endpoints, IIIF, thumbnails
+    and files (viewers draw them on canvases); not the HTML pages."""
+    origins = "*" if "*" in allowed else list(allowed)
+    # Regexes matched at the start of the path. The service is read-only: POST only for
+    # the search by upload.
+    read = {"origins": origins, "send_wildcard": origins == "*",
+            "methods": ["GET", "HEAD", "OPTIONS"],
+            "expose_headers": ["ETag", "Link", "Content-Length"]}
+    patterns = {r"/api/v1/search$": {**read, "methods": ["POST", "OPTIONS"]},
+                r"/api/": read, r"/image_(count|name|fingerprint)": read, r"/iiif/": read,
+                r"/images/[0-9]+/(thumbnail|file)$": read}
+    # Compiled: flask-cors takes a plain string without regex characters literally.
+    CORS(app, resources={re.compile(pattern): options for pattern, options in patterns.items()})

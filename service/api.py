@@ -124,7 +124,11 @@ def lookup():
 def image(image_id: str):
     """Describe one image."""
     row = get_image_or_error(image_id)
-    return jsonify(_with_records(database.connection(), [row])[0])
+    body = _with_records(database.connection(), [row])[0]
+    # IIIF Presentation manifests, for viewers (service/manifests.py).
+    manifest = f"{request.script_root}/iiif/manifests/{row.id}"
+    body["manifests"] = {"image": manifest, "neighbours": f"{manifest}/neighbours"}
+    return jsonify(body)
 
 
 @bp.get("/images/<image_id>/neighbours")

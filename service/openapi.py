@@ -91,7 +91,12 @@ COMPONENTS = {
                                                "(import_metadata.py)"},
                 "title": {**_nullable("string"), "description": "the catalogue's title"},
                 "url": {**_nullable("string"),
-                        "description": "the catalogue record's address"}}},
+                        "description": "the catalogue record's address"},
+                "manifests": {
+                    "type": "object", "required": ["image", "neighbours"],
+                    "description": "IIIF Presentation 3 manifests (one image's view only)",
+                    "properties": {"image": {"type": "string"},
+                                   "neighbours": {"type": "string"}}}}},
         "Browse": {
             "type": "object",
             "required": ["order", "folder", "status", "limit", "images", "subfolders",
@@ -211,7 +216,9 @@ COMPONENTS = {
         413: "The upload is larger than SEARCH_MAX_UPLOAD_MB, or has more pixels than "
              "MAX_IMAGE_PIXELS",
         415: "The upload is not of an accepted type (JPEG or PNG)",
-        422: "The image file cannot be decoded",
+        422: "The image file cannot be decoded, or has more pixels than MAX_IMAGE_PIXELS",
+        501: "A IIIF feature this service does not offer (upscaling, arbitrary rotation, "
+             "a format other than jpg and png)",
         503: "The database is not reachable or has no tables yet; for a search also: "
              "all search slots are busy (see Retry-After)"}.items()},
 }
@@ -385,6 +392,58 @@ PATHS = {
         {"200": _binary("image/jpeg", "The file"), "304": {"description": "Not modified"},
          **_errors(400, 403, 404, 410, 503)}, [IMAGE_ID]),
 }
+
+
+IIIF_ID = {"name": "identifier", "in": "path", "required": True,
+           "description": "The image's id: the IIIF identifier (anything else: 404).",
+           "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}
+_IIIF_SPEC = "https://iiif.io/api/image/3.0/"
+_IIIF_IMAGE_PARAMETERS = [IIIF_ID] + [
+    {"name": name, "in": "path", "required": True, "description": text,
+     "schema": {"type": "string"}}
+    for name, text in (("region", "full, square, x,y,w,h or pct:x,y,w,h"),
+                       ("size", "max, w,, ,h, pct:n, w,h or !w,h (no ^: upscaling is not "
+                                "offered)"),
+                       ("rotation", "0, 90, 180 or 270, ! in front to mirror first"),
+                       ("quality", "default, color, gray or bitonal"),
+                       ("format", "jpg or png"))]
+_JSON_LD = {"application/json": {"schema": {"type": "object"}},
+            "application/ld+json": {"schema": {"type": "object"}}}
+
+PATHS.update({
+    "/iiif/3/{identifier}": _get(
+        "IIIF Image API 3.0: the base URI, redirected to its info.json",
+        {"303": {"description": "See Other: the image information",
+                 "headers": {"Location": {"schema": {"type": "string"}}}},
+         **_errors(403, 404, 410, 422, 503)}, [IIIF_ID]),
+    "/iiif/3/{identifier}/info.json": _get(
+        "IIIF Image API 3.0 image information (level 2, mirroring, bitonal)",
+        {"200": {"description": "The image information; JSON-LD where asked for",
+                 "content": _JSON_LD},
+         "304": {"description": "Not modified"}, **_errors(403, 404, 410, 422, 503)},
+        [IIIF_ID], description=_IIIF_SPEC),
+    "/iiif/3/{identifier}/{region}/{size}/{rotation}/{quality}.{format}": _get(
+        "IIIF Image API 3.0 image request, EXIF orientation applied first",
+        {"200": {"description": "The image", "content": {
+            kind: {"schema": {"type": "string", "format": "binary"}}
+            for kind in ("image/jpeg", "image/png")}},
+         "304": {"description": "Not modified"},
+         **_errors(400, 403, 404, 410, 422, 501, 503)},
+        _IIIF_IMAGE_PARAMETERS, description=_IIIF_SPEC + " Regions are cut at the image's "
+        "edge; one outside it, or a size larger than the region, is a 400."),
+    "/iiif/manifests/{image_id}": _get(
+        "IIIF Presentation 3 manifest of one image, labelled from the catalogue",
+        {"200": {"description": "The manifest", "content": _JSON_LD},
+         "304": {"description": "Not modified"}, **_errors(400, 403, 404, 410, 422, 503)},
+        [IMAGE_ID]),
+    "/iiif/manifests/{image_id}/neighbours": _get(
+        "IIIF Presentation 3 manifest of an image's nearest neighbours, nearest first "
+        "(rank and distance in each canvas's metadata)",
+        {"200": {"description": "The manifest", "content": _JSON_LD},
+         "304": {"description": "Not modified"}, **_errors(400, 404, 410, 503)},
+        [IMAGE_ID, _query("limit", "Neighbours in the manifest", 1, MAX_NEIGHBOURS,
+                          NEIGHBOURS), SPACE]),
+})
 
 
 def openapi_document(server_root: str = "") -> dict:

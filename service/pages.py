@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
@@ -89,15 +88,6 @@ def gallery():
                            orders=db.browse.ORDERS)
 
 
-def _extra_fields(record) -> dict:
-    """Return the catalogue's other columns of a record ({} where there are none)."""
-    try:
-        extra = json.loads(record.extra) if record is not None and record.extra else {}
-    except ValueError:
-        return {}
-    return extra if isinstance(extra, dict) else {}
-
-
 @bp.get("/images/<image_id>")
 def image(image_id: str):
     """Show an image, its fingerprint and its nearest neighbours in one space."""
@@ -120,7 +110,7 @@ def image(image_id: str):
     has_features = row.status == OK and db.features.has_features(connection, row.id)
     records = db.catalogue.records_of(connection, [row.id] + [n.id for n in neighbours])
     record = records.get(row.id)
-    extra = _extra_fields(record)
+    extra = serialize.extra_fields(record)
     status = 410 if row.status == MISSING else 200
     return render_template("image.html", image=row, neighbours=neighbours,
                            has_features=has_features, space=space, spaces=spaces,

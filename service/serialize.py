@@ -1,6 +1,7 @@
 """JSON shapes of images, neighbours and job runs, with their links."""
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from urllib.parse import urlsplit
@@ -50,6 +51,15 @@ def catalogue_fields(record) -> dict:
     if record is None:
         return {"external_id": None, "title": None, "url": None}
     return {"external_id": record.external_id, "title": record.title, "url": record.url}
+
+
+def extra_fields(record) -> dict:
+    """Return the catalogue's other columns of a record ({} where there are none)."""
+    try:
+        extra = json.loads(record.extra) if record is not None and record.extra else {}
+    except ValueError:
+        return {}
+    return extra if isinstance(extra, dict) else {}
 
 
 def safe_url(url: str | None) -> str | None:

@@ -4,6 +4,7 @@ same cache)."""
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import tempfile
@@ -59,11 +60,16 @@ def _fetcher() -> Fetcher:
     return _fetchers[options]
 
 
-def cache_key(row, size: int) -> str:
-    """Return the cache file name: changes whenever the image's content does."""
+def content_version(row) -> str:
+    """Return "<id>-<version>": changes whenever the image's content does."""
     version = row.content_hash if row.content_hash and _HEX.fullmatch(row.content_hash) \
         else f"s{row.size or 0}"
-    return f"{row.id}-{version[:32]}-{size}.jpg"
+    return f"{row.id}-{version[:32]}"
+
+
+def cache_key(row, size: int) -> str:
+    """Return the cache file name of a thumbnail."""
+    return f"{content_version(row)}-{size}.jpg"
 
 
 def render(path: Path | io.BytesIO, size: int, max_pixels: int) -> bytes:
@@ -73,7 +79,11 @@ def render(path: Path | io.BytesIO, size: int, max_pixels: int) -> bytes:
             if picture.width * picture.height > max_pixels:
                 raise ApiError(422, f"the image has {picture.width}x{picture.height} "
                                     f"pixels, more than MAX_IMAGE_PIXELS={max_pixels}")
-            picture.draft("RGB", (size, size))  # JPEG: decode at reduced scale, fast
+            # JPEG: decode at 1/2, 1/4 or 1/8 scale down to the thumbnail's own size (a
+            # size x size box would keep a landscape photo's full scale).
+            scale = min(1.0, size / max(picture.size))
+            picture.draft("RGB", (math.ceil(picture.width * scale),
+                                  math.ceil(picture.height * scale)))
             picture = ImageOps.exif_transpose(picture).convert("RGB")
             picture.thumbnail((size, size), Image.Resampling.LANCZOS)
             buffer = io.BytesIO()
@@ -92,6 +102,12 @@ def thumbnail(row, size: int, image_root: Path, cache: Path,
     if cached.is_file():
         return cached, None, key
     data = render(_original(row, image_root), size, max_pixels)
+    stored = store(cache, key, data)
+    return (stored, None, key) if stored is not None else (None, data, key)
+
+
+def store(cache: Path, key: str, data: bytes) -> Path | None:
+    """Write `data` to the cache file `key` and return its path (None if not writable)."""
     temp = None
     try:
         cache.mkdir(parents=True, exist_ok=True)
@@ -99,10 +115,31 @@ def thumbnail(row, size: int, image_root: Path, cache: Path,
         with tempfile.NamedTemporaryFile(dir=cache, prefix=".tmp-", delete=False) as out:
             temp = out.name
             out.write(data)
-        os.replace(temp, cached)
+        os.replace(temp, cache / key)
     except OSError as error:
         current_app.logger.warning("thumbnail cache %s not writable: %s", cache, error)
         if temp is not None:
             Path(temp).unlink(missing_ok=True)  # a full disk must not fill up further
-        return None, data, key
-    return cached, None, key
+        return None
+    return cache / key
+
+
+def trim(cache: Path, limit_bytes: int) -> None:
+    """Delete the least recently written files of `cache` until it holds at most
+    `limit_bytes`; files that other workers delete meanwhile are skipped."""
+    entries = []
+    with os.scandir(cache) as scan:
+        for entry in scan:
+            if entry.name.startswith(".tmp-"):  # being written by a worker
+                continue
+            try:
+                stat = entry.stat()
+            except OSError:
+                continue
+            entries.append((stat.st_mtime_ns, stat.st_size, entry.path))
+    total = sum(size for _, size, _ in entries)
+    for _, size, path in sorted(entries):
+        if total <= limit_bytes:
+            break
+        Path(path).unlink(missing_ok=True)
+        total -= size

@@ -192,6 +192,7 @@ OPERATOR_VALUES = {
     "EXCLUDE_FILE": "config/exclude.txt",
     "DUPLICATE_DISTANCE": "6.5",
     "THUMBNAIL_CACHE": "/srv/cache/thumbnails",
+    "IIIF_CACHE_MB": "512",
     "SEARCH_CACHE": "/srv/cache/search",
     "SEARCH_CONCURRENCY": "2",
     "SEARCH_THREADS": "3",

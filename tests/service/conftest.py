@@ -220,3 +220,26 @@ def iiif_app(database_url, settings_for, tmp_path):
         application = create_app(settings)
         yield application.test_client(), server
         application.extensions["db_engine"].dispose()
+
+
+# ---- test_iiif_image: gunicorn over an archive with the validator's test image ----
+
+@pytest.fixture(scope="module", params=["sqlite", "mariadb"])
+def iiif_server(request, tmp_path_factory):
+    """Yield (base URL, id of the validator's image) of gunicorn with CORS_ORIGINS=*."""
+    from iiif_support import VALIDATOR_PATH, add_image, validator_grid
+    root = tmp_path_factory.mktemp(f"iiif-{request.param}")
+
+    def serve(url):
+        archive = build_archive(url, root, whitened=False)
+        image_id = add_image(url, archive.image_root, VALIDATOR_PATH, validator_grid())
+        with gunicorn({"DATABASE_URL": url, "IMAGE_ROOT": str(archive.image_root),
+                       "THUMBNAIL_CACHE": str(root / "thumbnails"), "CORS_ORIGINS": "*",
+                       "LOG_LEVEL": "WARNING"}) as base:
+            yield base, image_id
+
+    if request.param == "sqlite":
+        yield from serve(f"sqlite:///{root / 'images.sqlite3'}")
+    else:
+        with scratch_database(_mariadb_server_url(), prefix="test_iiif") as url:
+            yield from serve(url)

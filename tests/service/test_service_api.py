@@ -266,8 +266,10 @@ def test_openapi_document_lists_every_route(app, client):
     document = get_json(client, "/api/v1/openapi.json")
     assert document["openapi"].startswith("3.1")
     routes = {re.sub(r"<(?:path:)?(\w+)>", r"{\1}", rule.rule)
+              .replace("{quality_format}", "{quality}.{format}")  # one segment, split by IIIF
               for rule in app.url_map.iter_rules()
-              if rule.endpoint.split(".")[0] in ("api", "legacy", "media")}
+              if rule.endpoint.split(".")[0] in ("api", "legacy", "media", "iiif",
+                                                 "manifests")}
     routes -= {"/healthz", "/api/v1/openapi.json"}  # the document itself; an alias
     assert routes == set(document["paths"])
     for name, schema in document["components"]["schemas"].items():

@@ -30,6 +30,10 @@ def test_no_server_errors_and_responses_match_the_document(api_schema, path, met
         # them is rightly answered 400 (the document says so in words). Nor "the bytes
         # must be a JPEG or PNG": a generated GIF is rightly answered 415.
         excluded = [schemathesis.checks.positive_data_acceptance]
+    if path.startswith("/iiif/3/{identifier}/{region}"):
+        # Whether a region or size fits depends on the image's size: a well-formed one
+        # outside it is rightly a 400, as the IIIF spec asks.
+        excluded = [schemathesis.checks.positive_data_acceptance]
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
