@@ -162,8 +162,10 @@ class IiifServer:
 
 
 def manifest_v3(server: IiifServer, name: str, canvases: list[tuple[str, str]],
-                label: str = "", metadata: dict | None = None) -> dict:
-    """A Presentation 3.0 manifest with a canvas per (canvas name, image id)."""
+                label: str = "", metadata: dict | None = None, service=None) -> dict:
+    """A Presentation 3.0 manifest with a canvas per (canvas name, image id); `service`
+    (image id -> service id) puts the images on another server."""
+    service = service or server.service
     manifest_id = f"{server.base}/manifests/{name}.json"
     return {
         "@context": "http://iiif.io/api/presentation/3/context.json",
@@ -179,9 +181,9 @@ def manifest_v3(server: IiifServer, name: str, canvases: list[tuple[str, str]],
                        "items": [{
                            "id": f"{manifest_id}/annotation/{canvas}", "type": "Annotation",
                            "motivation": "painting", "target": f"{manifest_id}/canvas/{canvas}",
-                           "body": {"id": f"{server.service(image)}/full/max/0/default.jpg",
+                           "body": {"id": f"{service(image)}/full/max/0/default.jpg",
                                     "type": "Image", "format": "image/jpeg",
-                                    "service": [{"id": server.service(image),
+                                    "service": [{"id": service(image),
                                                  "type": "ImageService3",
                                                  "profile": "level0"}]}}]}]}
             for canvas, image in canvases]}

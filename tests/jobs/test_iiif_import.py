@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from urllib.request import urlopen
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from sqlalchemy import select
 
 from db.engine import make_engine
 from db.models import FAILED, MISSING, OK, CatalogueRecord, Image, ImageFeatures
+from browser_support import gunicorn
 from features_support import shared_extractor
 from iiif_server_support import collection_v3, manifest_v2, manifest_v3
 from jobs.features.job import run as run_features
@@ -268,3 +270,37 @@ def test_the_dask_workers_fetch(iiif_server, sqlite_url, settings_for, tmp_path,
         assert row["status"] == OK
         assert row["content_hash"] == hashlib.sha256(
             iiif_server.files[image_id].read_bytes()).hexdigest()
+
+
+def test_fetching_through_this_projects_own_iiif_endpoint(iiif_server, database_url,
+                                                          settings_for, tmp_path):
+    """A second archive takes the first one's images through its /iiif/3/<id> service.
+    That endpoint re-encodes the JPEG, so the vectors are close, not equal: each fetched
+    image's nearest vector in the first archive is its own file's."""
+    root = next(iter(iiif_server.files.values())).parents[1]
+    first_url = f"sqlite:///{tmp_path / 'first.sqlite3'}"
+    first = settings(settings_for, first_url, tmp_path, image_root=root)
+    features(first)
+    disk = {row["id"]: row for row in rows(first_url).values()}
+    with gunicorn({"DATABASE_URL": first_url, "IMAGE_ROOT": str(root),
+                   "THUMBNAIL_CACHE": str(tmp_path / "thumbnails"),
+                   "LOG_LEVEL": "WARNING"}) as base:
+        top = iiif_server.publish("/manifests/ours.json", manifest_v3(
+            iiif_server, "ours", [(str(i), str(i)) for i in disk],
+            service=lambda image: f"{base}/iiif/3/{image}"))
+        second = settings(settings_for, database_url, tmp_path)
+        run_import(second, top)
+        counts = features(second)
+        assert counts["new"] == len(disk) and counts["failed"] == 0
+        again = features(second)  # the endpoint's ETags: nothing fetched again
+        assert again["unchanged"] == len(disk)
+        fetched = {int(path.rpartition("/")[2]): row for path, row in rows(database_url).items()}
+        ids = sorted(disk)
+        matrix = np.stack([decode_vector(disk[i]["vector"]) for i in ids])
+        for image_id, row in fetched.items():
+            with urlopen(row["source_url"]) as response:  # an independent fetch
+                assert hashlib.sha256(response.read()).hexdigest() == row["content_hash"]
+            assert (row["width"], row["height"]) == (disk[image_id]["width"],
+                                                     disk[image_id]["height"])
+            distances = np.linalg.norm(matrix - decode_vector(row["vector"]), axis=1)
+            assert ids[int(np.argmin(distances))] == image_id
