@@ -42,3 +42,15 @@ def test_thumbnail_is_made_from_the_fetched_image_and_cached(iiif_app):
     cat = next(i for i in found["images"] if i["iiif"]["image_service"] == server.service("cat"))
     failed = client.get(f"/images/{cat['id']}/thumbnail?size=128")
     assert failed.status_code == 502 and "HTTP 404" in failed.get_json()["error"]
+
+
+def test_the_image_api_refuses_a_iiif_image_cleanly(iiif_app):
+    """/iiif/3/<id> serves files under IMAGE_ROOT; an image of another IIIF server is
+    not one of them: a 4xx with a JSON message, never a 500."""
+    client, server = iiif_app
+    found = client.get("/api/v1/images?limit=10").get_json()
+    image_id = found["images"][0]["id"]
+    for path in ("info.json", "full/max/0/default.jpg"):
+        response = client.get(f"/iiif/3/{image_id}/{path}")
+        assert 400 <= response.status_code < 500, (path, response.status_code)
+        assert response.get_json()["error"]
