@@ -24,7 +24,6 @@ RETRY_AFTER_MAX = 60  # seconds: a server asking for longer is retried by the ne
 BACKOFF = 0.5  # seconds, doubled per retry
 CHUNK = 64 * 1024
 JPEG_START = b"\xff\xd8"
-NOT_MODIFIED = "not_modified"
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,7 @@ class FetchOptions:
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
-    """The outcome of one GET: data (200), NOT_MODIFIED (304), or an error reason."""
+    """The outcome of one GET: data (200), not_modified (304), or an error reason."""
 
     data: bytes | None = None
     etag: str | None = None
@@ -141,6 +140,6 @@ class Fetcher:
 
 
 def _reason(error) -> str:
-    """Return a short reason without the URL's query (it may carry a token)."""
+    """Return a short reason (credentials travel in a header, never in it)."""
     text = f"{type(error).__name__}: {error}"
     return text[:300]

@@ -65,6 +65,7 @@ def run(settings: Settings, source: str, *, dry_run: bool = False, max_depth: in
             except SQLAlchemyError as error:
                 raise JobError(f"cannot read the database: {short_error(error)}") from None
             return _counts(reading, make_plan(reading, known, source))
+        # The feature job's lock: both write the IIIF images' rows, so one at a time.
         with one_run_at_a_time(engine, "features", PROG), recorded(engine, KIND) as job:
             plan = make_plan(reading, load_imported(engine), source)
             apply(engine, plan, reading)
