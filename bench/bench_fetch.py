@@ -8,14 +8,17 @@ runs jobs.features.job.run into a fresh SQLite database with the same loaded mod
 job's read-and-decode pool has max(DECODE_THREADS, IIIF_FETCH_CONCURRENCY) threads, so
 each IIIF variant is compared with a disk run of the same pool size (8 threads, then 1).
 A fetch-only pass (the Fetcher over a thread pool, no model) shows the network side
-alone.
+alone. Each server (no latency; LATENCY per request) runs in its own process, so that
+serving does not take the job's GIL.
 
     .venv/bin/python bench/bench_fetch.py [--repeat 4] [--latency 0.05] [--rounds 2]
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import shutil
+import threading
 import sys
 import tempfile
 import time
@@ -48,78 +51,94 @@ def timed_features(config, extractor) -> tuple[float, dict]:
     return time.perf_counter() - start, counts
 
 
+def serve(files: dict[str, Path], latency: float, answer) -> None:
+    """Serve `files` by id with `latency` per request; put (base, manifest URL) on
+    `answer`, then serve until terminated (a child process)."""
+    with IiifServer() as server:
+        server.state.images.update({i: p.read_bytes() for i, p in files.items()})
+        server.state.latency = latency
+        answer.put((server.base, server.publish(
+            "/manifests/all.json", manifest_v3(server, "all", [(i, i) for i in files]))))
+        threading.Event().wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=4)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    from model import load_extractor
-    extractor = load_extractor(MODEL_CACHE)
     files = sorted(p for p in (ROOT / "sample_images").rglob("*.jpg"))
     work = Path(tempfile.mkdtemp(prefix="bench-fetch-"))
     disk, empty = work / "disk", work / "empty"
     empty.mkdir()
-    ids = []
-    with IiifServer() as server:
-        for copy in range(args.repeat):
-            for index, path in enumerate(files):
-                image_id = f"c{copy}i{index:02d}"
-                ids.append(image_id)
-                server.state.images[image_id] = path.read_bytes()
-                target = disk / f"c{copy}" / f"{index:02d}.jpg"
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, target)
-        top = server.publish("/manifests/all.json",
-                             manifest_v3(server, "all", [(i, i) for i in ids]))
-        n = len(ids)
-        print(f"{n} images ({args.repeat} x {len(files)} samples), "
-              f"{sum(len(b) for b in server.state.images.values()) / 2 ** 20:.1f} MiB")
-        ms = f"+{args.latency * 1000:.0f} ms"
-        # (label, latency, DECODE_THREADS, fetch concurrency / per host); the job's pool
-        # has max(DECODE_THREADS, IIIF_FETCH_CONCURRENCY) threads, so each IIIF variant
-        # is compared with the disk run of the same pool.
-        variants = [("disk, 8 threads", 0.0, 8, None),
-                    ("iiif, no latency, 8 in flight", 0.0, 1, (8, 8)),
-                    (f"iiif, {ms}, 8 in flight", args.latency, 1, (8, 8)),
-                    ("disk, 1 thread", 0.0, 1, None),
-                    ("iiif, no latency, 1 in flight", 0.0, 1, (1, 1)),
-                    (f"iiif, {ms}, 1 in flight", args.latency, 1, (1, 1))]
+    served = {}
+    for copy in range(args.repeat):
+        for index, path in enumerate(files):
+            target = disk / f"c{copy}" / f"{index:02d}.jpg"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+            served[f"c{copy}i{index:02d}"] = target
+    n = len(served)
+    print(f"{n} images ({args.repeat} x {len(files)} samples), "
+          f"{sum(p.stat().st_size for p in served.values()) / 2 ** 20:.1f} MiB")
+    context = multiprocessing.get_context("fork")  # before TensorFlow is loaded
+    servers, manifests = [], {}
+    for latency in (0.0, args.latency):
+        answer = context.Queue()
+        process = context.Process(target=serve, args=(served, latency, answer), daemon=True)
+        process.start()
+        servers.append(process)
+        manifests[latency] = answer.get(timeout=60)
+    from model import load_extractor
+    extractor = load_extractor(MODEL_CACHE)
+    ms = f"+{args.latency * 1000:.0f} ms"
+    # (label, latency, DECODE_THREADS, fetch concurrency = per host); the job's pool has
+    # max(DECODE_THREADS, IIIF_FETCH_CONCURRENCY) threads, so each IIIF variant is
+    # compared with the disk run of the same pool above it.
+    variants = [("disk, 8 threads", 0.0, 8, None),
+                ("iiif, no latency, 8 in flight", 0.0, 1, 8),
+                (f"iiif, {ms}, 8 in flight", args.latency, 1, 8),
+                ("disk, 1 thread", 0.0, 1, None),
+                ("iiif, no latency, 1 in flight", 0.0, 1, 1),
+                (f"iiif, {ms}, 1 in flight", args.latency, 1, 1)]
+    try:
         timed_features(settings(work, "warm-up", disk, decode_threads=8), extractor)
         for round_ in range(args.rounds):
             print(f"\nround {round_ + 1}: feature job, images/s")
             base = None
             for number, (label, latency, threads, fetch) in enumerate(variants):
-                server.state.latency = latency
                 name = f"r{round_}v{number}"
                 if fetch is None:
                     config = settings(work, name, disk, decode_threads=threads)
                     base = None
                 else:
                     config = settings(work, name, empty, decode_threads=threads,
-                                      iiif_fetch_concurrency=fetch[0],
-                                      iiif_fetch_per_host=fetch[1])
-                    run_import(config, top)
+                                      iiif_fetch_concurrency=fetch,
+                                      iiif_fetch_per_host=fetch)
+                    run_import(config, manifests[latency][1])
                 seconds, counts = timed_features(config, extractor)
                 assert counts["new"] == n and counts["failed"] == 0, counts
                 rate = n / seconds
                 base = base or rate
                 print(f"  {label:35s} {rate:7.2f} img/s  {rate / base:5.2f}x the disk run "
                       f"above  ({seconds:.1f} s)")
-            print(f"round {round_ + 1}: fetch only (no model), images/s")
+            print(f"round {round_ + 1}: fetch only (no model), {ms} per request")
             for concurrency in (1, 4, 8, 16):
-                server.state.latency = args.latency
                 fetcher = Fetcher(FetchOptions(concurrency=concurrency, per_host=concurrency))
+                base_url = manifests[args.latency][0]
                 start = time.perf_counter()
                 with ThreadPoolExecutor(concurrency) as pool:
                     got = list(pool.map(lambda i: fetcher.get(
-                        f"{server.service(i)}/full/max/0/default.jpg"), ids))
+                        f"{base_url}/iiif/{i}/full/max/0/default.jpg"), served))
                 seconds = time.perf_counter() - start
                 assert all(g.data for g in got)
-                print(f"  +{args.latency * 1000:.0f} ms, {concurrency:2d} in flight: "
-                      f"{n / seconds:7.1f} img/s ({seconds:.2f} s; serial latency alone "
-                      f"{n * args.latency:.1f} s)")
-    shutil.rmtree(work)
+                print(f"  {concurrency:2d} in flight: {n / seconds:7.1f} img/s ({seconds:.2f} s; "
+                      f"the latency alone, one at a time: {n * args.latency:.1f} s)")
+    finally:
+        for process in servers:
+            process.terminate()
+        shutil.rmtree(work)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from db.models import FAILED, MISSING, OK, CatalogueRecord, Image, ImageFeatures
 from browser_support import gunicorn
 from features_support import shared_extractor
 from iiif_server_support import collection_v3, manifest_v2, manifest_v3
+from jobs.catalogue.job import run as run_catalogue
 from jobs.features.job import run as run_features
 from jobs.iiif_import.job import run as run_import
 from numerics.vectors import decode_vector
@@ -86,6 +87,15 @@ def test_import_reads_v2_v3_and_nested_collections(iiif_server, database_url, se
     assert b["source_url"] == service("img02") + "/full/full/0/default.jpg"
     assert json.loads(b["extra"]) == {"Date": "1901"}
     assert b["url"] == "https://museum.example/b"
+    # The catalogue CSV wins where it has a value; the manifest fills the rest.
+    csv = tmp_path / "catalogue.csv"
+    csv.write_text(f"path,title,external_id\n{service('img00')},From the CSV,A-1\n",
+                   encoding="utf-8")
+    run_catalogue(settings(settings_for, database_url, tmp_path), csv)
+    assert run_import(settings(settings_for, database_url, tmp_path), top)["unchanged"] == 4
+    a = rows(database_url)[service("img00")]
+    assert (a["title"], a["url"]) == ("From the CSV", "https://museum.example/a")
+    assert json.loads(a["extra"]) == {"Creator": "Ann"}
 
 
 def test_fetched_vectors_equal_the_files_on_disk(iiif_server, database_url, settings_for,
