@@ -18,6 +18,8 @@ from db.paths import hashes_of_stored_text
 IMAGE_COLUMNS = (Image.id, Image.path, Image.path_hash, Image.file_name, Image.size,
                  Image.content_hash, Image.width, Image.height, Image.status, Image.error,
                  Image.updated_at,
+                 # IIIF images (db/iiif.py): where the service gets them, their manifest.
+                 Image.source_url, Image.iiif_service, Image.manifest_id, Image.canvas_id,
                  # Left out of the grouping by its latest run (jobs/grouping/exclusions.py).
                  exists().where(GroupingExclusion.image_id == Image.id).label("excluded"))
 
@@ -127,14 +129,16 @@ class KnownImage:
 
 
 def load_known(engine: Engine, page: int = PAGE) -> dict[str, KnownImage]:
-    """Return every images row keyed by path_hash, read page by page in id order."""
+    """Return every images row of a file (not of a IIIF collection, db/iiif.py) keyed by
+    path_hash, read page by page in id order."""
     known: dict[str, KnownImage] = {}
     columns = (Image.id, Image.path_hash, Image.size, Image.mtime_ns, Image.status,
-               Image.content_hash)
+               Image.content_hash, Image.source_url)
     with engine.connect() as connection:
-        for id_, path_hash, size, mtime_ns, status, content_hash in _in_id_order(
+        for id_, path_hash, size, mtime_ns, status, content_hash, url in _in_id_order(
                 connection, columns, page):
-            known[path_hash] = KnownImage(id_, size, mtime_ns, status, content_hash)
+            if url is None:
+                known[path_hash] = KnownImage(id_, size, mtime_ns, status, content_hash)
     return known
 
 

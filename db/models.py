@@ -105,6 +105,19 @@ class Image(Base):
     height: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default=PENDING)
     error: Mapped[str | None] = mapped_column(Text)
+    # Images of a IIIF collection (import_iiif.py; jobs/iiif_import/): the URL the feature
+    # job fetches (NULL for a file under IMAGE_ROOT), the image service, the import
+    # source, manifest and canvas they came from, the canvas label, and the validators of
+    # the last fetch for conditional requests. Their path is the image's key (the
+    # service id, else the resource URL), which no file under IMAGE_ROOT can have.
+    source_url: Mapped[str | None] = mapped_column(Text)
+    iiif_service: Mapped[str | None] = mapped_column(Text)
+    iiif_source: Mapped[str | None] = mapped_column(Text)
+    manifest_id: Mapped[str | None] = mapped_column(Text)
+    canvas_id: Mapped[str | None] = mapped_column(Text)
+    iiif_label: Mapped[str | None] = mapped_column(Text)
+    http_etag: Mapped[str | None] = mapped_column(String(255))
+    http_last_modified: Mapped[str | None] = mapped_column(String(64))
     # Set when the image's features appear, change or leave the grouping (status change);
     # cleared by the grouping job once every list it affects is rewritten.
     needs_grouping: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)

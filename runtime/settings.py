@@ -8,7 +8,7 @@ that each compose container receives the settings its part reads.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from dotenv import dotenv_values
@@ -163,6 +163,34 @@ SETTINGS = (
             "`local`: a cluster of one worker process per core on this machine, `local:N` "
             "with N; else a scheduler address such as `tcp://host:8786`). See "
             "[Beyond one machine](#beyond-one-machine-dask-and-gpus).", _FEATURES + _GROUPING),
+    Setting("IIIF_FETCH_CONCURRENCY", "8",
+            "Images fetched over HTTP at once by the feature job (and by each Dask worker) "
+            "for collections imported with import_iiif.py; it hides the servers' latency.",
+            _FEATURES),
+    Setting("IIIF_FETCH_PER_HOST", "4",
+            "Connections open to one IIIF server at most (politeness); requests beyond "
+            "them wait.", _FEATURES + _SERVICE + _SCRIPTS),
+    Setting("IIIF_FETCH_TIMEOUT", "30",
+            "Seconds one image or manifest may take to arrive, body included; slower "
+            "ones are recorded as failed and retried by the next run.", _FEATURES + _SERVICE + _SCRIPTS),
+    Setting("IIIF_FETCH_RETRIES", "3",
+            "Retries of a request that failed to connect or got 429 or 5xx, with "
+            "exponential backoff, waiting as long as a `Retry-After` asks (up to 60 s).",
+            _FEATURES + _SERVICE + _SCRIPTS),
+    Setting("IIIF_FETCH_MAX_MB", "100",
+            "Largest image or manifest fetched, in MB; larger ones are recorded as failed.",
+            _FEATURES + _SERVICE + _SCRIPTS),
+    Setting("IIIF_FETCH_SIZE", "",
+            "IIIF size the feature job asks an image service for (empty: the full image, "
+            "`max`, whose vectors equal those of the same file on disk). A smaller size "
+            "such as `!1024,1024` saves bandwidth but gives slightly different vectors.",
+            _FEATURES),
+    Setting("IIIF_BEARER_TOKEN", "",
+            "Bearer token sent to protected IIIF servers (never logged).",
+            _FEATURES + _SERVICE + _SCRIPTS),
+    Setting("IIIF_BASIC_AUTH", "",
+            "`user:password` sent as HTTP basic auth to protected IIIF servers (never "
+            "logged; IIIF_BEARER_TOKEN wins when both are set).", _FEATURES + _SERVICE + _SCRIPTS),
     # No Python code reads it: gunicorn binds to it (the Dockerfile's CMD, scripts/demo.sh).
     Setting("SERVICE_PORT", "5000", "Port the service listens on.", _SERVICE),
     Setting("LOG_LEVEL", "INFO", "Log level of the jobs and the service (DEBUG, INFO, "
@@ -199,6 +227,14 @@ class Settings:
     page_space: str
     cors_origins: tuple[str, ...]
     dask_scheduler: str
+    iiif_fetch_concurrency: int
+    iiif_fetch_per_host: int
+    iiif_fetch_timeout: float
+    iiif_fetch_retries: int
+    iiif_fetch_max_mb: int
+    iiif_fetch_size: str
+    iiif_bearer_token: str = field(repr=False)
+    iiif_basic_auth: str = field(repr=False)
     service_port: int
     log_level: str
 
@@ -328,6 +364,14 @@ def load_settings(overrides: dict[str, str] | None = None,
         page_space=_choice("PAGE_SPACE", values["PAGE_SPACE"], ("best", *SPACE_IDS)),
         cors_origins=tuple(o.strip() for o in values["CORS_ORIGINS"].split(",") if o.strip()),
         dask_scheduler=values["DASK_SCHEDULER"].strip(),
+        iiif_fetch_concurrency=_int("IIIF_FETCH_CONCURRENCY", values["IIIF_FETCH_CONCURRENCY"]),
+        iiif_fetch_per_host=_int("IIIF_FETCH_PER_HOST", values["IIIF_FETCH_PER_HOST"]),
+        iiif_fetch_timeout=_number("IIIF_FETCH_TIMEOUT", values["IIIF_FETCH_TIMEOUT"]),
+        iiif_fetch_retries=_int("IIIF_FETCH_RETRIES", values["IIIF_FETCH_RETRIES"], 0),
+        iiif_fetch_max_mb=_int("IIIF_FETCH_MAX_MB", values["IIIF_FETCH_MAX_MB"]),
+        iiif_fetch_size=values["IIIF_FETCH_SIZE"].strip(),
+        iiif_bearer_token=values["IIIF_BEARER_TOKEN"].strip(),
+        iiif_basic_auth=values["IIIF_BASIC_AUTH"].strip(),
         service_port=_int("SERVICE_PORT", values["SERVICE_PORT"]),
         log_level=level,
     )

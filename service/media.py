@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 import re
 
-from flask import Blueprint, Response, current_app, request, send_file
+from flask import Blueprint, Response, current_app, redirect, request, send_file
 
 from service import thumbnails
 from service.api import vector_etag, vector_or_error
@@ -55,8 +55,14 @@ def thumbnail(image_id: str):
 
 @bp.get("/images/<image_id>/file")
 def file(image_id: str):
-    """Return the image file itself, as registered in the database."""
+    """Return the image file itself, as registered in the database; for a IIIF image a
+    redirect to its full image on its server."""
     row = get_image_or_error(image_id)
+    if row.source_url is not None:
+        # A IIIF image: its server serves the file itself (with its own caching).
+        response = redirect(row.source_url, 302)
+        response.headers["Cache-Control"] = f"public, max-age={DAY}"
+        return response
     path = thumbnails.image_file(row, current_app.config["SETTINGS"].image_root)
     etag = row.content_hash or f"{row.id}-{row.size}"
     return send_file(path, mimetype="image/jpeg", etag=etag, conditional=True,

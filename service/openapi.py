@@ -86,6 +86,12 @@ COMPONENTS = {
                                             "(EXCLUDE_PATTERNS, EXCLUDE_FILE, the catalogue): no "
                                             "neighbours, in no list"},
                 "links": _ref("Links"),
+                "iiif": {"type": ["object", "null"],
+                         "description": "a IIIF image (import_iiif.py): the manifest and "
+                                        "canvas it came from, its image service and the "
+                                        "image URL; null for a file under IMAGE_ROOT",
+                         "properties": {name: _nullable("string") for name in
+                                        ("manifest", "canvas", "image_service", "image")}},
                 "external_id": {**_nullable("string"),
                                 "description": "the catalogue's record id "
                                                "(import_metadata.py)"},

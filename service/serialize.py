@@ -36,8 +36,16 @@ def image(row, record=None) -> dict:
             "width": row.width, "height": row.height, "status": row.status,
             "error": row.error, "content_hash": row.content_hash,
             "updated_at": timestamp(row.updated_at), "excluded": bool(row.excluded),
-            "links": links(row.id),
+            "links": links(row.id), "iiif": iiif_fields(row),
             **catalogue_fields(record)}
+
+
+def iiif_fields(row) -> dict | None:
+    """Return where a IIIF image comes from (import_iiif.py); None for a file."""
+    if row.source_url is None:
+        return None
+    return {"manifest": row.manifest_id, "canvas": row.canvas_id,
+            "image_service": row.iiif_service, "image": row.source_url}
 
 
 def catalogue_fields(record) -> dict:

@@ -1,4 +1,6 @@
-"""Image files under IMAGE_ROOT and their thumbnails, cached on disk."""
+"""Image files under IMAGE_ROOT and their thumbnails, cached on disk; the thumbnails of
+IIIF images are made likewise from the image fetched from its server (a proxy with the
+same cache)."""
 from __future__ import annotations
 
 import io
@@ -12,6 +14,7 @@ from flask import current_app
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from db.paths import file_path
+from runtime.fetch import FetchOptions, Fetcher
 from service.errors import ApiError
 
 _HEX = re.compile(r"[0-9a-f]{1,64}")
@@ -35,6 +38,28 @@ def image_file(row, image_root: Path) -> Path:
     return path
 
 
+def _original(row, image_root: Path) -> Path | io.BytesIO:
+    """Return the file of an image, or for a IIIF image its bytes fetched from its server
+    (a level-0 server has no thumbnail sizes, so the service makes its own)."""
+    if row.source_url is None:
+        return image_file(row, image_root)
+    fetched = _fetcher().get(row.source_url)
+    if fetched.error:
+        raise ApiError(502, f"the IIIF server did not give image {row.id}: {fetched.error}",
+                       id=row.id)
+    return io.BytesIO(fetched.data)
+
+
+_fetchers: dict[FetchOptions, Fetcher] = {}
+
+
+def _fetcher() -> Fetcher:
+    options = FetchOptions.from_settings(current_app.config["SETTINGS"])
+    if options not in _fetchers:
+        _fetchers[options] = Fetcher(options)
+    return _fetchers[options]
+
+
 def content_version(row) -> str:
     """Return "<id>-<version>": changes whenever the image's content does."""
     version = row.content_hash if row.content_hash and _HEX.fullmatch(row.content_hash) \
@@ -47,7 +72,7 @@ def cache_key(row, size: int) -> str:
     return f"{content_version(row)}-{size}.jpg"
 
 
-def render(path: Path, size: int, max_pixels: int) -> bytes:
+def render(path: Path | io.BytesIO, size: int, max_pixels: int) -> bytes:
     """Return a JPEG of the image at `path`, upright, fitting in size x size."""
     try:
         with Image.open(path) as picture:
@@ -78,7 +103,7 @@ def thumbnail(row, size: int, image_root: Path, cache: Path,
     cached = cache / key
     if cached.is_file():
         return cached, None, key
-    data = render(image_file(row, image_root), size, max_pixels)
+    data = render(_original(row, image_root), size, max_pixels)
     stored = store(cache, key, data)
     return (stored, None, key) if stored is not None else (None, data, key)
 

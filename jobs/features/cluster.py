@@ -22,12 +22,13 @@ from sqlalchemy.engine import Engine
 
 from jobs.features.plan import FileTask
 from runtime.distribute import windowed
+from runtime.fetch import FetchOptions, Fetcher
 
 log = logging.getLogger(__name__)
 
 PARTITION_BATCHES = 4  # model batches per partition: a task's work, about 4 commits
 
-_loaded: dict[str, object] = {}
+_loaded: dict[object, object] = {}  # extractors by weights file, fetchers by options
 _loading = threading.Lock()
 
 
@@ -42,13 +43,26 @@ def worker_extractor(model_cache: str):
         return extractor
 
 
+def worker_fetcher(options: FetchOptions) -> Fetcher:
+    """Return this process's fetcher for `options`: one connection pool per worker, so
+    its per-host limit holds across the partitions it runs at once."""
+    with _loading:
+        fetcher = _loaded.get(options)
+        if fetcher is None:
+            fetcher = _loaded[options] = Fetcher(options)
+        return fetcher
+
+
 def compute_partition(tasks: list[FileTask], model_cache: str, batch_size: int,
-                      max_pixels: int, threads: int | None) -> list[list]:
-    """Return the partition's batches with their results (the worker's task)."""
+                      max_pixels: int, threads: int | None,
+                      fetch: FetchOptions | None = None) -> list[list]:
+    """Return the partition's batches with their results (the worker's task). IIIF
+    images are fetched here, on the worker: no shared file system is needed for them."""
     from jobs.features.extract import computed
     extractor = worker_extractor(model_cache)
+    fetcher = worker_fetcher(fetch) if fetch is not None else None
     return list(computed(tasks, extractor, batch_size=batch_size, max_pixels=max_pixels,
-                         threads=threads))
+                         threads=threads, fetcher=fetcher))
 
 
 def partitions(tasks: list[FileTask], size: int) -> list[list[FileTask]]:
@@ -58,14 +72,15 @@ def partitions(tasks: list[FileTask], size: int) -> list[list[FileTask]]:
 def extract_on(client, tasks: list[FileTask], engine: Engine, model: str, *,
                model_cache: Path, batch_size: int, max_pixels: int,
                threads: int | None = None, partition_size: int | None = None,
-               on_batch: Callable[[int], None] | None = None) -> Counter:
+               on_batch: Callable[[int], None] | None = None,
+               fetch: FetchOptions | None = None) -> Counter:
     """Compute `tasks` on the cluster of `client`, writing each batch as it comes back;
     return the counts as jobs.features.extract.extract does."""
     from jobs.features.extract import write_batch
 
     counts: Counter = Counter()
     calls = ((None, compute_partition, (partition, str(model_cache), batch_size, max_pixels,
-                                        threads))
+                                        threads, fetch))
              for partition in partitions(tasks, partition_size or PARTITION_BATCHES * batch_size))
     # In the order they complete: each batch is written on its own, so the order of the
     # commits does not matter.

@@ -25,6 +25,7 @@ from db.paths import stored_text
 from jobs.features.plan import CHANGED, NEW, OUTDATED, REAPPEARED, RETRY, FileTask
 from model.preprocess import ImageError, load_image
 from numerics.vectors import encode_vector
+from runtime.fetch import Fetcher
 
 log = logging.getLogger(__name__)
 
@@ -42,21 +43,13 @@ class Prepared:
     outcome: str = ""  # ok | failed | reused
 
 
-def prepare(task: FileTask, max_pixels: int) -> Prepared:
-    """Read, hash and decode one file; any problem with the file becomes a failed result."""
-    try:
-        with open(task.path, "rb") as file:
-            info = os.fstat(file.fileno())
-            data = file.read()
-    except PermissionError:
-        return _failed(task, "permission denied")
-    except FileNotFoundError:
-        return _failed(task, "file disappeared during the run")
-    except OSError as error:
-        return _failed(task, f"cannot read file: {error.strerror or error}")
-    # The size and mtime of what was actually read, so the next run compares like with like.
-    stat = {"size": len(data), "mtime_ns": info.st_mtime_ns,
-            "content_hash": hashlib.sha256(data).hexdigest()}
+def prepare(task: FileTask, max_pixels: int, fetcher: Fetcher | None = None) -> Prepared:
+    """Read (or fetch), hash and decode one image; any problem with it becomes a failed
+    result."""
+    read = _read(task) if task.url is None else _fetch(task, fetcher)
+    if isinstance(read, Prepared):
+        return read
+    data, stat = read
     if task.reuse and stat["content_hash"] == task.stored_hash:
         status = OK if task.has_features else FAILED
         return Prepared(task, ImageResult(task.image_id, {**stat, "status": status},
@@ -71,6 +64,37 @@ def prepare(task: FileTask, max_pixels: int) -> Prepared:
         return _failed(task, f"cannot decode: {type(error).__name__}: {error}", stat)
     return Prepared(task, array=array, stat={**stat, "width": width, "height": height},
                     outcome=OK)
+
+
+def _read(task: FileTask) -> tuple[bytes, dict] | Prepared:
+    try:
+        with open(task.path, "rb") as file:
+            info = os.fstat(file.fileno())
+            data = file.read()
+    except PermissionError:
+        return _failed(task, "permission denied")
+    except FileNotFoundError:
+        return _failed(task, "file disappeared during the run")
+    except OSError as error:
+        return _failed(task, f"cannot read file: {error.strerror or error}")
+    # The size and mtime of what was actually read, so the next run compares like with like.
+    return data, {"size": len(data), "mtime_ns": info.st_mtime_ns,
+                  "content_hash": hashlib.sha256(data).hexdigest()}
+
+
+def _fetch(task: FileTask, fetcher: Fetcher) -> tuple[bytes, dict] | Prepared:
+    """Fetch a IIIF image: the bytes then go through the same decode as a file's."""
+    fetched = fetcher.get(task.url, etag=task.etag, last_modified=task.last_modified,
+                          expect_jpeg=True)
+    if fetched.not_modified:  # asked only for an 'ok' image: its vector stays
+        return Prepared(task, ImageResult(task.image_id, {"status": OK, "error": None}),
+                        outcome="reused")
+    if fetched.error:
+        return _failed(task, fetched.error, {"http_etag": None, "http_last_modified": None})
+    return fetched.data, {"size": len(fetched.data), "mtime_ns": None,
+                          "content_hash": hashlib.sha256(fetched.data).hexdigest(),
+                          "http_etag": fetched.etag,
+                          "http_last_modified": fetched.last_modified}
 
 
 def _failed(task: FileTask, reason: str, stat: dict | None = None) -> Prepared:
@@ -108,19 +132,24 @@ def decode_threads(requested: int | None) -> int:
 
 
 def computed(tasks: Iterable[FileTask], extractor, *, batch_size: int, max_pixels: int,
-             threads: int | None = None) -> Iterator[list[Prepared]]:
+             threads: int | None = None,
+             fetcher: Fetcher | None = None) -> Iterator[list[Prepared]]:
     """Yield the tasks in batches of `batch_size`, each with its result (vectors computed).
 
     Reading and decoding run in a thread pool, `2 * batch_size` files ahead, while the
     model works on the current batch: decode and resize are TensorFlow ops that release
-    the GIL, so the threads decode in parallel and the model does not wait on them.
+    the GIL, so the threads decode in parallel and the model does not wait on them. With
+    a `fetcher` (IIIF images) the pool has at least its concurrency of threads, so that
+    that many requests wait on the network at once.
     """
     threads = decode_threads(threads)
+    if fetcher is not None:
+        threads = max(threads, fetcher.options.concurrency)
     batch: list[Prepared] = []
     pool = ThreadPoolExecutor(threads, thread_name_prefix="decode")
     try:
         for prepared in in_order(tasks, pool, 2 * batch_size + threads,
-                                 lambda task: prepare(task, max_pixels)):
+                                 lambda task: prepare(task, max_pixels, fetcher)):
             batch.append(prepared)
             if len(batch) >= batch_size:
                 _compute(batch, extractor)
@@ -136,11 +165,12 @@ def computed(tasks: Iterable[FileTask], extractor, *, batch_size: int, max_pixel
 
 def extract(tasks: Iterable[FileTask], engine: Engine, extractor, *, batch_size: int,
             max_pixels: int, threads: int | None = None,
-            on_batch: Callable[[int], None] | None = None) -> Counter:
+            on_batch: Callable[[int], None] | None = None,
+            fetcher: Fetcher | None = None) -> Counter:
     """Process `tasks` in batches, each written in one transaction; return the counts."""
     counts: Counter = Counter()
     for batch in computed(tasks, extractor, batch_size=batch_size, max_pixels=max_pixels,
-                          threads=threads):
+                          threads=threads, fetcher=fetcher):
         write_batch(engine, batch, extractor.name, counts, on_batch)
     return counts
 

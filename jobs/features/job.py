@@ -16,9 +16,11 @@ from db.images import load_known, mark_missing, paths_of, register
 from db.models import MISSING, OK
 from jobs.features.plan import CHANGED, NEW, OUTDATED, REAPPEARED, FileTask, Plan, gone_ids, \
     make_plan
+from jobs.features.remote import remote_tasks
 from jobs.features.scan import Scan, scan
 from numerics.vectors import MODEL_NAME, OUTDATED_MODELS
 from runtime.distribute import wanted
+from runtime.fetch import FetchOptions, Fetcher
 from runtime.jobrun import JobError, connect, one_run_at_a_time, recorded, short_error
 from runtime.progress import Progress
 from runtime.settings import Settings
@@ -97,6 +99,7 @@ def _update(engine: Engine, settings: Settings, compute: _Compute, *, quiet: boo
     reappearing = [w.known.id for w in plan.work if w.kind == REAPPEARED]
     featured = with_features(engine, reappearing)
     tasks = [_task(settings.image_root, w, ids, featured, outdated) for w in plan.work]
+    tasks += remote_tasks(engine, outdated, settings.iiif_fetch_size)
     counts: Counter = Counter()
     if tasks:
         counts = _extract(tasks, engine, compute, settings, quiet=quiet)
@@ -132,10 +135,12 @@ def _extract(tasks: list[FileTask], engine: Engine, compute: _Compute, settings:
         # Imported and loaded here: TensorFlow and the model take 10-20 s, and dry runs,
         # no-op reruns and start-up errors do not need them.
         from jobs.features.extract import extract
+        options = _fetch_options(tasks, settings)
         extractor = compute.extractor or _load_extractor(settings)
         return extract(tasks, engine, extractor, batch_size=settings.batch_size,
                        max_pixels=settings.max_image_pixels, threads=compute.threads,
-                       on_batch=progress.update)
+                       on_batch=progress.update,
+                       fetcher=Fetcher(options) if options else None)
     finally:
         progress.close()
 
@@ -152,9 +157,15 @@ def _extract_on_cluster(tasks: list[FileTask], engine: Engine, compute: _Compute
                               batch_size=settings.batch_size,
                               max_pixels=settings.max_image_pixels, threads=compute.threads,
                               partition_size=compute.partition_size,
-                              on_batch=progress.update)
+                              on_batch=progress.update,
+                              fetch=_fetch_options(tasks, settings))
     except SchedulerError as error:
         raise JobError(str(error)) from None
+
+
+def _fetch_options(tasks: list[FileTask], settings: Settings) -> FetchOptions | None:
+    """Return how to fetch the IIIF images among `tasks`; None when there are none."""
+    return FetchOptions.from_settings(settings) if any(t.url for t in tasks) else None
 
 
 def _task(root: Path, work, ids: dict[str, int], featured: set[int],

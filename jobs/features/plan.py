@@ -38,6 +38,11 @@ class FileTask:
     reuse: bool = False  # same content hash as on record: keep the stored result
                          # (never for a vector of an earlier model)
     has_features: bool = False
+    # An image of a IIIF collection: fetched from `url` (conditionally with the
+    # validators of the last fetch) instead of read from `path`.
+    url: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
 
 
 @dataclass

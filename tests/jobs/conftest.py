@@ -16,6 +16,7 @@ from db.scratch import scratch_database
 from database_support import KillableServer, mariadb_server_url as _mariadb_server_url
 from features_support import ROOT, shared_extractor
 from grouping_support import database
+from iiif_server_support import IiifServer
 from jobs.features.job import run as run_features
 from jobs.grouping.run import run as run_grouping
 from runtime.settings import load_settings
@@ -214,3 +215,16 @@ def killable_server():
     yield control
     subprocess.run([str(ROOT / "scripts" / "mariadb.sh"), "stop"], env=control.env,
                    check=False, capture_output=True)
+
+
+# ---- test_iiif_import ----
+
+@pytest.fixture
+def iiif_server():
+    """A local IIIF server holding the sample images as img00, img01, ... (a level-0
+    static layout); its `files` maps each image id to its sample file."""
+    files = sorted(p for p in (ROOT / "sample_images").rglob("*") if p.suffix == ".jpg")
+    with IiifServer() as server:
+        server.files = {f"img{i:02d}": path for i, path in enumerate(files)}
+        server.state.images.update({i: p.read_bytes() for i, p in server.files.items()})
+        yield server

@@ -18,6 +18,7 @@ from db.models import OK, CatalogueRecord, Image, ImageFeatures
 from db.paths import text_hash as path_hash
 from db.scratch import scratch_database
 from features_support import MODEL_CACHE, ROOT, shared_extractor
+from iiif_server_support import IiifServer, manifest_v3
 from jobs.features.job import run as run_features
 from jobs.grouping.run import run as run_grouping
 from numerics.vectors import DIMENSIONS, MODEL_NAME, encode_vector
@@ -199,6 +200,28 @@ def search_collection(request, tmp_path_factory):
             settings, app = build(url)
             yield settings, app
             app.extensions["db_engine"].dispose()
+
+
+# ---- test_service_iiif ----
+
+@pytest.fixture
+def iiif_app(database_url, settings_for, tmp_path):
+    """The service over a database holding two IIIF images of a local IIIF server (the
+    sample chelsea.jpg and astronaut.jpg), imported and not yet fetched: (client, server)."""
+    from jobs.iiif_import.job import run as run_import
+    samples = ROOT / "sample_images"
+    with IiifServer() as server:
+        for name, path in (("cat", "animals/chelsea.jpg"), ("man", "people/astronaut.jpg")):
+            server.state.images[name] = (samples / path).read_bytes()
+        top = server.publish("/manifests/m.json", manifest_v3(
+            server, "m", [("c1", "cat"), ("c2", "man")]))
+        empty = tmp_path / "files"
+        empty.mkdir()
+        settings = settings_for(database_url=database_url, image_root=empty)
+        run_import(settings, top)
+        application = create_app(settings)
+        yield application.test_client(), server
+        application.extensions["db_engine"].dispose()
 
 
 # ---- test_iiif_image: gunicorn over an archive with the validator's test image ----

@@ -1,0 +1,1 @@
+"""import_iiif.py: a collection taken from IIIF Presentation manifests and collections."""
