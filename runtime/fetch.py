@@ -99,8 +99,10 @@ class Fetcher:
             return Fetched(error=f"cannot fetch: {_reason(error.reason)}")
         except (HTTPError, OSError, ValueError) as error:
             return Fetched(error=f"cannot fetch: {_reason(error)}")
+        read = False  # whether the body was read to its end
         try:
             if response.status == 304:
+                read = True
                 return Fetched(not_modified=True, etag=response.headers.get("ETag", etag),
                                last_modified=response.headers.get("Last-Modified",
                                                                   last_modified))
@@ -113,12 +115,16 @@ class Fetcher:
             data, error = self._body(response, deadline)
             if error:
                 return Fetched(error=error)
+            read = True
             if expect_jpeg and not data.startswith(JPEG_START):
                 kind = response.headers.get("Content-Type", "unknown type")
                 return Fetched(error=f"not a JPEG image ({kind[:80]})")
             return Fetched(data=data, etag=response.headers.get("ETag"),
                            last_modified=response.headers.get("Last-Modified"))
         finally:
+            if not read:
+                # Unread bytes would be taken for the next response on this connection.
+                response.close()
             response.release_conn()
 
     def _body(self, response, deadline: float) -> tuple[bytes, str | None]:

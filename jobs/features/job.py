@@ -136,7 +136,7 @@ def _extract(tasks: list[FileTask], engine: Engine, compute: _Compute, settings:
         # no-op reruns and start-up errors do not need them.
         from jobs.features.extract import extract
         options = _fetch_options(tasks, settings)
-        extractor = compute.extractor or _load_extractor(settings)
+        extractor = compute.extractor or _OnFirstUse(settings)
         return extract(tasks, engine, extractor, batch_size=settings.batch_size,
                        max_pixels=settings.max_image_pixels, threads=compute.threads,
                        on_batch=progress.update,
@@ -249,6 +249,21 @@ def _check_weights(settings: Settings) -> None:
             find_archive()
         except ModelUnavailable as error:
             raise JobError(str(error)) from None
+
+
+class _OnFirstUse:
+    """The model, loaded when the first decoded image needs it: a rerun whose only work
+    is IIIF images that all answer 304 (not modified) loads none."""
+
+    name = MODEL_NAME
+
+    def __init__(self, settings: Settings):
+        self._settings, self._extractor = settings, None
+
+    def __call__(self, batch):
+        if self._extractor is None:
+            self._extractor = _load_extractor(self._settings)
+        return self._extractor(batch)
 
 
 def _load_extractor(settings: Settings):

@@ -15,6 +15,7 @@ from browser_support import gunicorn
 from features_support import shared_extractor
 from iiif_server_support import collection_v3, manifest_v2, manifest_v3
 from jobs.catalogue.job import run as run_catalogue
+import jobs.features.job as job_module
 from jobs.features.job import run as run_features
 from jobs.iiif_import.job import run as run_import
 from numerics.vectors import decode_vector
@@ -182,7 +183,7 @@ def test_reimport_equals_a_fresh_import(iiif_server, two_databases, settings_for
 
 
 def test_failures_are_recorded_and_retried(iiif_server, database_url, settings_for,
-                                           tmp_path):
+                                           tmp_path, monkeypatch):
     state = iiif_server.state
     faults = {"img00": "404", "img01": "403", "img02": "429", "img03": "500",
               "img04": "slow", "img05": "truncated", "img06": "html"}
@@ -217,9 +218,15 @@ def test_failures_are_recorded_and_retried(iiif_server, database_url, settings_f
     counts = features(config)
     assert counts["retried"] == len(faults) and counts["failed"] == 0
     assert all(row["status"] == OK for row in rows(database_url).values())
-    # Nothing changed: only conditional requests, answered 304, no image bytes.
+    # Nothing changed: only conditional requests, answered 304, no image bytes, and the
+    # job, left to load the model itself, never needs it.
     state.clear_log()
-    counts = features(config)
+    loads = []
+    real_load = job_module._load_extractor
+    monkeypatch.setattr(job_module, "_load_extractor",
+                        lambda *args: loads.append(args) or real_load(*args))
+    counts = run_features(config, quiet=True)
+    assert loads == []
     requests = state.image_requests()
     assert len(requests) == len(faults) + len(good)
     assert all(r.conditional and r.status == 304 and r.body_bytes == 0 for r in requests)
