@@ -117,10 +117,12 @@ def test_the_grouping_job_on_a_cluster_equals_an_in_process_run(two_databases, t
                                   scheduler=dask_client)
         assert remote["spaces"][WHITENED]["mode"] == "full"
         # Symmetry on the cluster too: 8 row blocks, each of the 8 · 9 / 2 distance
-        # blocks on and above the diagonal computed once, and 8 rankings, per space.
+        # blocks on and above the diagonal computed once, and 8 rankings, per space
+        # (pool3, whitened and augmented).
+        assert len(remote["spaces"]) == 3
         keys = [str(task["key"]) for task in stream.data]
-        assert sum(key.startswith("block_candidates-") for key in keys) == 2 * 36
-        assert sum(key.startswith("rank_rows-") for key in keys) == 2 * 8
+        assert sum(key.startswith("block_candidates-") for key in keys) == 3 * 36
+        assert sum(key.startswith("rank_rows-") for key in keys) == 3 * 8
         _assert_same(engines, k, local, remote)
         # An incremental run: new, changed and removed images, merged into the lists.
         new = embed(rng.integers(-3, 4, size=(9, 6)).astype(np.float32))
