@@ -1,10 +1,16 @@
 """Calibrate the pages' distance words per space: identical, near-duplicate, very similar,
-similar (service/closeness.py's table), in pool3 and in the whitened space.
+similar (runtime/distances.py's SCALES), in pool3, the whitened and the augmented space.
 
 The photos and near-duplicate copies are those of bench/calibrate_duplicates.py: the
 sample images, Oxford flowers photos and copies of some of them made in memory (rescaled
 to 50 %, JPEG quality 20, grayscale). The whitened space is learned from the flowers
 originals as the grouping job learns it (WHITENED_DIMENSIONS, WHITENED_SHRINKAGE).
+The augmented space (numerics/augmentation.py, AUGMENTED_K, AUGMENTED_ALPHA) depends on
+the collection: it is computed over the whitened vectors of all of them together (the
+flowers, their copies, the sample images), as in an archive that holds copies, where an
+image's copies are its nearest and so its augmented vector's company. For comparison it
+is computed once more over the collection without the copies, each copy then augmented
+with its nearest in the collection as the search by image treats an upload.
 Per space:
 
 - near-duplicate: the largest distance within which at most 1 in 2,000 pairs of
@@ -32,11 +38,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from calibrate_duplicates import ROOT, SAMPLES, copies, distances, features, sample_files  # noqa: E402
-from numerics import whitening  # noqa: E402
+from numerics import augmentation, whitening  # noqa: E402
+from numerics.engine import ExactIndex  # noqa: E402
 from runtime.settings import load_settings  # noqa: E402
 
 FALSE_SHARE = 1 / 2000
 MIN_PAIRS = 20
+MEMORY = 256 << 20
+PRECISIONS = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2)
 
 
 def vectors_of(args, settings):
@@ -65,6 +74,19 @@ def vectors_of(args, settings):
     np.savez(args.vectors, samples=samples, flowers=flowers, copies=copy_vectors,
              copy_names=np.array([f"{i}:{n}" for i, n in names]))
     return samples, files, chosen, flowers, names, copy_vectors
+
+
+def augmented(whitened: np.ndarray, stored: int, k: int, alpha: float) -> np.ndarray:
+    """Return the augmented vectors of all rows of `whitened`: each of the first `stored`
+    (the collection) with its k nearest others among them, as the grouping job does;
+    each later one (an upload) with its k nearest in the collection, as the search does."""
+    index = ExactIndex(whitened[:stored], np.arange(stored))
+    neighbours = np.full((len(whitened), k), -1, dtype=np.int64)
+    neighbours[:stored] = augmentation.all_nearest(index, k, MEMORY)
+    if len(whitened) > stored:
+        neighbours[stored:], _ = index.search(whitened[stored:],
+                                              np.arange(stored, len(whitened)), k, MEMORY)
+    return augmentation.augment(whitened, neighbours, alpha)
 
 
 def precision_threshold(d: np.ndarray, same: np.ndarray, share: float) -> float:
@@ -96,13 +118,25 @@ def main() -> None:
     print(f"{len(flowers)} flowers photos of {len(set(species))} species, "
           f"{len(copy_vectors)} copies, {len(samples)} sample images; whitened: "
           f"{projection.dimensions} dimensions, shrinkage {settings.whitened_shrinkage}")
-    spaces = {"pool3": lambda v: v.astype(np.float64),
-              "whitened": lambda v: projection.apply(v.astype(np.float32)).astype(np.float64)}
+    whitened = {name: projection.apply(v.astype(np.float32))
+                for name, v in (("f", flowers), ("c", copy_vectors), ("s", samples))}
+    k, alpha = settings.augmented_k, settings.augmented_alpha
+    # Rows: the flowers, the sample images, then the copies.
+    together = np.concatenate([whitened["f"], whitened["s"], whitened["c"]])
+    split = np.cumsum([len(flowers), len(samples)])
+    with_copies = np.split(augmented(together, len(together), k, alpha), split)
+    uploads = np.split(augmented(together, split[-1], k, alpha), split)
+    print(f"augmented: k = {k}, α = {alpha:g}")
+    spaces = {"pool3": (flowers, copy_vectors, samples),
+              "whitened": (whitened["f"], whitened["c"], whitened["s"]),
+              "augmented": (with_copies[0], with_copies[2], with_copies[1]),
+              "augmented, copies not stored": (uploads[0], uploads[2], uploads[1])}
     print("| space | identical | near-duplicate | very similar | similar | copies found "
           "(rescaled, q 20, grayscale) | sample duplicates found | median different |")
     print("|---|---|---|---|---|---|---|---|")
-    for space, project in spaces.items():
-        f, c, s = project(flowers), project(copy_vectors), project(samples)
+    by_precision = {}
+    for space, vectors in spaces.items():
+        f, c, s = (v.astype(np.float64) for v in vectors)
         fd, sd = distances(f), distances(s)
         upper_f = np.triu(np.ones_like(fd, dtype=bool), 1)
         upper_s = np.triu(np.ones_like(sd, dtype=bool), 1)
@@ -123,6 +157,19 @@ def main() -> None:
         print(f"| {space} | {near / 1000:.4g} | {near:.4g} | {very:.4g} | {similar:.4g} | "
               f"{found} | {(sample_duplicates <= near).mean():.0%} | "
               f"{np.median(different):.4g} |")
+        np.fill_diagonal(fd, np.inf)
+        by_precision[space] = ([precision_threshold(fd[upper_f], same_species, share)
+                                for share in PRECISIONS],
+                               (species[fd.argmin(axis=1)] == species).mean(),
+                               {name: np.median(v) for name, v in copy_distance.items()})
+    print("\n| space | " + " | ".join(f"X at {share:.0%} same species" for share in PRECISIONS)
+          + " | nearest is of the same species | median copy distance (rescaled, q 20, "
+          "grayscale) |")
+    print("|---|" + "---|" * (len(PRECISIONS) + 2))
+    for space, (thresholds, nearest, medians) in by_precision.items():
+        print(f"| {space} | " + " | ".join(f"{x:.4g}" for x in thresholds)
+              + f" | {nearest:.1%} | " + ", ".join(f"{m:.4g}" for m in medians.values())
+              + " |")
     print(f"({time.perf_counter() - started:.0f} s)")
 
 

@@ -37,6 +37,10 @@ SCALES = {
                    similar=10.9),
     "whitened": Scale("Improved", identical=0.001, near_duplicate=1.06, very_similar=1.22,
                       similar=1.30),
+    # Close pairs share their nearest here, so the closest different photos, and with
+    # them the near-duplicate distance, come at half the whitened distance.
+    "augmented": Scale("Refined", identical=0.00055, near_duplicate=0.55, very_similar=1.11,
+                       similar=1.30),
 }
 # An exact copy's distance is 0 up to float rounding (~1e-7) in any space.
 UNKNOWN_IDENTICAL = 1e-5

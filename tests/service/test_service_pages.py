@@ -139,11 +139,13 @@ def test_distance_words_follow_each_space_s_scale():
             ["identical", "near-duplicate", "very similar", "similar", "less similar"]
     # The same pair reads alike in both spaces although the numbers differ tenfold.
     assert distances.word("pool3", 8.5) == distances.word("whitened", 1.2) == "very similar"
+    assert [distances.label(space) for space in ("pool3", "whitened", "augmented")] == \
+        ["Original", "Improved", "Refined"]
     # A space without a scale yet: its own name, bare numbers, exact copies only.
-    assert distances.label("augmented") == "Augmented"
-    assert distances.word("augmented", 0.5) is None
-    assert distances.word("augmented", 3e-7) == "identical"
-    assert distances.duplicate_distance("augmented", 8) == distances.UNKNOWN_IDENTICAL
+    assert distances.label("some_new") == "Some new"
+    assert distances.word("some_new", 0.5) is None
+    assert distances.word("some_new", 3e-7) == "identical"
+    assert distances.duplicate_distance("some_new", 8) == distances.UNKNOWN_IDENTICAL
     assert distances.duplicate_distance("pool3", 6.5) == 6.5
 
 

@@ -396,3 +396,21 @@ def test_the_image_page_shows_the_improved_space_first(search_collection, page_s
     body = client.get(f"/api/v1/images/{image_id}/neighbours?space=augmented").get_json()
     assert body["space"] == "augmented" and body["neighbours"]
     app.extensions["db_engine"].dispose()
+
+
+def test_the_augmented_space_has_its_own_words_and_duplicates_default(search_collection):
+    from runtime import distances
+    settings, app = search_collection
+    client = app.test_client()
+    scale = distances.SCALES["augmented"]
+    far = "start=1000000"  # no group shown: only the default is read
+    body = client.get(f"/api/v1/duplicates?space=augmented&{far}").get_json()
+    assert body["max_distance"] == scale.near_duplicate
+    html = client.get(f"/duplicates?space=augmented&{far}").get_data(as_text=True)
+    assert '<option value="augmented" selected>Refined</option>' in html
+    # The neighbours' cards say the words of the augmented scale, the number on hover.
+    paths, _, _, _ = stored(settings.database_url)
+    html = client.get(f"/images/{paths['space/rocket.jpg']}?space=augmented").get_data(
+        as_text=True)
+    shown = re.findall(r'title="distance ([^ "]+) \(Refined similarity\)">([^<]+)<', html)
+    assert shown and all(text == scale.word(float(number)) for number, text in shown)
