@@ -149,8 +149,8 @@ SETTINGS = (
             "that the first search does not wait for it; 0: on the first search (tests, "
             "small deployments without uploads).", _SERVICE),
     Setting("PAGE_SPACE", "best",
-            "Space the image page and the search by image show first and call improved "
-            "similarity: `best` (`augmented` where computed, else `whitened`), "
+            "Space the image page and the search by image show first: `best` "
+            "(`augmented`, \"Refined\", where computed, else `whitened`, \"Improved\"), "
             "`augmented`, `whitened`, or `pool3` (the original distance); where it is not "
             "computed, the next computed one of that list. A switch on the page shows the "
             "others.", _SERVICE),
