@@ -1,7 +1,7 @@
 """The augmented space: its state (augmentation_neighbours) and settings (spaces columns)
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0010
 """
 import sqlalchemy as sa
 from alembic import op
