@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from numerics import whitening
+from numerics import augmentation, whitening
 from numerics.engine import ExactIndex, exact_squared_distances
 
 
@@ -34,6 +34,8 @@ def precompile() -> None:
             pass
         index.search(base[:50], ids[:50], k)  # incremental runs, the service's search
         index.search(base[:50], ids[:50], k, column_bounds=np.ones(rows))  # new images
+        # The augmented space: the job's vectors and the service's read-only ones.
+        augmentation.augment(base, augmentation.all_nearest(index, 3, 1 << 20), 1.0)
     exact_squared_distances(vectors[:3], vectors[3:6])
     projection = whitening.learn(vectors, 8, datetime.now(timezone.utc), shrinkage=0.5)
     projection.apply(vectors[:10])

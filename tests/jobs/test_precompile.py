@@ -40,13 +40,13 @@ def test_after_the_setup_step_the_grouping_job_compiles_nothing(tmp_path):
     # Enough images to learn the whitened space: its projection is compiled too.
     add_images(engine, embed(rng.random((230, 40), dtype=np.float32)))
     grouping = ["-c", "import sys, group_images; sys.exit(group_images.main(['--quiet']))"]
-    run_python(grouping, environment)  # a full run in both spaces
+    run_python(grouping, environment)  # a full run in every space
     add_images(engine, embed(rng.random((7, 40), dtype=np.float32)))
     run_python(grouping, environment)  # an incremental one
     runs = job_rows(engine)
     engine.dispose()
     assert [(row.outcome, sorted(row.counts["spaces"])) for row in runs] == \
-        [("completed", ["pool3", "whitened"])] * 2
+        [("completed", ["augmented", "pool3", "whitened"])] * 2
     assert [row.counts["spaces"]["whitened"]["mode"] for row in runs] == \
         ["full", "incremental"]
     # numba writes an index and an object file for every loop it compiles: none new,
