@@ -191,7 +191,11 @@ def image(image_id: str):
                            any_catalogued=len(records) > (row.id in records),
                            record=record,
                            record_url=serialize.safe_url(record.url if record else None),
-                           extra=serialize.extra_fields(record)), status
+                           extra=serialize.extra_fields(record),
+                           # A IIIF collection's image: where it came from, not this
+                           # service's IIIF endpoints (they serve files on disk only).
+                           source={"manifest": serialize.safe_url(row.manifest_id),
+                                   "service": serialize.safe_url(row.iiif_service)}), status
 
 
 PREVIEW_SIZE = 384  # pixels of the query's preview on the results page

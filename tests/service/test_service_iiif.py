@@ -54,3 +54,16 @@ def test_the_image_api_refuses_a_iiif_image_cleanly(iiif_app):
         response = client.get(f"/iiif/3/{image_id}/{path}")
         assert 400 <= response.status_code < 500, (path, response.status_code)
         assert response.get_json()["error"]
+
+
+def test_the_image_page_links_a_iiif_image_to_its_source(iiif_app):
+    """The page of an image from a IIIF collection links its manifest and image service
+    there, not this service's IIIF endpoints (which serve files on disk only)."""
+    client, server = iiif_app
+    found = client.get("/api/v1/images?limit=10").get_json()
+    cat = next(i for i in found["images"] if i["iiif"]["image_service"] == server.service("cat"))
+    html = client.get(f"/images/{cat['id']}").get_data(as_text=True)
+    assert f'<a href="{cat["iiif"]["manifest"]}" rel="noopener noreferrer">IIIF manifest</a>' \
+        in html
+    assert f'<a href="{server.service("cat")}"' in html
+    assert 'id="iiif-links"' not in html
