@@ -26,6 +26,11 @@ CHUNK = 64 * 1024
 JPEG_START = b"\xff\xd8"
 
 
+def is_web_url(text: str | None) -> bool:
+    """Whether `text` is an http(s) URL: the only kind fetched or taken from a manifest."""
+    return bool(text) and text.lower().startswith(("http://", "https://"))
+
+
 @dataclass(frozen=True)
 class FetchOptions:
     """How to fetch: picklable, so Dask workers build their own Fetcher from it."""
@@ -82,7 +87,7 @@ class Fetcher:
     def get(self, url: str, *, etag: str | None = None, last_modified: str | None = None,
             expect_jpeg: bool = False) -> Fetched:
         """GET `url`, conditionally when `etag` or `last_modified` is given."""
-        if not url.lower().startswith(("http://", "https://")):
+        if not is_web_url(url):
             return Fetched(error=f"not an http(s) URL: {url[:200]}")
         headers = dict(self.pool.headers)
         if etag:

@@ -22,7 +22,7 @@ from db.images import mark_missing, register
 from db.models import MISSING, title_key
 from db.paths import path_hash, raw_path
 from jobs.iiif_import.parse import CanvasImage, Reading, SourceError, load_file, read_source
-from runtime.fetch import FetchOptions, Fetcher
+from runtime.fetch import FetchOptions, Fetcher, is_web_url
 from runtime.jobrun import JobError, connect, one_run_at_a_time, recorded, short_error
 from runtime.settings import Settings
 
@@ -76,13 +76,13 @@ def run(settings: Settings, source: str, *, dry_run: bool = False, max_depth: in
 
 
 def _source_id(source: str) -> str:
-    if source.lower().startswith(("http://", "https://")):
+    if is_web_url(source):
         return source
     return os.path.abspath(source)
 
 
 def _load(fetcher: Fetcher, url: str) -> dict:
-    if not url.lower().startswith(("http://", "https://")):
+    if not is_web_url(url):
         return load_file(url)
     fetched = fetcher.get(url)
     if fetched.error:

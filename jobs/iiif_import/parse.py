@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from runtime.fetch import is_web_url
+
 FULL_SIZE = {2: "full", 3: "max"}  # the full image in Image API 2 (also 2.0) and 3
 
 
@@ -136,7 +138,7 @@ def _manifest(manifest: dict, where: str, reading: Reading) -> None:
         service, service_version = _service(body, version)
         if service:
             url = f"{service}/full/{FULL_SIZE[service_version]}/0/default.jpg"
-        elif resource and resource.lower().startswith(("http://", "https://")):
+        elif is_web_url(resource):
             url = resource
         else:
             reading.problems.append(f"canvas {canvas_id} of {manifest_id}: no image URL")
@@ -246,6 +248,6 @@ def _text(value) -> str | None:
 def _first_url(value) -> str | None:
     for item in value if isinstance(value, list) else [value]:
         url = item if isinstance(item, str) else _id(item)
-        if url and url.lower().startswith(("http://", "https://")):
+        if is_web_url(url):
             return url
     return None
