@@ -93,6 +93,18 @@ def has_features(connection: Connection, image_id: int) -> bool:
     return connection.execute(query).first() is not None
 
 
+def count_ok_vectors(engine: Engine, skip=()) -> int:
+    """Return how many images with status 'ok' have a vector, less those in `skip`."""
+    query = (select(func.count()).select_from(Image)
+             .join(ImageFeatures, ImageFeatures.image_id == Image.id)
+             .where(Image.status == OK))
+    with engine.connect() as connection:
+        count = connection.execute(query).scalar_one()
+        for chunk in chunks(int(i) for i in skip):
+            count -= connection.execute(query.where(Image.id.in_(chunk))).scalar_one()
+    return count
+
+
 def load_vectors(engine: Engine, image_ids=None, batch_rows: int = 2000,
                  skip=()) -> tuple[np.ndarray, np.ndarray]:
     """Return (ids, vectors) of every image with status 'ok', or of those among

@@ -18,14 +18,15 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Engine, make_url
 
 from db.engine import make_engine
-from db.features import other_models
+from db.features import count_ok_vectors, other_models
 import db.images
 from db.images import Changed
 import db.jobs
-from db.jobs import set_vector_cache_left
-from db.models import AUGMENTED, WHITENED
+from db.jobs import set_vector_cache_left, vector_cache_left
+from db.models import AUGMENTED, POOL3, WHITENED
 import db.neighbours
-from db.spaces import count_lists, save_space, stored_whitening
+from db.spaces import (ResumeState, count_lists, overview, resume_state, save_space,
+                       stored_whitening)
 from jobs.grouping import augmented, exclusions, moved
 from jobs.grouping import spaces as spaces_module
 from jobs.grouping.compute import InProcess, OnCluster
@@ -100,6 +101,8 @@ def _run(engine: Engine, settings: Settings, job: JobRun, k: int, full: bool, qu
     exclusion = exclusions.sync(engine, settings)
     # The flags are read before the vectors (Reader.vectors says why).
     changed = reader.changed()
+    if not (changed or full or relearn) and _up_to_date(engine, settings, k):
+        return _nothing_to_do(engine, settings, job, k, exclusion, started)
     ids, vectors, fetched_ids = reader.vectors(changed, job.id, full, exclusion.excluded)
     log.info("loaded %d vectors (%d from the database) in %.1f s", len(ids),
              len(fetched_ids), time.monotonic() - started)
@@ -158,6 +161,44 @@ def _run(engine: Engine, settings: Settings, job: JobRun, k: int, full: bool, qu
         set_vector_cache_left(engine, job.id, token)
     counts["seconds"] = round(time.monotonic() - started, 3)
     return counts
+
+
+def _up_to_date(engine: Engine, settings: Settings, k: int) -> bool:
+    """Return whether, with no image flagged, every space this run computes holds
+    complete lists of length k made with its current vectors, and no space is to be
+    removed: then nothing can change, and no vector need be read (O(N) at any size)."""
+    expected = {POOL3: None}
+    if settings.whitened_dimensions:
+        stored, learned_with = stored_whitening(engine)
+        if stored is None or learned_with != spaces_module.wanted(settings):
+            return False  # to learn, or too few images to learn from: the full path
+        expected[WHITENED] = stored.token
+        if settings.augmented_k:
+            expected[AUGMENTED] = augmented.token(stored.token, settings.augmented_k,
+                                                  settings.augmented_alpha)
+    with engine.connect() as connection:
+        if set(overview(connection)) - set(expected):
+            return False  # a space turned off: its lists are to be deleted
+    return all(resume_state(engine, name) == ResumeState(ALL, k, projection)
+               for name, projection in expected.items())
+
+
+def _nothing_to_do(engine: Engine, settings: Settings, job: JobRun, k: int,
+                   exclusion, started: float) -> dict:
+    """Return the counts of a run that found every list up to date (_up_to_date)."""
+    # The vector copy the last run left is as current as it was: handed on to the next.
+    token = vector_cache_left(engine, before=job.id)
+    if token:
+        set_vector_cache_left(engine, job.id, token)
+    nothing = {"mode": "incremental", "k": k, "lists_full": 0, "lists_checked": 0,
+               "lists_written": 0, "rows_written": 0, "lists_merged": 0}
+    job.counts.update(
+        images=count_ok_vectors(engine, exclusion.excluded), changed_images=0, new_images=0,
+        vectors_from_database=0, exclusions=exclusion.counts(),
+        spaces={name: dict(nothing) for name in spaces_module.names(settings)},
+        flags_cleared=0, lists_deleted=0, note="every list is up to date",
+        seconds=round(time.monotonic() - started, 3))
+    return job.counts
 
 
 def _save_states(plans: list[tuple[SpaceRun, Plan]], full: bool) -> None:

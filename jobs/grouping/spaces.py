@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 from sqlalchemy.engine import Engine
 
-from db.models import POOL3, SPACE_IDS, WHITENED, utcnow
+from db.models import AUGMENTED, POOL3, SPACE_IDS, WHITENED, utcnow
 import db.neighbours
 from db.spaces import delete_space, overview, save_space, stored_whitening
 from numerics import whitening
@@ -68,6 +68,13 @@ def wanted(settings) -> dict:
     """Return the settings the whitened space is to be learned with."""
     return {"dimensions": settings.whitened_dimensions,
             "shrinkage": settings.whitened_shrinkage}
+
+
+def names(settings) -> list[str]:
+    """Return the spaces a run computes lists in under these settings."""
+    if not settings.whitened_dimensions:
+        return [POOL3]
+    return [POOL3, WHITENED] + ([AUGMENTED] if settings.augmented_k else [])
 
 
 def prepare(engine: Engine, vectors: np.ndarray, settings,

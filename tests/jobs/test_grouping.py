@@ -21,7 +21,7 @@ from db.neighbours import write_lists
 from numerics.list_changes import ListChanges
 from db.engine import make_engine
 from db.jobs import start_job
-from db.models import (MISSING, OK, POOL3, SPACE_IDS, WHITENED, AugmentationNeighbour,
+from db.models import (AUGMENTED, MISSING, OK, POOL3, SPACE_IDS, WHITENED, AugmentationNeighbour,
                        Image, ImageFeatures, ImageNeighbour, Job, NeighbourList, Space)
 from numerics.vectors import DIMENSIONS, MODEL_NAME
 from jobs.grouping import vector_cache
@@ -29,6 +29,8 @@ from numerics import whitening
 from numerics.engine import ExactIndex
 from db.spaces import ResumeState, resume_state, stored_whitening
 from jobs.grouping.plan import ALL, NONE, starting_point
+from jobs.grouping import run as grouping_run
+from jobs.grouping.reader import Reader
 from jobs.grouping.run import MERGES_PER_BLOCK, run as run_job
 from grouping_support import (add_images, apply_step, change_image, embed, expected_lists,
                               flagged, job_rows, operations, pool3, run, run_interrupted,
@@ -602,3 +604,46 @@ def test_a_full_run_on_sqlite_writes_without_the_neighbour_index_then_builds_it(
     assert run(settings, k=5, quiet=True)["mode"] == "incremental"
     assert _neighbour_index(url)
     assert stored_lists(engine) == expected_lists(engine, 5)
+
+
+def test_a_rerun_with_nothing_to_do_reads_no_vector_and_counts_as_the_full_path(
+        grouping_db, few_to_learn, monkeypatch):
+    engine, settings = grouping_db
+    rng = np.random.default_rng(31)
+    small_integer_images(engine, rng, 12)
+    settings = settings.replace(whitened_dimensions=3, augmented_k=2)
+    first = run_job(settings, k=3, quiet=True)
+    assert set(first["spaces"]) == {POOL3, WHITENED, AUGMENTED}
+    lists = {space: stored_lists(engine, space) for space in first["spaces"]}
+    loads = []
+    read_vectors = Reader.vectors
+
+    def counted(*args, **kwargs):
+        loads.append(args)
+        return read_vectors(*args, **kwargs)
+
+    monkeypatch.setattr(Reader, "vectors", counted)
+    quick = run_job(settings, k=3, quiet=True)
+    assert quick.pop("note") == "every list is up to date"
+    assert loads == []
+    # The same rerun through the whole path loads every vector (so the check above can
+    # fail) and gives the same counts.
+    with monkeypatch.context() as patched:
+        patched.setattr(grouping_run, "_up_to_date", lambda *_: False)
+        whole = run_job(settings, k=3, quiet=True)
+    assert len(loads) == 1
+    assert quick["vectors_from_database"] == 0
+    for counts in quick, whole:
+        del counts["seconds"], counts["vectors_from_database"]
+    assert quick == whole
+    assert {space: stored_lists(engine, space) for space in lists} == lists
+    # Anything that changes a list still gets a run that reads the vectors: a flag, a
+    # setting of a space, another k, a space turned off.
+    small_integer_images(engine, rng, 1)
+    assert run_job(settings, k=3, quiet=True)["spaces"][POOL3]["lists_full"] == 1
+    for changed, k in ((dict(augmented_k=3), 3), (dict(whitened_shrinkage=1.0), 3),
+                       ({}, 4), (dict(augmented_k=0), 4)):
+        settings = settings.replace(**changed)
+        counts = run_job(settings, k=k, quiet=True)
+        assert "note" not in counts, changed
+        assert run_job(settings, k=k, quiet=True)["note"] == "every list is up to date"
