@@ -39,15 +39,23 @@ D = 2048
 
 def pool3_like(n: int, seed: int = 0) -> np.ndarray:
     """Return n non-negative float32 vectors in clusters, like pool_3 features."""
+    out = np.empty((n, D), dtype=np.float32)
+    for start, part in pool3_like_parts(n, seed):
+        out[start:start + len(part)] = part
+    return out
+
+
+def pool3_like_parts(n: int, seed: int = 0, rows: int = 8192):
+    """Yield (first row, vectors) a part of `rows` at a time: a collection like
+    pool3_like(n, seed) (the same vectors at the default `rows`) without holding it all
+    (8 GB at a million)."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(max(1, n // 50), D)).astype(np.float32)
-    out = np.empty((n, D), dtype=np.float32)
-    for start in range(0, n, 8192):
-        stop = min(start + 8192, n)
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
         part = rng.standard_normal((stop - start, D), dtype=np.float32)
         part += centres[rng.integers(0, len(centres), stop - start)]
-        np.maximum(part, 0, out=out[start:stop])
-    return out
+        yield start, np.maximum(part, 0, out=part)
 
 
 def timed(function, *args, **kwargs):

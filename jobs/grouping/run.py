@@ -166,18 +166,19 @@ def _run(engine: Engine, settings: Settings, job: JobRun, k: int, full: bool, qu
 def _up_to_date(engine: Engine, settings: Settings, k: int) -> bool:
     """Return whether, with no image flagged, every space this run computes holds
     complete lists of length k made with its current vectors, and no space is to be
-    removed: then nothing can change, and no vector need be read (O(N) at any size)."""
-    expected = {POOL3: None}
-    if settings.whitened_dimensions:
+    removed: then nothing can change, and no vector need be read."""
+    names = spaces_module.names(settings)
+    token = None
+    if WHITENED in names:
         stored, learned_with = stored_whitening(engine)
         if stored is None or learned_with != spaces_module.wanted(settings):
             return False  # to learn, or too few images to learn from: the full path
-        expected[WHITENED] = stored.token
-        if settings.augmented_k:
-            expected[AUGMENTED] = augmented.token(stored.token, settings.augmented_k,
-                                                  settings.augmented_alpha)
+        token = stored.token
+    projections = {POOL3: None, WHITENED: token, AUGMENTED: token and augmented.token(
+        token, settings.augmented_k, settings.augmented_alpha)}
+    expected = {name: projections[name] for name in names}
     with engine.connect() as connection:
-        if set(overview(connection)) - set(expected):
+        if set(overview(connection)) & ({WHITENED, AUGMENTED} - set(names)):
             return False  # a space turned off: its lists are to be deleted
     return all(resume_state(engine, name) == ResumeState(ALL, k, projection)
                for name, projection in expected.items())
