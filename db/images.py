@@ -83,11 +83,6 @@ def count_by_status(connection: Connection) -> dict[str, int]:
     return counts
 
 
-def count_ok(connection: Connection) -> int:
-    """Return the number of images whose features are current (status ok)."""
-    return connection.execute(select(func.count()).where(Image.status == OK)).scalar_one()
-
-
 def previous_id(connection: Connection, image_id: int) -> int | None:
     """Return the largest image id below `image_id`, or None."""
     return connection.execute(select(func.max(Image.id)).where(Image.id < image_id)).scalar()

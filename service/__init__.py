@@ -15,8 +15,8 @@ from runtime.settings import Settings, load_settings
 
 def create_app(settings: Settings | None = None, test_config: dict | None = None) -> Flask:
     """Build the application for `settings` (default: from the environment and .env)."""
-    from service import api, database, errors, iiif_image, legacy, manifests, media, pages, \
-        search
+    from service import api, counts, database, errors, iiif_image, legacy, manifests, media, \
+        pages, search
     from service.orjson_provider import OrjsonProvider
 
     settings = settings or load_settings()
@@ -27,6 +27,7 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
     app.logger.setLevel(getattr(logging, settings.log_level))
 
     database.init_app(app, settings.database_url)
+    counts.init_app(app)
     errors.init_app(app)
     search.init_app(app)
     if settings.cors_origins:

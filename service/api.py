@@ -17,7 +17,7 @@ from db.models import Image
 import db.neighbours
 import db.spaces
 from numerics.vectors import decode_vector
-from service import database, duplicates, search, serialize
+from service import counts, database, duplicates, search, serialize
 from service.browsing import browse_request
 from service.title_search import search_request
 from service.errors import ApiError, check_image, get_image_or_error, int_param, \
@@ -252,7 +252,7 @@ def features(image_id: str):
 def stats():
     """Return image counts by status and the last run of each job."""
     connection = database.connection()
-    by_status = db.images.count_by_status(connection)
+    by_status = counts.by_status(connection)
     return jsonify({"images": {"total": sum(by_status.values()), "by_status": by_status},
                     "jobs": {kind: serialize.job(run)
                              for kind, run in db.jobs.last_jobs(connection).items()}})

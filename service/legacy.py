@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-import db.images
 import db.neighbours
-from service import database
+from service import counts, database
 from service.api import cached_json, healthz, vector_etag, vector_or_error
 from service.errors import ApiError, check_image, get_image_or_error, parse_id, \
     require_grouped
@@ -18,7 +17,7 @@ bp.add_url_rule("/healthz", view_func=healthz)
 @bp.get("/image_count")
 def image_count():
     """Return the number of images with current features, as a bare integer."""
-    return jsonify(db.images.count_ok(database.connection()))
+    return jsonify(counts.ok(database.connection()))
 
 
 @bp.get("/image_name/<image_id>")

@@ -17,7 +17,7 @@ from db.models import AUGMENTED, MISSING, OK, POOL3, SPACE_IDS, STATUSES, WHITEN
 import db.neighbours
 import db.spaces
 from runtime import distances
-from service import database, duplicates, search as image_search, serialize
+from service import counts, database, duplicates, search as image_search, serialize
 from service.browsing import browse_request
 from service.cards import Item, cards, folder_of, kept_space, unavailable_reason
 from service.errors import ApiError, parse_id
@@ -60,7 +60,7 @@ def improved_space(computed) -> str:
 def home():
     """Show counts, the last job runs, a search box and a random image link."""
     connection = database.connection()
-    by_status = db.images.count_by_status(connection)
+    by_status = counts.by_status(connection)
     jobs = {kind: serialize.job(run) for kind, run in db.jobs.last_jobs(connection).items()}
     # The first image with a picture and neighbours: not a failed or empty file.
     first_ok = db.browse.page(connection, order="id", status=OK, limit=1).rows
