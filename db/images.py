@@ -244,16 +244,28 @@ def clear_needs_grouping(engine: Engine, changed: list[Changed]) -> int:
     """Clear needs_grouping of images not changed since read; return how many."""
     # An image changed again meanwhile (a concurrent feature run) has a new updated_at
     # or status and keeps its flag for the next run. updated_at is set to itself so that
-    # clearing the flag does not count as a change of the image. One statement per
+    # clearing the flag does not count as a change of the image. One transaction per
     # thousand images: the id list lets the server use the primary key.
     cleared = 0
     for chunk in chunks(changed):
-        statement = (update(Image)
-                     .where(Image.id.in_([c.id for c in chunk]),
-                            tuple_(Image.id, Image.updated_at, Image.status).in_(
-                                [(c.id, c.updated_at, c.status) for c in chunk]),
-                            Image.needs_grouping.is_(True))
-                     .values(needs_grouping=False, updated_at=Image.updated_at))
+        ids = [c.id for c in chunk]
         with engine.begin() as connection:
-            cleared += connection.execute(statement).rowcount
+            statement = update(Image).values(needs_grouping=False, updated_at=Image.updated_at)
+            if connection.dialect.name == "sqlite":
+                # SQLite looks the row values up in an index it builds of the list.
+                statement = statement.where(tuple_(Image.id, Image.updated_at, Image.status)
+                                            .in_([(c.id, c.updated_at, c.status)
+                                                  for c in chunk]))
+            else:
+                # MariaDB compares each row with every tuple of such a list (1,200
+                # rows/s at a thousand per list): the rows are compared here instead,
+                # locked until the update commits.
+                read = {c.id: (c.updated_at, c.status) for c in chunk}
+                rows = connection.execute(
+                    select(Image.id, Image.updated_at, Image.status)
+                    .where(Image.id.in_(ids), Image.needs_grouping.is_(True))
+                    .with_for_update()).all()
+                ids = [row.id for row in rows if read[row.id] == (row.updated_at, row.status)]
+            cleared += connection.execute(statement.where(
+                Image.id.in_(ids), Image.needs_grouping.is_(True))).rowcount
     return cleared

@@ -155,12 +155,13 @@ def test_a_flag_set_again_during_a_run_is_kept(grouping_db):
     engine, settings = grouping_db
     ids = add_images(engine, embed(np.eye(3, dtype=np.float32)))
     changed = load_changed(engine)
-    # The feature job changes the image after the grouping job read the flags.
+    # The feature job changes two images after the grouping job read the flags.
     with engine.begin() as connection:
         connection.execute(update(Image).where(Image.id == ids[0]).values(
             updated_at=datetime(2031, 1, 1) + timedelta(seconds=1)))
-    assert clear_needs_grouping(engine, changed) == 2
-    assert flagged(engine) == 1
+        connection.execute(update(Image).where(Image.id == ids[1]).values(status=MISSING))
+    assert clear_needs_grouping(engine, changed) == 1
+    assert flagged(engine) == 2
 
 
 def test_an_interrupted_run_records_what_it_wrote_and_the_next_resumes(grouping_db,
