@@ -197,6 +197,9 @@ def median_of(port: int, path: str, rounds: int, body: bytes | None = None) -> f
 def database_bytes(url: str) -> dict[str, int]:
     engine = make_engine(url)
     with engine.connect() as connection:
+        # information_schema reads InnoDB's statistics, brought up to date here.
+        tables = [row[0] for row in connection.execute(text("SHOW TABLES"))]
+        connection.execute(text("ANALYZE TABLE " + ", ".join(tables)))
         rows = connection.execute(text(
             "SELECT table_name, data_length + index_length FROM information_schema.tables "
             "WHERE table_schema = DATABASE()")).all()
@@ -315,6 +318,15 @@ def measure(server_url: str, n: int, args, folder: Path) -> dict:
             rss = [memory(pid)["rss"] for pid in workers(server.pid)]
             figures["service workers' RSS"] = (max(rss), "MiB, the larger of 2 workers; "
                                                f"vector files {du(folder / f'search-{n}')}")
+            if args.before_tree:
+                # The endpoints that count the images, as they were.
+                stop(server)
+                server = start_gunicorn(url, port, 2, 4, args.before_tree)
+                for name in ("/api/v1/stats", "original /image_count"):
+                    result = run_wrk(port, ENDPOINTS[name], n, args.duration, 16, 2, script)
+                    figures[f"{name}, before"] = (
+                        result["rps"], f"req/s; p50 {result['p50_us'] / 1000:.1f} ms, "
+                        f"p99 {result['p99_us'] / 1000:.1f} ms, errors {result['errors']}")
         finally:
             stop(server)
             os.environ.clear()

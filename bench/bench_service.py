@@ -208,7 +208,9 @@ class CpuMeter:
         return usage
 
 
-def start_gunicorn(url: str, port: int, workers: int, threads: int) -> subprocess.Popen:
+def start_gunicorn(url: str, port: int, workers: int, threads: int,
+                   tree: Path = ROOT) -> subprocess.Popen:
+    """Start the service of the code in `tree` and wait until it answers."""
     env = {**os.environ, "DATABASE_URL": url, "LOG_LEVEL": "WARNING",
            "THUMBNAIL_CACHE": tempfile.mkdtemp(prefix="bench-thumbs-")}
     gunicorn = Path(sys.executable).with_name("gunicorn")
@@ -216,7 +218,7 @@ def start_gunicorn(url: str, port: int, workers: int, threads: int) -> subproces
         [str(gunicorn), "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
          "--worker-class", "gthread", "--threads", str(threads), "--no-control-socket",
          "--log-level", "warning", "--backlog", "2048", "service:create_app()"],
-        cwd=ROOT, env=env, start_new_session=True)
+        cwd=tree, env=env, start_new_session=True)
     for _ in range(200):
         try:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
