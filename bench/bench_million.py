@@ -35,6 +35,7 @@ The machine's load average is printed at the start and end of each N.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import http.client
 import os
 import shutil
@@ -157,20 +158,23 @@ if hasattr(_spaces, 'names'):
 """
 
 
-def add_new_images(url: str, vectors: np.ndarray) -> None:
+def add_new_images(url: str, vectors: np.ndarray, prefix: str = "new") -> None:
     """Register images (no files: the feature job does not run after them) with
     features, flagged for grouping, as the feature job leaves new images."""
     engine = make_engine(url)
-    with engine.begin() as connection:
-        paths = [f"new/{i:07d}.jpg" for i in range(len(vectors))]
-        connection.execute(insert(Image), [
-            {"path": p, "path_hash": f"{i:064x}", "file_name": p[4:], "status": "ok",
-             "needs_grouping": True} for i, p in enumerate(paths)])
-        ids = dict(connection.execute(select(Image.path, Image.id)
-                                      .where(Image.path.like("new/%"))).all())
-        connection.execute(insert(ImageFeatures), [
-            {"image_id": ids[p], "model": MODEL_NAME, "vector": encode_vector(v)}
-            for p, v in zip(paths, vectors)])
+    paths = [f"{prefix}/{i:07d}.jpg" for i in range(len(vectors))]
+    for start in range(0, len(paths), 5000):
+        part = paths[start:start + 5000]
+        with engine.begin() as connection:
+            connection.execute(insert(Image), [
+                {"path": p, "path_hash": hashlib.sha256(p.encode()).hexdigest(),
+                 "file_name": p.rsplit("/", 1)[1], "status": "ok", "needs_grouping": True}
+                for p in part])
+            ids = dict(connection.execute(select(Image.path, Image.id)
+                                          .where(Image.path.in_(part))).all())
+            connection.execute(insert(ImageFeatures), [
+                {"image_id": ids[p], "model": MODEL_NAME, "vector": encode_vector(v)}
+                for p, v in zip(part, vectors[start:start + 5000])])
     engine.dispose()
 
 

@@ -162,6 +162,50 @@ def vector_pages(connection: Connection, batch_rows: int = 2000):
         last = rows[-1][0]
 
 
+def vector_versions(connection: Connection, batch_rows: int = 50_000
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Return the ids of every 'ok' image with features, ascending, and when each image
+    last changed (images.updated_at: every write of a vector sets it)."""
+    page = (select(Image.id, Image.updated_at)
+            .join(ImageFeatures, ImageFeatures.image_id == Image.id)
+            .where(Image.status == OK).order_by(Image.id).limit(batch_rows))
+    ids, updated_at, last = [], [], 0
+    while True:
+        rows = connection.execute(page.where(Image.id > last)).all()
+        ids += [row[0] for row in rows]
+        updated_at += [row[1] for row in rows]
+        if len(rows) < batch_rows:
+            return (np.array(ids, dtype=np.int64),
+                    np.array(updated_at, dtype="datetime64[us]").reshape(len(ids)))
+        last = rows[-1][0]
+
+
+def vectors_with_versions(connection: Connection, image_ids: Sequence[int]
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (ids, updated_at, vectors) of the 'ok' images among image_ids that have
+    features, ascending, as vector_versions gives them."""
+    query = (select(Image.id, Image.updated_at, ImageFeatures.vector)
+             .join(ImageFeatures, ImageFeatures.image_id == Image.id)
+             .where(Image.status == OK))
+    rows = []
+    for chunk in chunks(sorted(int(i) for i in image_ids)):
+        if chunk[-1] - chunk[0] < 2 * len(chunk):
+            # Dense (a first build reads every id): a range of the primary key, the
+            # others dropped here, costs less than a list the server looks up one by one.
+            wanted = set(chunk)
+            rows += [row for row in connection.execute(query.where(
+                Image.id.between(chunk[0], chunk[-1]))) if row[0] in wanted]
+        else:
+            rows += connection.execute(query.where(Image.id.in_(chunk))).all()
+    rows.sort(key=lambda row: row[0])
+    vectors = np.empty((len(rows), DIMENSIONS), dtype=np.float32)
+    for row, (_, _, data) in enumerate(rows):
+        vectors[row] = decode_vector(data)
+    return (np.array([row[0] for row in rows], dtype=np.int64),
+            np.array([row[1] for row in rows], dtype="datetime64[us]").reshape(len(rows)),
+            vectors)
+
+
 def load_ok_ids(engine: Engine) -> np.ndarray:
     """Return the ids of the images with status 'ok' and stored features, ascending."""
     with engine.connect() as connection:

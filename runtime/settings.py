@@ -129,8 +129,9 @@ SETTINGS = (
             "first (0: none kept).", _SERVICE),
     Setting("SEARCH_CACHE", "data/search-cache",
             "Folder where the service keeps the vectors it searches uploads against: one "
-            "memory-mapped file per space, shared by all workers, rebuilt after each "
-            "completed grouping run. Must be writable by the service.", _SERVICE, "image"),
+            "memory-mapped file per space, shared by all workers, made anew after each "
+            "completed grouping run from the previous run's files and the vectors "
+            "changed since. Must be writable by the service.", _SERVICE, "image"),
     Setting("SEARCH_CONCURRENCY", "0",
             "Searches by uploaded image that may run at once on this machine (all "
             "workers sharing `SEARCH_CACHE` together); more are answered 503 with "

@@ -6,11 +6,15 @@ projection, and for the augmented space those augmented with the nearest the gro
 job stored (augmentation_neighbours; an image it did not group, an excluded one, keeps
 its whitened vector), exactly as the grouping job computes them. The first search after
 a start or after a newer completed run writes the files (or finds them written by another
-worker) in SEARCH_CACHE/<database>/run-<job id>/ (raw little-endian float32, ids in .npy): built in a temporary folder and renamed into
-place, so a worker sees a whole set or none. Every worker maps the same files
-read-only, so the vectors sit once in the page cache however many workers there are;
-what each worker holds of its own is the ids, norms and sort order of ExactIndex, about
-36 bytes per image per space. Nothing is written to the database.
+worker) in SEARCH_CACHE/<database>/run-<job id>/ (raw little-endian float32, ids in .npy):
+built in a temporary folder and renamed into place, so a worker sees a whole set or none.
+A new set copies from the previous one the vectors of images unchanged since
+(images.updated_at, kept beside the ids: every write of a vector sets it) and reads only
+the others from the database; reading them all took 199 s at a million images
+(bench/results/million.md). Every worker maps the same files read-only, so the vectors
+sit once in the page cache however many workers there are; what each worker holds of its
+own is the ids, norms and sort order of ExactIndex, about 36 bytes per image per space.
+Nothing is written to the database.
 """
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine, make_url
 
 import db.augmentation
-from db.features import vector_pages
+from db.features import vector_versions, vectors_with_versions
 from db.models import AUGMENTED, POOL3, WHITENED, Job
 from db.spaces import augmented_settings, stored_whitening
 from numerics.augmentation import augment
@@ -41,9 +45,9 @@ from numerics.vectors import DIMENSIONS
 log = logging.getLogger(__name__)
 
 IDS_FILE = "ids.npy"
+UPDATED_AT_FILE = "updated_at.npy"  # when each image last changed: unchanged ones are copied
 META_FILE = "meta.json"
 PROJECT_ROWS = 8192  # rows projected at a time into the whitened file
-VECTOR_BYTES = DIMENSIONS * 4
 
 
 class NothingToSearch(Exception):
@@ -86,6 +90,38 @@ def _file_lock(path: Path):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _joined(first: np.ndarray | None, second: np.ndarray) -> np.ndarray:
+    """Return the rows of `first` then those of `second`, copying only when both have
+    some (`first` may be a slice of a memory-mapped file: written as it is)."""
+    if first is None or not len(second):
+        return second if first is None else first
+    return np.concatenate([first, second]) if len(first) else second
+
+
+@dataclass
+class _Previous:
+    """The files of an earlier run, whose unchanged vectors a new set copies."""
+
+    ids: np.ndarray
+    updated_at: np.ndarray  # when each image last changed (images.updated_at)
+    files: dict[str, np.ndarray]  # by space, memory-mapped
+
+    @property
+    def spaces(self):
+        return self.files.keys()
+
+    def rows(self, ids: np.ndarray, updated_at: np.ndarray) -> np.ndarray:
+        """Return the row of each (id, vector) in these files, −1 where it is not."""
+        at = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
+        same = (self.ids[at] == ids) & (self.updated_at[at] == updated_at)
+        return np.where(same, at, -1)
+
+    def vectors(self, space: str, rows: np.ndarray) -> np.ndarray:
+        if len(rows) and rows[-1] - rows[0] == len(rows) - 1:  # a run of rows: a slice
+            return self.files[space][rows[0]:rows[-1] + 1]
+        return self.files[space][rows]
 
 
 class VectorStore:
@@ -182,33 +218,85 @@ class VectorStore:
 
     def _write(self, folder: Path) -> dict:
         """Write ids and each space's vectors into `folder`; return their description."""
-        ids = []
-        # Page by page straight to the file, as stored (little-endian float32): the
-        # building worker never holds all vectors in memory.
-        with open(folder / f"{POOL3}.f32", "wb") as out, self.engine.connect() as connection:
-            for rows in vector_pages(connection):
-                for image_id, data in rows:
-                    if len(data) != VECTOR_BYTES:
-                        raise ValueError(f"image {image_id}: stored vector has "
-                                         f"{len(data)} bytes, not {VECTOR_BYTES}")
-                    out.write(data)
-                    ids.append(image_id)
-        ids = np.array(ids, dtype=np.int64)
-        np.save(folder / IDS_FILE, ids, allow_pickle=False)
-        meta = {"images": len(ids), "spaces": {POOL3: DIMENSIONS}}
         projection, _ = stored_whitening(self.engine)
-        if projection is not None and len(ids):
-            vectors = np.memmap(folder / f"{POOL3}.f32", dtype="<f4", mode="r",
-                                shape=(len(ids), DIMENSIONS))
-            with open(folder / f"{WHITENED}.f32", "wb") as out:
+        previous = self._previous(projection)
+        with self.engine.connect() as connection:
+            ids, updated_at = vector_versions(connection)
+            written_ids, written_at = [], []
+            outputs = {POOL3: open(folder / f"{POOL3}.f32", "wb")}
+            if projection is not None:
+                outputs[WHITENED] = open(folder / f"{WHITENED}.f32", "wb")
+            try:
+                # A part at a time, straight to the files: the building worker never
+                # holds all vectors in memory.
                 for start in range(0, len(ids), PROJECT_ROWS):
-                    out.write(projection.apply(vectors[start:start + PROJECT_ROWS])
-                              .astype("<f4").tobytes())
-            del vectors
+                    part = slice(start, start + PROJECT_ROWS)
+                    old = (previous.rows(ids[part], updated_at[part]) if previous
+                           else np.full(len(ids[part]), -1))
+                    kept = old >= 0
+                    # Those not in the previous files, or with another vector since,
+                    # from the database (gone meanwhile: left out; changed: as now).
+                    new_ids, new_at, new_vectors = vectors_with_versions(
+                        connection, ids[part][~kept])
+                    # The copied rows, then the read ones, put in id order.
+                    part_ids = np.concatenate([ids[part][kept], new_ids])
+                    order = np.argsort(part_ids, kind="stable")
+                    copied = previous.vectors(POOL3, old[kept]) if previous else None
+                    spaces = {POOL3: _joined(copied, new_vectors)}
+                    if projection is not None:
+                        spaces[WHITENED] = (
+                            _joined(previous.vectors(WHITENED, old[kept]),
+                                    projection.apply(new_vectors))
+                            if previous and WHITENED in previous.spaces
+                            else projection.apply(spaces[POOL3]))
+                    for space, vectors in spaces.items():
+                        if len(new_ids) and kept.any():
+                            vectors = vectors[order]
+                        outputs[space].write(np.ascontiguousarray(vectors, dtype="<f4"))
+                    written_ids.append(part_ids[order])
+                    written_at.append(np.concatenate([updated_at[part][kept], new_at])[order])
+            finally:
+                for output in outputs.values():
+                    output.close()
+        ids = np.concatenate(written_ids) if written_ids else np.empty(0, dtype=np.int64)
+        np.save(folder / IDS_FILE, ids, allow_pickle=False)
+        np.save(folder / UPDATED_AT_FILE, np.concatenate(written_at) if written_at
+                else np.empty(0, dtype="datetime64[us]"), allow_pickle=False)
+        meta = {"images": len(ids), "spaces": {POOL3: DIMENSIONS}}
+        if projection is not None and len(ids):
             meta["spaces"][WHITENED] = projection.dimensions
             meta["whitened"] = projection.token
             self._write_augmented(folder, ids, meta)
+        else:
+            (folder / f"{WHITENED}.f32").unlink(missing_ok=True)
         return meta
+
+    def _previous(self, projection) -> "_Previous | None":
+        """Return the newest complete set of files, to copy the unchanged vectors from."""
+        runs = sorted((int(path.name.removeprefix("run-")), path)
+                      for path in self.folder.glob("run-*")
+                      if path.name.removeprefix("run-").isdigit()
+                      and (path / META_FILE).exists() and (path / UPDATED_AT_FILE).exists())
+        if not runs:
+            return None
+        run = runs[-1][1]
+        try:
+            meta = json.loads((run / META_FILE).read_text())
+            ids = np.load(run / IDS_FILE, allow_pickle=False)
+            updated_at = np.load(run / UPDATED_AT_FILE, allow_pickle=False)
+            spaces = {POOL3: DIMENSIONS}
+            # Its whitened vectors only if made by the projection in use now.
+            if projection is not None and meta.get("whitened") == projection.token:
+                spaces[WHITENED] = projection.dimensions
+            files = {space: np.memmap(run / f"{space}.f32", dtype="<f4", mode="r",
+                                      shape=(len(ids), dimensions))
+                     for space, dimensions in spaces.items() if len(ids)}
+        except (OSError, ValueError) as error:  # removed meanwhile, or damaged
+            log.warning("search files %s not reused: %s", run, error)
+            return None
+        if not len(ids) or updated_at.shape != ids.shape:
+            return None
+        return _Previous(ids, updated_at, files)
 
     def _write_augmented(self, folder: Path, ids: np.ndarray, meta: dict) -> None:
         """Write the augmented space's vectors, if the grouping job computes it."""
