@@ -30,6 +30,7 @@ from db.scratch import scratch_database  # noqa: E402
 GROUP = (WITHOUT_POOL3 + "from jobs.grouping.run import run\n"
          "from runtime.settings import load_settings\n"
          "run(load_settings(), quiet=True)\n")
+COPIED = "from the previous run's files"
 # Build the files of the newest completed run into SEARCH_CACHE, as a worker's first search.
 BUILD = ("from db.engine import make_engine\n"
          "from runtime.settings import load_settings\n"
@@ -67,7 +68,7 @@ def main() -> int:
         add_new_images(url, vectors[args.images:], prefix="new")
         run_process(GROUP, environment)
         figures = {}
-        for name, tree, cache in (("from the previous run's files", ROOT, "kept"),
+        for name, tree, cache in ((COPIED, ROOT, "kept"),
                                   ("afresh", ROOT, "fresh"),
                                   ("afresh, before", args.before_tree, "before")):
             if tree is None:
@@ -86,7 +87,7 @@ def main() -> int:
         print(f"  files equal byte for byte: {match}; different: {mismatch + errors}")
         base = figures.get("afresh, before", figures["afresh"])
         print(f"  speed-up against {'before' if args.before_tree else 'afresh'}: "
-              f"{base / figures['from the previous run' + chr(39) + 's files']:.1f}×")
+              f"{base / figures[COPIED]:.1f}×")
     return 0
 
 

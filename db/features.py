@@ -93,15 +93,16 @@ def has_features(connection: Connection, image_id: int) -> bool:
     return connection.execute(query).first() is not None
 
 
-def count_ok_vectors(engine: Engine, skip=()) -> int:
+_COUNT_OK_VECTORS = (select(func.count()).select_from(Image)
+                     .join(ImageFeatures, ImageFeatures.image_id == Image.id)
+                     .where(Image.status == OK))
+
+
+def count_ok_vectors(connection: Connection, skip=()) -> int:
     """Return how many images with status 'ok' have a vector, less those in `skip`."""
-    query = (select(func.count()).select_from(Image)
-             .join(ImageFeatures, ImageFeatures.image_id == Image.id)
-             .where(Image.status == OK))
-    with engine.connect() as connection:
-        count = connection.execute(query).scalar_one()
-        for chunk in chunks(int(i) for i in skip):
-            count -= connection.execute(query.where(Image.id.in_(chunk))).scalar_one()
+    count = connection.execute(_COUNT_OK_VECTORS).scalar_one()
+    for chunk in chunks(int(i) for i in skip):
+        count -= connection.execute(_COUNT_OK_VECTORS.where(Image.id.in_(chunk))).scalar_one()
     return count
 
 
@@ -115,10 +116,7 @@ def load_vectors(engine: Engine, image_ids=None, batch_rows: int = 2000,
              .where(Image.status == OK).order_by(Image.id))
     with engine.connect() as connection:
         if image_ids is None:
-            expected = connection.execute(
-                select(func.count()).select_from(Image)
-                .join(ImageFeatures, ImageFeatures.image_id == Image.id)
-                .where(Image.status == OK)).scalar_one()
+            expected = count_ok_vectors(connection)
             pages = vector_pages(connection, batch_rows)
         else:
             expected = len(image_ids)

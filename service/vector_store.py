@@ -288,13 +288,13 @@ class VectorStore:
             # Its whitened vectors only if made by the projection in use now.
             if projection is not None and meta.get("whitened") == projection.token:
                 spaces[WHITENED] = projection.dimensions
+            if not len(ids) or updated_at.shape != ids.shape:
+                return None
             files = {space: np.memmap(run / f"{space}.f32", dtype="<f4", mode="r",
                                       shape=(len(ids), dimensions))
-                     for space, dimensions in spaces.items() if len(ids)}
+                     for space, dimensions in spaces.items()}
         except (OSError, ValueError) as error:  # removed meanwhile, or damaged
             log.warning("search files %s not reused: %s", run, error)
-            return None
-        if not len(ids) or updated_at.shape != ids.shape:
             return None
         return _Previous(ids, updated_at, files)
 

@@ -193,8 +193,10 @@ def _nothing_to_do(engine: Engine, settings: Settings, job: JobRun, k: int,
         set_vector_cache_left(engine, job.id, token)
     nothing = {"mode": "incremental", "k": k, "lists_full": 0, "lists_checked": 0,
                "lists_written": 0, "rows_written": 0, "lists_merged": 0}
+    with engine.connect() as connection:
+        images = count_ok_vectors(connection, exclusion.excluded)
     job.counts.update(
-        images=count_ok_vectors(engine, exclusion.excluded), changed_images=0, new_images=0,
+        images=images, changed_images=0, new_images=0,
         vectors_from_database=0, exclusions=exclusion.counts(),
         spaces={name: dict(nothing) for name in spaces_module.names(settings)},
         flags_cleared=0, lists_deleted=0, note="every list is up to date",
