@@ -1,6 +1,7 @@
 """Engines and sessions from DATABASE_URL, and bringing a database up to date."""
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -10,6 +11,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
+log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # A pooled connection of the service idle for longer than this is pinged before use. A
 # restart of the server takes longer, so every connection it broke gets pinged and
@@ -49,8 +51,10 @@ def make_engine(database_url: str, read_only: bool = False,
         return engine
     if autocommit:
         return _autocommit_engine(url, read_only)
-    engine = create_engine(url, pool_pre_ping=True, pool_recycle=3600)
+    engine = create_engine(url, pool_pre_ping=True, pool_recycle=3600,
+                           pool_reset_on_return=None)
     treat_driver_errors_as_lost_connections(engine)
+    roll_back_on_return(engine)
     if read_only:
         event.listen(engine, "connect", lambda connection, _record: read_only_session(
             connection))
@@ -111,6 +115,27 @@ def treat_driver_errors_as_lost_connections(engine: Engine) -> None:
             return OperationalError(context.statement, context.parameters, error,
                                     connection_invalidated=True)
         return None
+
+
+def roll_back_on_return(engine: Engine) -> None:
+    """Roll back each connection the pool takes back, as the pool's own reset does, but
+    replace one that was lost meanwhile without the pool's ERROR and traceback."""
+    # A server that dies between a commit and the connection's return made the pool's
+    # rollback fail and log a traceback, before the job's own one-line error.
+    dbapi_error = engine.dialect.loaded_dbapi.Error
+
+    @event.listens_for(engine, "reset")
+    def _roll_back(dbapi_connection, record, reset_state):
+        if reset_state.transaction_was_reset:
+            return
+        try:
+            dbapi_connection.rollback()
+        except Exception as error:
+            if not (isinstance(error, dbapi_error)
+                    or type(error).__module__ == "_mysql_connector"):
+                raise
+            log.info("a pooled connection was lost (%s); the next use opens another", error)
+            record.invalidate(error)
 
 
 def read_only_session(dbapi_connection) -> None:

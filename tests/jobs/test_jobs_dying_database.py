@@ -158,8 +158,10 @@ def test_the_feature_job_when_the_database_dies_mid_run(killable_server, how, tm
                                           features_written(4), action,
                                           tmp_path / "job.log")
         if how == "sigkill":
-            assert_failed_in_one_line(status, lines, output, "create_image_features.py")
-            killable_server.start()
+            try:
+                assert_failed_in_one_line(status, lines, output, "create_image_features.py")
+            finally:  # the next test, and dropping this database, need the server
+                killable_server.start()
         else:
             check_dropped_run(status, lines, output, "create_image_features.py")
         if status:
@@ -225,8 +227,10 @@ def test_the_grouping_job_when_the_database_dies_mid_run(killable_server, how, t
             url, ["group_images.py", "--batch-size", str(GROUPING_BATCH)], env,
             lists_written, action, tmp_path / "job.log")
         if how == "sigkill":
-            assert_failed_in_one_line(status, lines, output, "group_images.py")
-            killable_server.start()
+            try:
+                assert_failed_in_one_line(status, lines, output, "group_images.py")
+            finally:  # the next test, and dropping this database, need the server
+                killable_server.start()
         else:
             check_dropped_run(status, lines, output, "group_images.py")
         if status:
