@@ -110,11 +110,16 @@ def treat_driver_errors_as_lost_connections(engine: Engine) -> None:
     @event.listens_for(engine, "handle_error")
     def _as_lost_connection(context):
         error = context.original_exception
-        if type(error).__module__ == "_mysql_connector":
+        if _from_c_extension(error):
             context.is_disconnect = True
             return OperationalError(context.statement, context.parameters, error,
                                     connection_invalidated=True)
         return None
+
+
+def _from_c_extension(error: BaseException) -> bool:
+    """Whether `error` is one of mysql-connector's C extension, not a DB-API error."""
+    return type(error).__module__ == "_mysql_connector"
 
 
 def roll_back_on_return(engine: Engine) -> None:
@@ -131,8 +136,7 @@ def roll_back_on_return(engine: Engine) -> None:
         try:
             dbapi_connection.rollback()
         except Exception as error:
-            if not (isinstance(error, dbapi_error)
-                    or type(error).__module__ == "_mysql_connector"):
+            if not (isinstance(error, dbapi_error) or _from_c_extension(error)):
                 raise
             log.info("a pooled connection was lost (%s); the next use opens another", error)
             record.invalidate(error)
